@@ -1,0 +1,66 @@
+"""Seconds per epoch of the default MLP next to a float32 matmul ceiling measured in the same run.
+
+    python benchmarks/epoch_speed.py                # default MLP: 784-256-10, batch 128, 3 epochs after warm-up
+    python benchmarks/epoch_speed.py --hidden 1024 --batch-size 256 --epochs 2
+
+The ceiling is the best of several timed (B, 784) @ (784, H) float32 products at the sizes of the first layer, as
+GFLOP/s; the MLP's achieved rate counts the matmul FLOPs of forward and backward (3 products per layer and step:
+forward, grad-input, grad-weight; grad-input of the first layer is not needed and not counted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from mlplab import TrainConfig, train
+from mlplab.data import load_mnist, make_splits
+
+
+def matmul_ceiling(m: int, k: int, n: int, seconds: float = 1.0) -> float:
+    """Best observed GFLOP/s of float32 (m, k) @ (k, n) on the CPU."""
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(m, k, generator=g), torch.randn(k, n, generator=g)
+    best = float("inf")
+    end = time.perf_counter() + seconds
+    reps = max(1, int(2e8 / (2 * m * k * n)))
+    while time.perf_counter() < end:
+        t = time.perf_counter()
+        for _ in range(reps):
+            a @ b
+        best = min(best, (time.perf_counter() - t) / reps)
+    return 2 * m * k * n / best / 1e9
+
+
+def mlp_flops_per_epoch(sizes: list[int], n: int) -> float:
+    f = 0.0
+    for i, (fi, fo) in enumerate(zip(sizes[:-1], sizes[1:])):
+        f += 2 * n * fi * fo * (2 if i == 0 else 3)
+    return f
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--epochs", type=int, default=3)
+    args = p.parse_args()
+
+    splits = make_splits(load_mnist())
+    cfg = TrainConfig(hidden=(args.hidden,), batch_size=args.batch_size, epochs=args.epochs)
+    train(cfg.replace(epochs=1), splits=splits, progress=False, device="cpu")  # warm-up
+    r = train(cfg, splits=splits, progress=False, device="cpu")
+    per_epoch = r.history[-1]["seconds"] / len(r.history)
+    ceiling = matmul_ceiling(args.batch_size, 784, args.hidden)
+    achieved = mlp_flops_per_epoch([784, args.hidden, 10], len(splits.train_x)) / per_epoch / 1e9
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"{'model':<22}{'s/epoch':>9}{'GFLOP/s':>9}{'ceiling':>9}{'of ceiling':>11}{'test acc':>10}")
+    name = f"784-{args.hidden}-10 b{args.batch_size}"
+    print(f"{name:<22}{per_epoch:>9.3f}{achieved:>9.1f}{ceiling:>9.1f}{achieved / ceiling:>11.0%}"
+          f"{r.test_accuracy:>10.4f}")
+
+
+if __name__ == "__main__":
+    main()

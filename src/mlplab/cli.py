@@ -1,0 +1,188 @@
+"""The `mlplab` command.
+
+    mlplab train                                   # the course's MLP: 784-256-10, ReLU, uniform(-0.01, 0.01), SGD 0.1
+    mlplab train --hidden 256 --activation relu --init uniform:0.01 --optimizer sgd --lr 0.1 --epochs 10 \\
+                 --batch-size 128 --seed 0 --json
+    mlplab train --hidden none --epochs 5          # softmax regression
+    mlplab train --hidden 512,512 --init kaiming_normal --optimizer adam --lr 1e-3 --save mlp.pt
+
+Bad input is one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from mlplab import __version__
+
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (no usage dump) and exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="mlplab", description="Multilayer perceptrons from raw tensors on MNIST.")
+    p.add_argument("--version", action="version", version=f"mlplab {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train one MLP (or softmax regression) and report its accuracy",
+                       description="Train one model from scratch on MNIST (or an IDX dataset folder).")
+    add_train_arguments(t)
+    t.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (the best available; default)")
+    t.add_argument("--json", action="store_true", help="print one JSON object with the metrics and config on stdout")
+    t.add_argument("--save", metavar="PATH", help="write the trained parameters and config here (torch.save)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar and no per-epoch table")
+    t.set_defaults(func=cmd_train)
+    return p
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags that map onto TrainConfig (default None: keep the config's default)."""
+    a = p.add_argument
+    a("--hidden", help="hidden layer widths, e.g. 256 or 512,512; 'none' for softmax regression (default 256)")
+    a("--activation", help="relu, leaky_relu, elu, gelu, tanh, sigmoid, softplus, sin or identity (default relu)")
+    a("--init", help="NAME[:SCALE]: zeros, uniform:A, normal:SIGMA, xavier_uniform, xavier_normal, kaiming_uniform, "
+      "kaiming_normal (SCALE multiplies their gain) (default uniform:0.01)")
+    a("--bias-init", help="zeros (default) or same (drawn like the weights)")
+    a("--optimizer", help="sgd (default), adam or adamw")
+    a("--lr", type=float, help="learning rate (default 0.1)")
+    a("--momentum", type=float, help="SGD momentum (default 0)")
+    a("--nesterov", action="store_true", default=None, help="Nesterov momentum (SGD with --momentum > 0)")
+    a("--weight-decay", type=float, help="weight decay (default 0)")
+    a("--beta1", type=float, help="Adam beta1 (default 0.9)")
+    a("--beta2", type=float, help="Adam beta2 (default 0.999)")
+    a("--eps", type=float, help="Adam epsilon (default 1e-8)")
+    a("--schedule", help="learning-rate schedule: constant (default), step, cosine or onecycle")
+    a("--warmup-steps", type=int, help="linear learning-rate warm-up steps (default 0)")
+    a("--step-size", type=int, help="epochs between decays for --schedule step (default 1)")
+    a("--gamma", type=float, help="decay factor for --schedule step (default 0.1)")
+    a("--epochs", type=int, help="passes over the training split (default 10)")
+    a("--batch-size", type=int, help="examples per step (default 128)")
+    a("--seed", type=int, help="seed of the weight initialization (default 0)")
+    a("--data-seed", type=int, help="seed of the data order (default: --seed)")
+    a("--val-size", type=int, help="validation images taken from the end of the training set (default 10000)")
+    a("--data", help="'mnist' (bundled, default) or a folder with the four IDX files (Fashion-MNIST, KMNIST, ...)")
+
+
+def config_from_args(args: argparse.Namespace):
+    from mlplab.config import TrainConfig, parse_hidden, parse_init
+
+    d = {}
+    for name in ("activation", "bias_init", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "beta1",
+                 "beta2", "eps", "schedule", "warmup_steps", "step_size", "gamma", "epochs", "batch_size", "seed",
+                 "data_seed", "val_size", "data"):
+        value = getattr(args, name, None)
+        if value is not None:
+            d[name] = value
+    if args.hidden is not None:
+        d["hidden"] = parse_hidden(args.hidden)
+    if args.init is not None:
+        d["init"], scale = parse_init(args.init)
+        if scale is not None:
+            d["init_scale"] = scale
+    if "data" in d and d["data"] != "mnist":
+        d["data"] = os.path.expanduser(d["data"])
+    return TrainConfig.from_dict(d)
+
+
+def cmd_train(args) -> int:
+    from mlplab import checkpoint
+    from mlplab.data import load_dataset, make_splits
+    from mlplab.device import resolve_device
+    from mlplab.train import train
+
+    try:
+        config = config_from_args(args)
+        device = resolve_device(args.device)
+        if args.save:
+            _check_writable(Path(args.save))
+        splits = make_splits(load_dataset(config.data), config.val_size)
+        if config.batch_size > len(splits.train_x):
+            n = len(splits.train_x)
+            raise ValueError(f"batch_size must be <= the {n} training images, got {config.batch_size}")
+    except USER_ERRORS as e:
+        return _fail(f"train: {e}")
+
+    show = not args.quiet and not args.json
+    if show:
+        print(_describe(config, device))
+        print(_row(("epoch", "train loss", "val loss", "val acc", "test acc", "seconds")))
+    on_epoch = (lambda epoch, rows: print(_row(_cells(rows[0])), flush=True)) if show else None
+    result = train(config, device=device, splits=splits, progress=None if not args.quiet else False,
+                   on_epoch=on_epoch)
+    summary = result.summary()
+    if args.save:
+        checkpoint.save(args.save, result.params, config, {k: v for k, v in summary.items() if k != "history"})
+    if args.json:
+        print(json.dumps(summary))
+    elif not args.quiet or result.diverged:
+        print(_verdict(result, args.save))
+    return 0
+
+
+def _describe(config, device) -> str:
+    layers = "-".join(str(s) for s in (784, *config.hidden, 10))
+    return (f"mlplab {__version__}: {layers} {config.activation}, init {config.init}:{config.init_scale:g}, "
+            f"{config.optimizer} lr {config.lr:g}, batch {config.batch_size}, {config.epochs} epochs, "
+            f"seed {config.seed}, on {device}")
+
+
+def _cells(h: dict) -> tuple:
+    def pct(v):
+        return "-" if v is None or v != v else f"{100 * v:.2f}%"
+
+    def num(v):
+        return "-" if v is None or v != v else f"{v:.4f}"
+
+    return (h["epoch"], num(h["train_loss"]), num(h.get("val_loss")), pct(h.get("val_accuracy")),
+            pct(h.get("test_accuracy")), f"{h['seconds']:.1f}")
+
+
+def _row(cells) -> str:
+    return "  ".join(f"{c!s:>10}" for c in cells)
+
+
+def _verdict(result, save) -> str:
+    if result.diverged:
+        at = result.diverged_at
+        return (f"diverged: the loss or a gradient became non-finite at epoch {at['epoch']}, step {at['step']}; "
+                f"try a smaller --lr or init scale")
+    line = f"test accuracy {100 * result.test_accuracy:.2f}% after {len(result.history)} epochs, {result.seconds:.1f} s"
+    return line + (f"; saved to {save}" if save else "")
+
+
+def _check_writable(path: Path) -> None:
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise IsADirectoryError(f"--save {path} is a folder; give a file name such as model.pt")
+    if not parent.is_dir():
+        raise FileNotFoundError(f"--save {path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise PermissionError(f"--save {path}: folder {parent} is not writable")
+
+
+def _fail(message: str) -> int:
+    print(f"mlplab {message}", file=sys.stderr)
+    return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("mlplab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""The multilayer perceptron, from plain tensors. Softmax regression is the MLP with no hidden layer.
+
+Every parameter carries a leading model axis M, so one model is M = 1 and a population of M models of the same
+shape is the same code: weights w{i} are (M, fan_in, fan_out), biases b{i} are (M, 1, fan_out).
+
+    >>> params = init_mlp([784, 256, 10], "uniform", scales=[0.01], seeds=[0])
+    >>> logits = forward(params, x, "relu")           # x (B, 784) -> (1, B, 10)
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from mlplab.activations import ACTIVATIONS
+from mlplab.initializers import INITS
+
+Params = dict[str, Tensor]
+
+
+def layer_sizes(in_dim: int, hidden: tuple[int, ...] | list[int], n_classes: int) -> list[int]:
+    """[784] + hidden + [10]: the width of every layer, input first."""
+    return [in_dim, *hidden, n_classes]
+
+
+def n_layers(params: Params) -> int:
+    return sum(1 for k in params if k.startswith("w"))
+
+
+def init_mlp(
+    sizes: list[int],
+    init: str,
+    scales: list[float],
+    seeds: list[int],
+    bias_init: str = "zeros",
+) -> Params:
+    """Parameters of M = len(seeds) models, model m drawn from its own generator seeded with seeds[m].
+
+    Drawing is on the CPU in float32, layer by layer (weight, then bias when `bias_init == "same"`), so a model's
+    parameters depend only on its seed and scale, never on the other models or on the device.
+    """
+    assert len(scales) == len(seeds), "one scale per model"
+    scheme = INITS[init]
+    per_model = []
+    for scale, seed in zip(scales, seeds):
+        g = torch.Generator().manual_seed(int(seed))
+        p = {}
+        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            p[f"w{i}"] = scheme((fan_in, fan_out), fan_in, fan_out, scale, g)  # (fan_in, fan_out)
+            if bias_init == "same":
+                p[f"b{i}"] = scheme((1, fan_out), fan_in, fan_out, scale, g)  # (1, fan_out)
+            else:
+                p[f"b{i}"] = torch.zeros(1, fan_out)
+        per_model.append(p)
+    return {k: torch.stack([p[k] for p in per_model]) for k in per_model[0]}  # (M, ...)
+
+
+def linear(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
+    """x @ w + b for every model.
+
+    x: (B, D) shared by all models, or (M, B, D); w: (M, D, H); b: (M, 1, H). Returns (M, B, H).
+    A shared input is multiplied by all models' weights in ONE matmul, (B, D) @ (D, M*H).
+    """
+    M, D, H = w.shape
+    if x.dim() == 2:
+        B = x.shape[0]
+        wide = w.permute(1, 0, 2).reshape(D, M * H)  # (D, M*H); a view when M == 1
+        return (x @ wide).view(B, M, H).transpose(0, 1) + b  # (M, B, H)
+    return torch.baddbmm(b, x, w)  # (M, B, H)
+
+
+def forward(params: Params, x: Tensor, activation: str) -> Tensor:
+    """Logits of every model. x: (B, D) or (M, B, D) -> (M, B, C)."""
+    act = ACTIVATIONS[activation]
+    L = n_layers(params)
+    h = x
+    for i in range(L):
+        h = linear(h, params[f"w{i}"], params[f"b{i}"])  # (M, B, sizes[i+1])
+        if i < L - 1:
+            h = act(h)
+    return h
+
+
+def hidden_features(params: Params, x: Tensor, activation: str, layer: int = 0) -> Tensor:
+    """Activations of hidden layer `layer` (0 = first), (M, B, H): for looking inside a trained model."""
+    act = ACTIVATIONS[activation]
+    h = x
+    for i in range(layer + 1):
+        h = act(linear(h, params[f"w{i}"], params[f"b{i}"]))
+    return h
+
+
+def select(params: Params, m: int) -> Params:
+    """Model m of a population, still with a model axis of size 1."""
+    return {k: v[m : m + 1].clone() for k, v in params.items()}
+
+
+def n_parameters(params: Params) -> int:
+    """Number of trainable numbers per model."""
+    return sum(v[0].numel() for v in params.values())
