@@ -42,6 +42,26 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--save", metavar="PATH", help="write the trained parameters and config here (torch.save)")
     t.add_argument("--quiet", action="store_true", help="no progress bar and no per-epoch table")
     t.set_defaults(func=cmd_train)
+
+    w = sub.add_parser("sweep", help="train every trial of a sweep spec (TOML) into a resumable result store",
+                       description="Train a sweep: trials of the same shape train together as populations. "
+                       "Finished trials in --store are skipped, so rerunning resumes.")
+    w.add_argument("spec", help="the sweep spec, a TOML file with [base], [axes] and [sweep]")
+    w.add_argument("--store", required=True, help="the SQLite result store (created if missing), e.g. runs/lr.sqlite")
+    w.add_argument("--sequential", action="store_true", help="train the trials one at a time (for comparison)")
+    w.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (default)")
+    w.add_argument("--memory-budget", type=float, metavar="GB",
+                   help="memory for one population (default: half of the free memory)")
+    w.add_argument("--quiet", action="store_true", help="no progress bar and no summary table")
+    w.set_defaults(func=cmd_sweep)
+
+    r = sub.add_parser("results", help="print a result store as a table, or export it as CSV",
+                       description="One row per trial: the settings that vary, status and final metrics.")
+    r.add_argument("store", help="the SQLite result store")
+    r.add_argument("--csv", metavar="PATH", help="write every trial (all config keys and metrics) to this CSV file")
+    r.add_argument("--sort", default="test_accuracy", help="column to sort the table by (default test_accuracy)")
+    r.add_argument("--limit", type=int, default=50, help="rows to print (default 50; 0 for all)")
+    r.set_defaults(func=cmd_results)
     return p
 
 
@@ -127,6 +147,112 @@ def cmd_train(args) -> int:
     elif not args.quiet or result.diverged:
         print(_verdict(result, args.save))
     return 0
+
+
+def cmd_sweep(args) -> int:
+    from mlplab.device import resolve_device
+    from mlplab.runner import run_sweep
+    from mlplab.store import Store
+    from mlplab.sweep import SweepSpec
+
+    try:
+        spec = SweepSpec.from_toml(args.spec)
+        trials = spec.trials()
+        device = resolve_device(args.device)
+        if args.memory_budget is not None and not args.memory_budget > 0:
+            raise ValueError(f"--memory-budget must be > 0 GB, got {args.memory_budget}")
+        store = Store(args.store)
+    except USER_ERRORS as e:
+        return _fail(f"sweep: {e}")
+    log = None if args.quiet else (lambda msg: print(msg, file=sys.stderr))
+    budget = None if args.memory_budget is None else int(args.memory_budget * 2**30)
+    with store:
+        report = run_sweep(trials, store, device=device, sequential=args.sequential,
+                           progress=False if args.quiet else None, budget_bytes=budget, name=spec.name, log=log)
+        if not args.quiet:
+            print(f"{report.trained} trained, {report.skipped} already stored, {report.failed} failed, "
+                  f"{report.populations} population(s), {report.seconds:.1f} s", file=sys.stderr)
+            _print_results(store.records(), "test_accuracy", 20)
+    return 1 if report.failed else 0
+
+
+def cmd_results(args) -> int:
+    from mlplab.store import Store
+
+    try:
+        store = Store(args.store, create=False)
+    except USER_ERRORS as e:
+        return _fail(f"results: {e}")
+    with store:
+        rows = store.records()
+    if args.csv:
+        _write_csv(rows, args.csv)
+        print(f"{len(rows)} trials written to {args.csv}", file=sys.stderr)
+    else:
+        _print_results(rows, args.sort, args.limit)
+    return 0
+
+
+RESULT_METRICS = ("status", "test_accuracy", "val_accuracy", "train_loss", "seconds")
+
+
+def _varying(rows: list[dict]) -> list[str]:
+    from mlplab.config import TrainConfig
+
+    keys = list(TrainConfig().to_dict())
+    return [k for k in keys if len({repr(r.get(k)) for r in rows}) > 1]
+
+
+def _print_results(rows: list[dict], sort: str, limit: int) -> None:
+    if not rows:
+        print("(no trials)")
+        return
+    cols = _varying(rows) + list(RESULT_METRICS)
+    if sort not in rows[0]:
+        raise SystemExit(_fail(f"results: unknown column {sort!r} to sort by; choose from {', '.join(cols)}"))
+    rows = sorted(rows, key=lambda r: (r.get(sort) is None, -(r.get(sort) or 0) if isinstance(r.get(sort), float)
+                                       else 0))
+    shown = rows if limit <= 0 else rows[:limit]
+    table = [[_fmt(r.get(c)) for c in cols] for r in shown]
+    widths = [max(len(c), *(len(t[i]) for t in table)) for i, c in enumerate(cols)]
+    print("  ".join(c.rjust(w) for c, w in zip(cols, widths)))
+    for t in table:
+        print("  ".join(v.rjust(w) for v, w in zip(t, widths)))
+    if len(rows) > len(shown):
+        print(f"... {len(rows) - len(shown)} more (--limit 0 for all, --csv PATH to export)")
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, list):
+        return ",".join(str(x) for x in v) or "none"
+    return str(v)
+
+
+def _write_csv(rows: list[dict], path: str) -> None:
+    import csv
+
+    from mlplab.config import TrainConfig
+
+    cols = list(TrainConfig().to_dict()) + ["status", "train_loss", "val_loss", "val_accuracy", "test_loss",
+                                            "test_accuracy", "diverged_at", "seconds", "population", "device",
+                                            "version", "git_commit", "key"]
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(cols)
+        for r in rows:
+            w.writerow([_csv_value(r.get(c)) for c in cols])
+
+
+def _csv_value(v):
+    if isinstance(v, list):
+        return ",".join(str(x) for x in v)
+    if isinstance(v, dict):
+        return json.dumps(v)
+    return "" if v is None else v
 
 
 def _describe(config, device) -> str:

@@ -70,14 +70,28 @@ def linear(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
 
 
 def forward(params: Params, x: Tensor, activation: str) -> Tensor:
-    """Logits of every model. x: (B, D) or (M, B, D) -> (M, B, C)."""
+    """Logits of every model. x: (B, D) shared by all models, or (M, B, D) -> (M, B, C)."""
+    return _rest(params, linear(x, params["w0"], params["b0"]), activation)
+
+
+def forward_streams(params: Params, xs: list[Tensor], groups: list[slice], activation: str) -> Tensor:
+    """Logits when each group of models (a slice of the model axis) reads its own shared batch.
+
+    xs[g]: (B, D) for the models in groups[g]; the groups tile 0..M-1 in order. Each group's first layer is one
+    wide matmul, so a sweep over trials x data-order seeds costs one wide product per seed. Returns (M, B, C).
+    """
+    w, b = params["w0"], params["b0"]
+    if len(xs) == 1:
+        return forward(params, xs[0], activation)
+    h = torch.cat([linear(x, w[g], b[g]) for x, g in zip(xs, groups)])  # (M, B, H1)
+    return _rest(params, h, activation)
+
+
+def _rest(params: Params, h: Tensor, activation: str) -> Tensor:
+    """Layers 1..L-1 applied to the first layer's pre-activations h (M, B, H1)."""
     act = ACTIVATIONS[activation]
-    L = n_layers(params)
-    h = x
-    for i in range(L):
-        h = linear(h, params[f"w{i}"], params[f"b{i}"])  # (M, B, sizes[i+1])
-        if i < L - 1:
-            h = act(h)
+    for i in range(1, n_layers(params)):
+        h = linear(act(h), params[f"w{i}"], params[f"b{i}"])  # (M, B, sizes[i+1])
     return h
 
 

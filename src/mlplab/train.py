@@ -27,7 +27,7 @@ from mlplab import optim
 from mlplab.config import TrainConfig
 from mlplab.device import resolve_device
 from mlplab.losses import correct, cross_entropy
-from mlplab.mlp import Params, forward, init_mlp, layer_sizes, select
+from mlplab.mlp import Params, forward, forward_streams, init_mlp, layer_sizes, select
 from mlplab.schedules import lr_factor
 
 # Fields that must agree across a population; everything else may differ per model.
@@ -98,6 +98,9 @@ def train_population(configs: list[TrainConfig], *, device: str | torch.device =
     """Train M configs together as one population; returns one TrainResult per config, in order."""
     assert configs, "need at least one config"
     check_compatible(configs)
+    # Models that share a data-order seed read one minibatch stream; sort them into contiguous groups.
+    order = sorted(range(len(configs)), key=lambda i: configs[i].order_seed)
+    configs = [configs[i] for i in order]
     c0 = configs[0]
     dev = resolve_device(device)
     if splits is None:
@@ -118,9 +121,10 @@ def train_population(configs: list[TrainConfig], *, device: str | torch.device =
     hp = _hyperparameters(configs, dev)
     state = optim.init_state(params, c0.optimizer)
 
-    # Data order: one stream per distinct order seed; models point at their stream.
+    # Data order: one stream per distinct order seed, read by a contiguous group of models.
     order_seeds = sorted({c.order_seed for c in configs})
-    stream_of = torch.tensor([order_seeds.index(c.order_seed) for c in configs], device=dev)  # (M,)
+    seeds_of = [c.order_seed for c in configs]
+    groups = [slice(seeds_of.index(s), len(seeds_of) - seeds_of[::-1].index(s)) for s in order_seeds]
     gens = [torch.Generator().manual_seed(s) for s in order_seeds]
     slices = data_mod.batch_slices(n_train, c0.batch_size)
     steps_per_epoch, total_steps = len(slices), len(slices) * c0.epochs
@@ -141,12 +145,12 @@ def train_population(configs: list[TrainConfig], *, device: str | torch.device =
         loss_steps = torch.zeros(M, device=dev)
         for sl in slices:
             idx = orders[:, sl]  # (S, B)
-            if len(order_seeds) == 1:
-                xb, yb = X[idx[0]], Y[idx[0]]  # (B, D), (B,): shared by all models
+            xs = [X[i] for i in idx]  # S batches (B, D)
+            if len(groups) == 1:
+                yb = Y[idx[0]]  # (B,): shared by all models
             else:
-                idx = idx[stream_of]  # (M, B)
-                xb, yb = X[idx], Y[idx]  # (M, B, D), (M, B)
-            losses = cross_entropy(forward(params, xb, c0.activation), yb)  # (M,)
+                yb = torch.cat([Y[i].expand(g.stop - g.start, -1) for i, g in zip(idx, groups)])  # (M, B)
+            losses = cross_entropy(forward_streams(params, xs, groups, c0.activation), yb)  # (M,)
             grads = torch.autograd.grad(losses.sum(), list(params.values()))
             grads = dict(zip(params, grads))
             ok = _finite_per_model(losses, grads)  # (M,)
@@ -180,19 +184,20 @@ def train_population(configs: list[TrainConfig], *, device: str | torch.device =
                 "seconds": train_seconds,
             })
         if on_epoch is not None:
-            on_epoch(epoch, [h[-1] for h in histories])
+            position = {orig: m for m, orig in enumerate(order)}
+            on_epoch(epoch, [histories[position[i]][-1] for i in range(M)])  # in the caller's order
         if stopped or not bool(alive.any()):
             break
     bar.close()
     wall = time.perf_counter() - t_start
 
     died = died_at.tolist()
-    results = []
+    results = [None] * M
     for m, c in enumerate(configs):
         at = None
         if died[m] >= 0:
             at = {"epoch": died[m] // steps_per_epoch + 1, "step": died[m] % steps_per_epoch}
-        results.append(TrainResult(
+        results[order[m]] = TrainResult(
             config=c,
             history=histories[m],
             params={k: v.detach() for k, v in select(params, m).items()},
@@ -201,7 +206,7 @@ def train_population(configs: list[TrainConfig], *, device: str | torch.device =
             seconds=wall,
             device=str(dev),
             extra={"population_size": M, "steps": step},
-        ))
+        )
     return results
 
 
