@@ -55,6 +55,17 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--quiet", action="store_true", help="no progress bar and no summary table")
     w.set_defaults(func=cmd_sweep)
 
+    s = sub.add_parser("study", help="run the hyperparameter case study and write an executed notebook report",
+                       description="Train the case study's experiments (resumable) and write DIR/study.ipynb "
+                       "(executed), DIR/study.html and DIR/figures/.")
+    s.add_argument("--quick", action="store_true", help="a reduced study: 1 seed, 1 epoch, fewer values")
+    s.add_argument("--out", default="study", help="output folder (default ./study)")
+    s.add_argument("--store", help="the result store (default OUT/study.sqlite)")
+    s.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (default)")
+    s.add_argument("--seeds", type=int, help="seeds per setting (default 3; 1 with --quick)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_study)
+
     r = sub.add_parser("results", help="print a result store as a table, or export it as CSV",
                        description="One row per trial: the settings that vary, status and final metrics.")
     r.add_argument("store", help="the SQLite result store")
@@ -174,6 +185,30 @@ def cmd_sweep(args) -> int:
                   f"{report.populations} population(s), {report.seconds:.1f} s", file=sys.stderr)
             _print_results(store.records(), "test_accuracy", 20)
     return 1 if report.failed else 0
+
+
+def cmd_study(args) -> int:
+    from mlplab.device import resolve_device
+    from mlplab.store import Store
+    from mlplab.study import run_study
+
+    try:
+        if args.seeds is not None and args.seeds < 1:
+            raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+        resolve_device(args.device)
+        out = Path(args.out)
+        if out.exists() and not out.is_dir():
+            raise NotADirectoryError(f"--out {out} is a file; give a folder")
+        if args.store:
+            Store(args.store).close()  # refuses a file that is not a store, before any training
+    except USER_ERRORS as e:
+        return _fail(f"study: {e}")
+    log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
+    info = run_study(out, store=args.store, quick=args.quick, device=args.device, seeds=args.seeds,
+                     progress=False if args.quiet else None, log=log)
+    print(f"study: {info['trials']} trials ({info['trained']} trained, {info['reused']} reused), "
+          f"training {info['train_seconds']:.1f} s, report {info['report_seconds']:.1f} s -> {out / 'study.html'}")
+    return 0
 
 
 def cmd_results(args) -> int:

@@ -29,25 +29,29 @@ def n_layers(params: Params) -> int:
 
 def init_mlp(
     sizes: list[int],
-    init: str,
+    init: str | list[str],
     scales: list[float],
     seeds: list[int],
-    bias_init: str = "zeros",
+    bias_init: str | list[str] = "zeros",
 ) -> Params:
     """Parameters of M = len(seeds) models, model m drawn from its own generator seeded with seeds[m].
 
-    Drawing is on the CPU in float32, layer by layer (weight, then bias when `bias_init == "same"`), so a model's
-    parameters depend only on its seed and scale, never on the other models or on the device.
+    `init` and `bias_init` name one scheme for all models, or one per model. Drawing is on the CPU in float32,
+    layer by layer (weight, then bias when its bias_init is "same"), so a model's parameters depend only on its
+    own scheme, scale and seed, never on the other models or on the device.
     """
-    assert len(scales) == len(seeds), "one scale per model"
-    scheme = INITS[init]
+    M = len(seeds)
+    assert len(scales) == M, "one scale per model"
+    inits = [init] * M if isinstance(init, str) else list(init)
+    bias_inits = [bias_init] * M if isinstance(bias_init, str) else list(bias_init)
     per_model = []
-    for scale, seed in zip(scales, seeds):
+    for name, bias, scale, seed in zip(inits, bias_inits, scales, seeds):
+        scheme = INITS[name]
         g = torch.Generator().manual_seed(int(seed))
         p = {}
         for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
             p[f"w{i}"] = scheme((fan_in, fan_out), fan_in, fan_out, scale, g)  # (fan_in, fan_out)
-            if bias_init == "same":
+            if bias == "same":
                 p[f"b{i}"] = scheme((1, fan_out), fan_in, fan_out, scale, g)  # (1, fan_out)
             else:
                 p[f"b{i}"] = torch.zeros(1, fan_out)

@@ -1,8 +1,8 @@
 """Planning a sweep: group trials into populations that can train together and fit a memory budget.
 
 Trials go to the same population when they share every field in `train.SHARED_FIELDS` (layer shapes,
-activation, init scheme, optimizer kind, schedule, batch size, epochs, data); everything else (learning rate,
-momentum, weight decay, init scale, seeds) may differ per model. A group larger than the budget allows is split.
+activation, optimizer kind, schedule, batch size, epochs, data); everything else (learning rate, momentum,
+weight decay, init scheme and scale, seeds) may differ per model. A group larger than the budget allows is split.
 """
 
 from __future__ import annotations

@@ -45,7 +45,11 @@ def run_sweep(trials: list[TrainConfig], store: Store | str, *, device="auto", s
     pops = planner.sequential(todo) if sequential else planner.plan(todo, budget)
     if log:
         log(f"{len(trials)} trials: {len(trials) - len(todo)} already in the store, {len(todo)} to train "
-            f"in {len(pops)} population(s) on {dev}")
+            f"in {len(pops)} population(s) on {dev} (memory budget {budget / 2**30:.1f} GiB per population)")
+        for pop in pops[:12]:
+            log(f"  {pop.describe()}  (~{pop.size * pop.bytes_per_model / 2**20:.0f} MiB)")
+        if len(pops) > 12:
+            log(f"  ... and {len(pops) - 12} more")
     enabled = sys.stderr.isatty() if progress is None else progress
     bar = tqdm(total=len(todo), unit="trial", desc="sweep", disable=not enabled, file=sys.stderr,
                dynamic_ncols=True)

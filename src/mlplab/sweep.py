@@ -26,10 +26,9 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import tomllib
 
 from mlplab.config import TrainConfig, parse_hidden, parse_init
 

@@ -31,8 +31,8 @@ from mlplab.mlp import Params, forward, forward_streams, init_mlp, layer_sizes, 
 from mlplab.schedules import lr_factor
 
 # Fields that must agree across a population; everything else may differ per model.
-SHARED_FIELDS = ("hidden", "activation", "init", "bias_init", "optimizer", "nesterov", "schedule", "warmup_steps",
-                 "step_size", "gamma", "epochs", "batch_size", "val_size", "data")
+SHARED_FIELDS = ("hidden", "activation", "optimizer", "nesterov", "schedule", "warmup_steps", "step_size", "gamma",
+                 "epochs", "batch_size", "val_size", "data")
 CHECK_EVERY = 50  # steps between host checks for "every model diverged" (the only per-step host sync)
 
 
@@ -116,7 +116,8 @@ def train_population(configs: list[TrainConfig], *, device: str | torch.device =
     M = len(configs)
     sizes = layer_sizes(X.shape[1], c0.hidden, n_classes)
 
-    params = init_mlp(sizes, c0.init, [c.init_scale for c in configs], [c.seed for c in configs], c0.bias_init)
+    params = init_mlp(sizes, [c.init for c in configs], [c.init_scale for c in configs], [c.seed for c in configs],
+                      [c.bias_init for c in configs])
     params = {k: v.to(dev).requires_grad_(True) for k, v in params.items()}
     hp = _hyperparameters(configs, dev)
     state = optim.init_state(params, c0.optimizer)

@@ -1,0 +1,161 @@
+"""Populations vs one at a time: seconds per epoch of M MLPs trained together as one population, and one by one.
+
+    python benchmarks/population.py                   # 5 cases x 2 data orders, best of 3 repeats (~10 min, 2 cores)
+    python benchmarks/population.py --quick           # 2 small cases, 1 repeat (~1 min)
+    python benchmarks/population.py --order shared --repeats 5 --json population.json
+
+Method: for each (M, H) the same M trials (784-H-10, ReLU, SGD, batch 128, 1 epoch on MNIST's 50,000 training
+images; model m has seed m and lr geomspace(0.01, 0.5, M)[m]) train once as ONE population (`train_population`)
+and once one at a time (`train` per config), side by side in each repeat after a warm-up run. Times are training
+only (`history[-1]["seconds"]`, evaluation excluded); each column is the best over repeats, and the speedup range
+is the min-max of the per-repeat ratios. For M > --sample, only --sample evenly spaced models are trained one at a
+time and their total is scaled by M / sample (marked `*`). Data order "per-seed" is TrainConfig's default (model m
+shuffles with its own seed m, so the population gathers M batches per step); "shared" sets data_seed = 0 for all,
+so every model reads the same batch and the first layer is one wide (B, 784) @ (784, M*H) product. GFLOP/s counts
+the matmul FLOPs of the population's epoch (`_common.mlp_flops_per_epoch`) over its training time; the ceiling is
+the best observed (128, 784) @ (784, M*H) float32 product in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import torch
+from _common import matmul_ceiling, mlp_flops_per_epoch
+
+import mlplab
+from mlplab import TrainConfig, train
+from mlplab.data import load_mnist, make_splits
+from mlplab.train import train_population
+
+CASES = [(64, 1), (64, 8), (64, 32), (16, 256), (4, 1024)]  # (M, H)
+QUICK_CASES = [(16, 8), (4, 256)]
+ORDERS = ("per-seed", "shared")
+
+
+def trial_configs(M: int, H: int, order: str, batch_size: int) -> list[TrainConfig]:
+    """The M trials of one case: seed m, lr log-spaced over [0.01, 0.5], one epoch."""
+    lrs = np.geomspace(0.01, 0.5, M) if M > 1 else [0.1]
+    data_seed = 0 if order == "shared" else None  # None: each model shuffles with its own seed
+    return [TrainConfig(hidden=(H,), lr=float(lr), seed=m, data_seed=data_seed, epochs=1, batch_size=batch_size)
+            for m, lr in enumerate(lrs)]
+
+
+def sample_indices(M: int, k: int) -> list[int]:
+    """k evenly spaced model indices out of M (all of them when k >= M or k <= 0)."""
+    if k <= 0 or k >= M:
+        return list(range(M))
+    return sorted({round(i * (M - 1) / (k - 1)) for i in range(k)}) if k > 1 else [0]
+
+
+def time_population(configs: list[TrainConfig], splits) -> dict:
+    """Train all configs as one population: training seconds, wall seconds (incl. evaluation), test accuracies."""
+    rs = train_population(configs, splits=splits, device="cpu", progress=False)
+    return {"train_s": rs[0].history[-1]["seconds"], "wall_s": rs[0].seconds, "acc": [r.test_accuracy for r in rs]}
+
+
+def time_sequential(configs: list[TrainConfig], splits, idx: list[int]) -> dict:
+    """Train configs[idx] one at a time; seconds are scaled by len(configs) / len(idx) to stand for all of them."""
+    rs = [train(configs[i], splits=splits, device="cpu", progress=False) for i in idx]
+    scale = len(configs) / len(idx)
+    return {"train_s": scale * sum(r.history[-1]["seconds"] for r in rs),
+            "wall_s": scale * sum(r.seconds for r in rs), "acc": [r.test_accuracy for r in rs]}
+
+
+def run_case(M: int, H: int, order: str, splits, repeats: int, sample: int, batch_size: int) -> dict:
+    """Population and one-at-a-time runs of one case, side by side in each repeat, plus the matmul ceiling."""
+    configs = trial_configs(M, H, order, batch_size)
+    idx = sample_indices(M, sample)
+    pops, seqs, ceilings = [], [], []
+    for _ in range(repeats):
+        pops.append(time_population(configs, splits))
+        seqs.append(time_sequential(configs, splits, idx))
+        ceilings.append(matmul_ceiling(batch_size, 784, M * H, seconds=0.5))
+    pop_s = min(p["train_s"] for p in pops)
+    seq_s = min(s["train_s"] for s in seqs)
+    flops = M * mlp_flops_per_epoch([784, H, 10], len(splits.train_x))
+    ratios = [s["train_s"] / p["train_s"] for p, s in zip(pops, seqs)]
+    acc_diff = max(abs(pops[-1]["acc"][i] - a) for i, a in zip(idx, seqs[-1]["acc"]))
+    return {"M": M, "H": H, "order": order, "sampled": len(idx), "pop_s": pop_s, "seq_s": seq_s,
+            "speedup": seq_s / pop_s, "speedup_min": min(ratios), "speedup_max": max(ratios),
+            "pop_wall_s": min(p["wall_s"] for p in pops), "seq_wall_s": min(s["wall_s"] for s in seqs),
+            "gflops": flops / pop_s / 1e9, "ceiling_gflops": max(ceilings), "max_test_acc_diff": acc_diff,
+            "pop_train_s_all": [p["train_s"] for p in pops], "seq_train_s_all": [s["train_s"] for s in seqs]}
+
+
+def print_table(rows: list[dict]) -> None:
+    print(f"{'M':>4}{'H':>6}  {'order':<9}{'pop s/ep':>9}{'seq s/ep':>10}{'speedup':>9}{'(range)':>13}"
+          f"{'pop wall':>9}{'seq wall':>10}{'GFLOP/s':>9}{'ceiling':>9}{'of ceil':>8}{'acc diff':>9}")
+    for r in rows:
+        star = "*" if r["sampled"] < r["M"] else " "
+        spread = f"{r['speedup_min']:.1f}-{r['speedup_max']:.1f}x"
+        print(f"{r['M']:>4}{r['H']:>6}  {r['order']:<9}{r['pop_s']:>9.2f}{r['seq_s']:>9.2f}{star}{r['speedup']:>8.1f}x"
+              f"{spread:>13}{r['pop_wall_s']:>9.2f}{r['seq_wall_s']:>9.2f}{star}{r['gflops']:>9.1f}"
+              f"{r['ceiling_gflops']:>9.1f}{r['gflops'] / r['ceiling_gflops']:>8.0%}{r['max_test_acc_diff']:>9.4f}")
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
+                             cwd=os.path.dirname(os.path.abspath(__file__)))
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help=f"cases {QUICK_CASES}, sample 4, 1 repeat unless given")
+    p.add_argument("--repeats", type=int, default=None, help="timed repeats per case (default 3, --quick 1)")
+    p.add_argument("--sample", type=int, default=None,
+                   help="models trained one at a time per case, scaled to M (default 16, --quick 4; 0: all)")
+    p.add_argument("--order", choices=(*ORDERS, "both"), default="both", help="data order of the trials")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--json", metavar="PATH", help="also write the rows and what produced them as JSON")
+    args = p.parse_args()
+    repeats = args.repeats if args.repeats is not None else (1 if args.quick else 3)
+    sample = args.sample if args.sample is not None else (4 if args.quick else 16)
+    if repeats < 1:
+        raise SystemExit(f"--repeats must be >= 1, got {repeats}")
+    cases = QUICK_CASES if args.quick else CASES
+    orders = ORDERS if args.order == "both" else (args.order,)
+
+    splits = make_splits(load_mnist())
+    load_before = os.getloadavg()[0]
+    # Warm-up: one small population and one single model, so one-time costs land in no timed run.
+    train_population(trial_configs(4, cases[0][1], "per-seed", args.batch_size), splits=splits, device="cpu",
+                     progress=False)
+    train(trial_configs(1, cases[0][1], "per-seed", args.batch_size)[0], splits=splits, device="cpu", progress=False)
+
+    rows = []
+    for M, H in cases:
+        for order in orders:
+            rows.append(run_case(M, H, order, splits, repeats, sample, args.batch_size))
+            print(f"  done M={M} H={H} {order}", file=sys.stderr, flush=True)
+    load_after = os.getloadavg()[0]
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, mlplab {mlplab.__version__} "
+          f"(git {git_commit()}), batch {args.batch_size}, 1 epoch of {len(splits.train_x)} images, "
+          f"best of {repeats} repeat(s); 1-min load average {load_before:.1f} before, {load_after:.1f} after")
+    print_table(rows)
+    if any(r["sampled"] < r["M"] for r in rows):
+        print(f"* one-at-a-time figures from {sample} evenly spaced models of M, scaled linearly by M / {sample}")
+    print("s/ep: training seconds per epoch, evaluation excluded; wall: training + evaluation; range: min-max of "
+          "per-repeat speedups;\nacc diff: largest |test accuracy difference| between a model trained in the "
+          "population and alone (last repeat)")
+    if args.json:
+        meta = {"command": " ".join([os.path.basename(sys.executable), *sys.argv]), "torch": torch.__version__,
+                "threads": torch.get_num_threads(), "mlplab": mlplab.__version__, "git": git_commit(),
+                "repeats": repeats, "sample": sample, "batch_size": args.batch_size,
+                "loadavg_before": load_before, "loadavg_after": load_after}
+        with open(args.json, "w") as f:
+            json.dump({"meta": meta, "rows": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
