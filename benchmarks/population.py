@@ -23,6 +23,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import torch
@@ -67,36 +68,60 @@ def time_sequential(configs: list[TrainConfig], splits, idx: list[int]) -> dict:
             "wall_s": scale * sum(r.seconds for r in rs), "acc": [r.test_accuracy for r in rs]}
 
 
-def run_case(M: int, H: int, order: str, splits, repeats: int, sample: int, batch_size: int) -> dict:
-    """Population and one-at-a-time runs of one case, side by side in each repeat, plus the matmul ceiling."""
+def busy_cpu_seconds() -> float | None:
+    """CPU seconds all processes on this machine have run so far (from /proc/stat; None where there is none)."""
+    try:
+        with open("/proc/stat") as f:
+            user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
+    except (OSError, ValueError):
+        return None
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def run_case(M: int, H: int, order: str, splits, sample: int, batch_size: int) -> dict:
+    """One repeat of one case: the population run, then the one-at-a-time runs, then the matmul ceiling.
+
+    Also measures how many cores other processes kept busy meanwhile ("other"), since a second job on the same
+    cores slows every small op by a scheduler time slice and makes the timings meaningless.
+    """
     configs = trial_configs(M, H, order, batch_size)
     idx = sample_indices(M, sample)
-    pops, seqs, ceilings = [], [], []
-    for _ in range(repeats):
-        pops.append(time_population(configs, splits))
-        seqs.append(time_sequential(configs, splits, idx))
-        ceilings.append(matmul_ceiling(batch_size, 784, M * H, seconds=0.5))
-    pop_s = min(p["train_s"] for p in pops)
-    seq_s = min(s["train_s"] for s in seqs)
-    flops = M * mlp_flops_per_epoch([784, H, 10], len(splits.train_x))
-    ratios = [s["train_s"] / p["train_s"] for p, s in zip(pops, seqs)]
-    acc_diff = max(abs(pops[-1]["acc"][i] - a) for i, a in zip(idx, seqs[-1]["acc"]))
-    return {"M": M, "H": H, "order": order, "sampled": len(idx), "pop_s": pop_s, "seq_s": seq_s,
+    busy0, own0, t0 = busy_cpu_seconds(), sum(os.times()[:2]), time.perf_counter()
+    pop = time_population(configs, splits)
+    seq = time_sequential(configs, splits, idx)
+    busy1, own1, t1 = busy_cpu_seconds(), sum(os.times()[:2]), time.perf_counter()
+    other = None if busy0 is None else max(0.0, (busy1 - busy0) - (own1 - own0)) / (t1 - t0)
+    acc_diff = max(abs(pop["acc"][i] - a) for i, a in zip(idx, seq["acc"]))
+    return {"pop": pop, "seq": seq, "ceiling": matmul_ceiling(batch_size, 784, M * H, seconds=0.5),
+            "sampled": len(idx), "acc_diff": acc_diff, "other_cores": other}
+
+
+def summarize(M: int, H: int, order: str, runs: list[dict], n_train: int) -> dict:
+    """Best-of-repeats row of one case; the speedup range is over the per-repeat (side by side) ratios."""
+    pop_s = min(r["pop"]["train_s"] for r in runs)
+    seq_s = min(r["seq"]["train_s"] for r in runs)
+    ratios = [r["seq"]["train_s"] / r["pop"]["train_s"] for r in runs]
+    flops = M * mlp_flops_per_epoch([784, H, 10], n_train)
+    return {"M": M, "H": H, "order": order, "sampled": runs[0]["sampled"], "pop_s": pop_s, "seq_s": seq_s,
             "speedup": seq_s / pop_s, "speedup_min": min(ratios), "speedup_max": max(ratios),
-            "pop_wall_s": min(p["wall_s"] for p in pops), "seq_wall_s": min(s["wall_s"] for s in seqs),
-            "gflops": flops / pop_s / 1e9, "ceiling_gflops": max(ceilings), "max_test_acc_diff": acc_diff,
-            "pop_train_s_all": [p["train_s"] for p in pops], "seq_train_s_all": [s["train_s"] for s in seqs]}
+            "pop_wall_s": min(r["pop"]["wall_s"] for r in runs), "seq_wall_s": min(r["seq"]["wall_s"] for r in runs),
+            "gflops": flops / pop_s / 1e9, "ceiling_gflops": max(r["ceiling"] for r in runs),
+            "max_test_acc_diff": max(r["acc_diff"] for r in runs),
+            "other_cores_max": max((r["other_cores"] or 0.0) for r in runs),
+            "pop_train_s_all": [r["pop"]["train_s"] for r in runs],
+            "seq_train_s_all": [r["seq"]["train_s"] for r in runs]}
 
 
 def print_table(rows: list[dict]) -> None:
-    print(f"{'M':>4}{'H':>6}  {'order':<9}{'pop s/ep':>9}{'seq s/ep':>10}{'speedup':>9}{'(range)':>13}"
-          f"{'pop wall':>9}{'seq wall':>10}{'GFLOP/s':>9}{'ceiling':>9}{'of ceil':>8}{'acc diff':>9}")
+    print(f"{'M':>4}{'H':>6}  {'order':<9}{'pop s/ep':>9}{'seq s/ep':>10}{'speedup':>9}{'range':>12}"
+          f"{'pop wall':>10}{'seq wall':>10}{'GFLOP/s':>9}{'ceiling':>9}{'of ceil':>8}{'acc diff':>9}{'other':>7}")
     for r in rows:
         star = "*" if r["sampled"] < r["M"] else " "
         spread = f"{r['speedup_min']:.1f}-{r['speedup_max']:.1f}x"
         print(f"{r['M']:>4}{r['H']:>6}  {r['order']:<9}{r['pop_s']:>9.2f}{r['seq_s']:>9.2f}{star}{r['speedup']:>8.1f}x"
-              f"{spread:>13}{r['pop_wall_s']:>9.2f}{r['seq_wall_s']:>9.2f}{star}{r['gflops']:>9.1f}"
-              f"{r['ceiling_gflops']:>9.1f}{r['gflops'] / r['ceiling_gflops']:>8.0%}{r['max_test_acc_diff']:>9.4f}")
+              f"{spread:>12}{r['pop_wall_s']:>10.2f}{r['seq_wall_s']:>9.2f}{star}{r['gflops']:>9.1f}"
+              f"{r['ceiling_gflops']:>9.1f}{r['gflops'] / r['ceiling_gflops']:>8.0%}{r['max_test_acc_diff']:>9.4f}"
+              f"{r['other_cores_max']:>7.2f}")
 
 
 def git_commit() -> str | None:
@@ -132,11 +157,15 @@ def main():
                      progress=False)
     train(trial_configs(1, cases[0][1], "per-seed", args.batch_size)[0], splits=splits, device="cpu", progress=False)
 
-    rows = []
-    for M, H in cases:
-        for order in orders:
-            rows.append(run_case(M, H, order, splits, repeats, sample, args.batch_size))
-            print(f"  done M={M} H={H} {order}", file=sys.stderr, flush=True)
+    # Repeats are the outer loop, so a burst of load from elsewhere hits one repeat of several cases, not one case.
+    runs = {(M, H, order): [] for M, H in cases for order in orders}
+    for rep in range(repeats):
+        for (M, H, order), done in runs.items():
+            done.append(run_case(M, H, order, splits, sample, args.batch_size))
+            r = done[-1]
+            print(f"  repeat {rep + 1}/{repeats}  M={M} H={H} {order}: population {r['pop']['train_s']:.2f} s, "
+                  f"one at a time {r['seq']['train_s']:.2f} s", file=sys.stderr, flush=True)
+    rows = [summarize(M, H, order, done, len(splits.train_x)) for (M, H, order), done in runs.items()]
     load_after = os.getloadavg()[0]
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, mlplab {mlplab.__version__} "
@@ -147,7 +176,9 @@ def main():
         print(f"* one-at-a-time figures from {sample} evenly spaced models of M, scaled linearly by M / {sample}")
     print("s/ep: training seconds per epoch, evaluation excluded; wall: training + evaluation; range: min-max of "
           "per-repeat speedups;\nacc diff: largest |test accuracy difference| between a model trained in the "
-          "population and alone (last repeat)")
+          "population and alone; other: most cores kept busy by other processes during a repeat")
+    if max(r["other_cores_max"] for r in rows) > 0.2:
+        print("WARNING: other processes used the CPU during the run; timings (and speedups) are not trustworthy")
     if args.json:
         meta = {"command": " ".join([os.path.basename(sys.executable), *sys.argv]), "torch": torch.__version__,
                 "threads": torch.get_num_threads(), "mlplab": mlplab.__version__, "git": git_commit(),

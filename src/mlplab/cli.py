@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--memory-budget", type=float, metavar="GB",
                    help="memory for one population (default: half of the free memory)")
     w.add_argument("--quiet", action="store_true", help="no progress bar and no summary table")
+    add_backend_arguments(w)
     w.set_defaults(func=cmd_sweep)
 
     s = sub.add_parser("study", help="run the hyperparameter case study and write an executed notebook report",
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (default)")
     s.add_argument("--seeds", type=int, help="seeds per setting (default 3; 1 with --quick)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_backend_arguments(s)
     s.set_defaults(func=cmd_study)
 
     r = sub.add_parser("results", help="print a result store as a table, or export it as CSV",
@@ -74,6 +76,25 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--limit", type=int, default=50, help="rows to print (default 50; 0 for all)")
     r.set_defaults(func=cmd_results)
     return p
+
+
+def add_backend_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", default="local", help="local (default: this process) or ray (a Ray cluster; "
+                   "pip install 'mlplab[ray]')")
+    p.add_argument("--address", help="with --backend ray: 'auto' or HOST:PORT of a running cluster (default: "
+                   "start a local Ray)")
+
+
+def check_backend(args) -> None:
+    if args.backend not in ("local", "ray"):
+        raise ValueError(f"unknown backend {args.backend!r}; choose one of: local, ray")
+    if args.address and args.backend != "ray":
+        raise ValueError("--address is for --backend ray")
+    if args.backend == "ray":
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise ValueError("--backend ray needs Ray, which is not installed: pip install 'mlplab[ray]'")
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
@@ -170,6 +191,7 @@ def cmd_sweep(args) -> int:
         spec = SweepSpec.from_toml(args.spec)
         trials = spec.trials()
         device = resolve_device(args.device)
+        check_backend(args)
         if args.memory_budget is not None and not args.memory_budget > 0:
             raise ValueError(f"--memory-budget must be > 0 GB, got {args.memory_budget}")
         store = Store(args.store)
@@ -179,7 +201,8 @@ def cmd_sweep(args) -> int:
     budget = None if args.memory_budget is None else int(args.memory_budget * 2**30)
     with store:
         report = run_sweep(trials, store, device=device, sequential=args.sequential,
-                           progress=False if args.quiet else None, budget_bytes=budget, name=spec.name, log=log)
+                           progress=False if args.quiet else None, budget_bytes=budget, name=spec.name, log=log,
+                           backend=args.backend, address=args.address)
         if not args.quiet:
             print(f"{report.trained} trained, {report.skipped} already stored, {report.failed} failed, "
                   f"{report.populations} population(s), {report.seconds:.1f} s", file=sys.stderr)
@@ -196,6 +219,7 @@ def cmd_study(args) -> int:
         if args.seeds is not None and args.seeds < 1:
             raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
         resolve_device(args.device)
+        check_backend(args)
         out = Path(args.out)
         if out.exists() and not out.is_dir():
             raise NotADirectoryError(f"--out {out} is a file; give a folder")
@@ -205,7 +229,7 @@ def cmd_study(args) -> int:
         return _fail(f"study: {e}")
     log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
     info = run_study(out, store=args.store, quick=args.quick, device=args.device, seeds=args.seeds,
-                     progress=False if args.quiet else None, log=log)
+                     progress=False if args.quiet else None, log=log, backend=args.backend, address=args.address)
     print(f"study: {info['trials']} trials ({info['trained']} trained, {info['reused']} reused), "
           f"training {info['train_seconds']:.1f} s, report {info['report_seconds']:.1f} s -> {out / 'study.html'}")
     return 0

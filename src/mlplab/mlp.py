@@ -63,13 +63,19 @@ def linear(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
     """x @ w + b for every model.
 
     x: (B, D) shared by all models, or (M, B, D); w: (M, D, H); b: (M, 1, H). Returns (M, B, H).
-    A shared input is multiplied by all models' weights in ONE matmul, (B, D) @ (D, M*H).
+    A shared input to narrow layers (H < 16) is multiplied by all models' weights in ONE matmul, (B, D) @ (D, M*H),
+    since M products of width H would each be too narrow to run fast. Wider layers take one batched product over a
+    broadcast view of x instead: that skips copying w into the (D, M*H) layout and leaves its gradient contiguous,
+    copies that cost more than the wide product gains from H = 16 on (2-core CPU, torch 2.13; see
+    benchmarks/population.py and BENCHMARKS.md).
     """
     M, D, H = w.shape
-    if x.dim() == 2:
+    if x.dim() == 2 and (M == 1 or H < 16):
         B = x.shape[0]
         wide = w.permute(1, 0, 2).reshape(D, M * H)  # (D, M*H); a view when M == 1
         return (x @ wide).view(B, M, H).transpose(0, 1) + b  # (M, B, H)
+    if x.dim() == 2:
+        x = x.expand(M, *x.shape)  # (M, B, D): a view, nothing is copied
     return torch.baddbmm(b, x, w)  # (M, B, H)
 
 
@@ -82,12 +88,19 @@ def forward_streams(params: Params, xs: list[Tensor], groups: list[slice], activ
     """Logits when each group of models (a slice of the model axis) reads its own shared batch.
 
     xs[g]: (B, D) for the models in groups[g]; the groups tile 0..M-1 in order. Each group's first layer is one
-    wide matmul, so a sweep over trials x data-order seeds costs one wide product per seed. Returns (M, B, C).
+    `linear` on its shared batch, so a sweep over trials x data-order seeds costs one product per seed; when every
+    model has its own batch, the batches are stacked into one batched product. Returns (M, B, C).
     """
     w, b = params["w0"], params["b0"]
     if len(xs) == 1:
         return forward(params, xs[0], activation)
-    h = torch.cat([linear(x, w[g], b[g]) for x, g in zip(xs, groups)])  # (M, B, H1)
+    sizes = [g.stop - g.start for g in groups]
+    assert sum(sizes) == w.shape[0], f"groups must tile the {w.shape[0]} models, got sizes {sizes}"
+    if len(xs) == w.shape[0]:
+        h = torch.baddbmm(b, torch.stack(xs), w)  # (M, B, D) @ (M, D, H1) -> (M, B, H1)
+    else:
+        # w.split, not w[g]: the backward of w[g] writes into a zeroed tensor the size of all of w, once per group.
+        h = torch.cat([linear(x, wg, bg) for x, wg, bg in zip(xs, w.split(sizes), b.split(sizes))])  # (M, B, H1)
     return _rest(params, h, activation)
 
 

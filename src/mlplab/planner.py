@@ -70,9 +70,12 @@ def plan(configs: list[TrainConfig], budget_bytes: int, max_models: int = 4096) 
         per = bytes_per_model(members[0])
         room = max(1, min(max_models, (budget_bytes - EVAL_BYTES) // per))
         n_chunks = -(-len(members) // room)
-        size = -(-len(members) // n_chunks)  # equal-sized chunks rather than one full and one tiny
-        for i in range(0, len(members), size):
-            out.append(Population(tuple(members[i:i + size]), per))
+        base, extra = divmod(len(members), n_chunks)  # near-equal chunks rather than full ones and a tiny one
+        start = 0
+        for k in range(n_chunks):
+            size = base + (1 if k < extra else 0)
+            out.append(Population(tuple(members[start:start + size]), per))
+            start += size
     return out
 
 

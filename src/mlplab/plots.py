@@ -102,7 +102,8 @@ def sweep(points: list[Point], name: str, title: str, log: bool | None = None, r
     ok = [(x, p) for x, p in zip(xs, points) if p.accs]
     if ok:
         ax.errorbar([x for x, _ in ok], [p.mean * 100 for _, p in ok], yerr=[p.std * 100 for _, p in ok],
-                    color=OKABE_ITO[0], marker="o", capsize=3, lw=1.5, label="mean ± std over seeds", zorder=4)
+                    color=OKABE_ITO[0], marker="o", capsize=3, lw=1.5, ls="-" if numeric else "none",
+                    label="mean ± std over seeds", zorder=4)
     ax.scatter([], [], s=12, color=OKABE_ITO[4], label="one seed")
     if any(p.n_diverged for p in points):
         ax.scatter([], [], marker="x", s=70, color=DIVERGED, label="diverged (non-finite loss)")

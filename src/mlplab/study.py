@@ -202,7 +202,8 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def run_study(out: str | Path = "study", store: str | Path | None = None, quick: bool = False,
-              device: str = "auto", seeds: int | None = None, progress: bool | None = None, log=print) -> dict:
+              device: str = "auto", seeds: int | None = None, progress: bool | None = None, log=print,
+              backend: str = "local", address: str | None = None) -> dict:
     """Train what is missing, then write out/study.ipynb, out/study.html and out/figures/. Returns timings."""
     import nbformat
 
@@ -217,7 +218,7 @@ def run_study(out: str | Path = "study", store: str | Path | None = None, quick:
     trials = all_trials(exps)
     t0 = time.perf_counter()
     report = run_sweep(trials, store, device=dev, progress=progress, name="study-quick" if quick else "study",
-                       log=log)
+                       log=log, backend=backend, address=address)
     t_train = time.perf_counter() - t0
     if report.failed:
         raise RuntimeError(f"{report.failed} trial(s) failed; see `mlplab results {store}` (rerun to retry them)")

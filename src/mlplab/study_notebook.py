@@ -161,7 +161,7 @@ for label, init, scale in (("zeros", "zeros", 0.0), ("uniform(-0.01, 0.01)", "un
             if label == "zeros":
                 steps.append(step)
     spreads[label] = ys
-show(plots.unit_spread(steps, spreads, "Hidden units stay copies of each other after a zero init"), "zero_spread")
+show(plots.unit_spread(steps, spreads, "After a zero init, only rounding tells the hidden units apart"), "zero_spread")
 
 # %% tags=["hide-input"]
 zero_pts = {p.value: p for p in POINTS["init"]}

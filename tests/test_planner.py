@@ -1,0 +1,23 @@
+from mlplab import TrainConfig
+from mlplab.planner import EVAL_BYTES, bytes_per_model, plan, sequential
+
+
+def test_compatible_trials_share_a_population_and_others_do_not():
+    trials = [TrainConfig(hidden=(8,), lr=lr, seed=s, init=init) for lr in (0.1, 0.2) for s in (0, 1)
+              for init in ("uniform", "kaiming_normal")]
+    trials += [TrainConfig(hidden=(16,)), TrainConfig(hidden=(8,), activation="tanh"), TrainConfig(hidden=(8,),
+               batch_size=64)]
+    pops = plan(trials, budget_bytes=1 << 34)
+    assert sorted(p.size for p in pops) == [1, 1, 1, 8]
+    assert sum(p.size for p in pops) == len(trials)
+    assert len(sequential(trials)) == len(trials)
+
+
+def test_the_budget_splits_a_large_group_into_equal_parts():
+    trials = [TrainConfig(hidden=(1024,), lr=0.01 * (i + 1)) for i in range(10)]
+    per = bytes_per_model(trials[0])
+    pops = plan(trials, budget_bytes=EVAL_BYTES + 4 * per)  # room for 4 models at a time
+    assert [p.size for p in pops] == [4, 3, 3]
+    assert all(p.size * per <= 4 * per for p in pops)
+    assert [c for p in pops for c in p.configs] == trials  # nothing lost, order kept
+    assert [p.size for p in plan(trials, budget_bytes=0)] == [1] * 10  # never fewer than one model
