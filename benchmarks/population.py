@@ -1,7 +1,7 @@
 """Populations vs one at a time: seconds per epoch of M MLPs trained together as one population, and one by one.
 
-    python benchmarks/population.py                   # 5 cases x 2 data orders, best of 3 repeats (~10 min, 2 cores)
-    python benchmarks/population.py --quick           # 2 small cases, 1 repeat (~1 min)
+    python benchmarks/population.py                   # 5 cases x 2 data orders, best of 3 repeats (~5 min, 2 cores)
+    python benchmarks/population.py --quick           # 2 small cases, 1 repeat (~20 s)
     python benchmarks/population.py --order shared --repeats 5 --json population.json
 
 Method: for each (M, H) the same M trials (784-H-10, ReLU, SGD, batch 128, 1 epoch on MNIST's 50,000 training
@@ -11,7 +11,7 @@ only (`history[-1]["seconds"]`, evaluation excluded); each column is the best ov
 is the min-max of the per-repeat ratios. For M > --sample, only --sample evenly spaced models are trained one at a
 time and their total is scaled by M / sample (marked `*`). Data order "per-seed" is TrainConfig's default (model m
 shuffles with its own seed m, so the population gathers M batches per step); "shared" sets data_seed = 0 for all,
-so every model reads the same batch and the first layer is one wide (B, 784) @ (784, M*H) product. GFLOP/s counts
+so every model reads the same batch and the first layer is one product for all models (see `mlp.linear`). GFLOP/s counts
 the matmul FLOPs of the population's epoch (`_common.mlp_flops_per_epoch`) over its training time; the ceiling is
 the best observed (128, 784) @ (784, M*H) float32 product in the same run.
 """
@@ -125,8 +125,9 @@ def print_table(rows: list[dict]) -> None:
 
 
 def git_commit() -> str | None:
+    """The checkout's commit, with -dirty when the working tree has uncommitted changes."""
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
+        out = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True, check=True,
                              cwd=os.path.dirname(os.path.abspath(__file__)))
         return out.stdout.strip()
     except (OSError, subprocess.CalledProcessError):

@@ -34,7 +34,7 @@ def test_linear_matches_each_model_alone(M, H, shared):
 
 
 @pytest.mark.parametrize("sizes", [[4], [1, 1, 1, 1], [2, 1, 1], [1, 3]])
-@pytest.mark.parametrize("hidden", [7, 20])
+@pytest.mark.parametrize("hidden", [1, 7, 20])  # per-group products, one wide matmul, batched
 def test_forward_streams_matches_each_model_on_its_batch(sizes, hidden):
     D, B, M = 6, 5, sum(sizes)
     params = {k: v.double().requires_grad_(True)

@@ -89,14 +89,14 @@ def forward_streams(params: Params, xs: list[Tensor], groups: list[slice], activ
 
     xs[g]: (B, D) for the models in groups[g]; the groups tile 0..M-1 in order. Each group's first layer is one
     `linear` on its shared batch, so a sweep over trials x data-order seeds costs one product per seed; when every
-    model has its own batch, the batches are stacked into one batched product. Returns (M, B, C).
+    model has its own batch (and H1 > 1), the batches are stacked into one batched product. Returns (M, B, C).
     """
     w, b = params["w0"], params["b0"]
     if len(xs) == 1:
         return forward(params, xs[0], activation)
     sizes = [g.stop - g.start for g in groups]
     assert sum(sizes) == w.shape[0], f"groups must tile the {w.shape[0]} models, got sizes {sizes}"
-    if len(xs) == w.shape[0]:
+    if len(xs) == w.shape[0] and w.shape[-1] > 1:  # at H1 = 1, M matrix-vector products beat copying the batches
         h = torch.baddbmm(b, torch.stack(xs), w)  # (M, B, D) @ (M, D, H1) -> (M, B, H1)
     else:
         # w.split, not w[g]: the backward of w[g] writes into a zeroed tensor the size of all of w, once per group.
