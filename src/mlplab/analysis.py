@@ -20,6 +20,14 @@ class Point:
     n_diverged: int = 0
     curves: list[list[float]] = field(default_factory=list)  # validation accuracy per epoch, one list per trial
 
+    def add(self, record: dict) -> None:
+        """Count one stored trial: a diverged one, or a finished one's accuracy and validation curve."""
+        if record["status"] == "diverged":
+            self.n_diverged += 1
+        elif record["status"] == "done" and record.get("test_accuracy") is not None:
+            self.accs.append(record["test_accuracy"])
+            self.curves.append([h["val_accuracy"] for h in record.get("history", [])])
+
     @property
     def n(self) -> int:
         return len(self.accs) + self.n_diverged
@@ -57,12 +65,7 @@ def by_setting(records: list[dict], name: str) -> list[Point]:
     points: dict = {}
     for r in records:
         v = setting(r, name)
-        p = points.setdefault(_hashable(v), Point(v))
-        if r["status"] == "diverged":
-            p.n_diverged += 1
-        elif r["status"] == "done" and r.get("test_accuracy") is not None:
-            p.accs.append(r["test_accuracy"])
-            p.curves.append([h["val_accuracy"] for h in r.get("history", [])])
+        points.setdefault(_hashable(v), Point(v)).add(r)
     out = list(points.values())
     if all(isinstance(p.value, (int, float)) and not isinstance(p.value, bool) for p in out):
         out.sort(key=lambda p: p.value)
@@ -76,11 +79,7 @@ def grid(records: list[dict], row: str, col: str) -> tuple[list, list, list[list
     cells = [[Point((a, b)) for b in cols] for a in rows]
     for r in records:
         i, j = rows.index(_hashable(setting(r, row))), cols.index(_hashable(setting(r, col)))
-        p = cells[i][j]
-        if r["status"] == "diverged":
-            p.n_diverged += 1
-        elif r["status"] == "done":
-            p.accs.append(r["test_accuracy"])
+        cells[i][j].add(r)
     return rows, cols, cells
 
 

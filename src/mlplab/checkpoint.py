@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 
 from mlplab.config import TrainConfig
+from mlplab.files import atomic_write
 from mlplab.mlp import Params
 
 FORMAT = "mlplab-checkpoint-1"
@@ -27,14 +27,8 @@ def save(path: str | os.PathLike, params: Params, config: TrainConfig, metrics: 
         "config": json.dumps(config.to_dict()),
         "metrics": json.dumps(metrics or {}),
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        torch.save(payload, f)
     return path
 
 

@@ -148,7 +148,7 @@ def config_from_args(args: argparse.Namespace):
 
 def cmd_train(args) -> int:
     from mlplab import checkpoint
-    from mlplab.data import load_dataset, make_splits
+    from mlplab.data import check_batch_size, load_dataset, make_splits
     from mlplab.device import resolve_device
     from mlplab.train import train
 
@@ -158,9 +158,7 @@ def cmd_train(args) -> int:
         if args.save:
             _check_writable(Path(args.save))
         splits = make_splits(load_dataset(config.data), config.val_size)
-        if config.batch_size > len(splits.train_x):
-            n = len(splits.train_x)
-            raise ValueError(f"batch_size must be <= the {n} training images, got {config.batch_size}")
+        check_batch_size(config.batch_size, splits)
     except USER_ERRORS as e:
         return _fail(f"train: {e}")
 
@@ -295,10 +293,10 @@ def _write_csv(rows: list[dict], path: str) -> None:
     import csv
 
     from mlplab.config import TrainConfig
+    from mlplab.store import METRICS
 
-    cols = list(TrainConfig().to_dict()) + ["status", "train_loss", "val_loss", "val_accuracy", "test_loss",
-                                            "test_accuracy", "diverged_at", "seconds", "population", "device",
-                                            "version", "git_commit", "key"]
+    cols = [*TrainConfig().to_dict(), "status", *METRICS, "diverged_at", "seconds", "population", "device",
+            "version", "git_commit", "key"]
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(cols)

@@ -16,12 +16,13 @@ import importlib.metadata
 import os
 import pickle
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from mlplab.files import atomic_write
 
 # Sums of the uint8 pixels: the fingerprint of the real MNIST (60,000 training, 10,000 test images).
 MNIST_TRAIN_PIXEL_SUM = 1_567_298_545
@@ -176,22 +177,11 @@ def _cache_path(directory: Path) -> Path:
 
 
 def _write_cache(ds: Dataset, path: Path) -> None:
-    """Write atomically: a temporary file in the same folder, then rename over the target."""
+    """Write atomically (a temporary file in the same folder, then renamed over the target)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(
-                f,
-                train_images=ds.train_images,
-                train_labels=ds.train_labels,
-                test_images=ds.test_images,
-                test_labels=ds.test_labels,
-            )
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        np.savez(f, train_images=ds.train_images, train_labels=ds.train_labels, test_images=ds.test_images,
+                 test_labels=ds.test_labels)
 
 
 def _read_cache(path: Path) -> Dataset:
@@ -254,6 +244,13 @@ def make_splits(ds: Dataset, val_size: int = 10_000) -> Splits:
         test_x=ds.test_images,
         test_y=ds.test_labels,
     )
+
+
+def check_batch_size(batch_size: int, splits: Splits) -> None:
+    """A ValueError unless a batch fits in the training split."""
+    n = len(splits.train_x)
+    if batch_size > n:
+        raise ValueError(f"batch_size must be <= the {n} training images, got {batch_size}")
 
 
 def to_tensors(x: np.ndarray, y: np.ndarray, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlplab.config import TrainConfig
+from mlplab.files import atomic_write
 from mlplab.sweep import SweepSpec
 
 # The setting every one-at-a-time sweep varies around: the course's MLP (ReLU, SGD 0.1, batch 128) at a width that
@@ -153,11 +154,14 @@ def execute(nb, cwd: Path, timeout: int = 900):
 
 
 def _ensure_kernel() -> str:
-    """A kernelspec that runs this very interpreter (so the notebook sees the same mlplab and torch)."""
-    from jupyter_client.kernelspec import KernelSpecManager
+    """A kernelspec that runs this very interpreter (so the notebook sees the same mlplab and torch).
 
-    name = "mlplab-python3"
-    ksm = KernelSpecManager()
+    Its name and folder are keyed by the interpreter's path, so studies run from different virtual environments
+    at the same time never start each other's kernels. Jupyter finds it through JUPYTER_PATH.
+    """
+    import hashlib
+
+    name = "mlplab-" + hashlib.sha256(sys.executable.encode()).hexdigest()[:12]
     target = Path(tempfile.gettempdir()) / f"mlplab-kernels-{os.getuid() if hasattr(os, 'getuid') else 0}"
     spec_dir = target / "kernels" / name
     spec_dir.mkdir(parents=True, exist_ok=True)
@@ -167,7 +171,6 @@ def _ensure_kernel() -> str:
     paths = os.environ.get("JUPYTER_PATH", "")
     if str(target) not in paths.split(os.pathsep):
         os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(target), paths) if p)
-    ksm.kernel_dirs = [str(target / "kernels"), *ksm.kernel_dirs]
     return name
 
 
@@ -188,17 +191,6 @@ def to_html(nb) -> str:
     html = re.sub(r'<link[^>]*href="https?://[^"]*"[^>]*>', "", html)
     html = re.sub(r"<script[^>]*>\s*(?:(?!</script>).)*?MathJax(?:(?!</script>).)*</script>", "", html, flags=re.S)
     return html
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def run_study(out: str | Path = "study", store: str | Path | None = None, quick: bool = False,
@@ -227,8 +219,9 @@ def run_study(out: str | Path = "study", store: str | Path | None = None, quick:
               "FIGURES": str((out / "figures").resolve())}
     t1 = time.perf_counter()
     nb = execute(build_notebook(params), cwd=out)
-    _write_atomic(out / "study.ipynb", nbformat.writes(nb))
-    _write_atomic(out / "study.html", to_html(nb))
+    for name, text in (("study.ipynb", nbformat.writes(nb)), ("study.html", to_html(nb))):
+        with atomic_write(out / name, "w") as f:
+            f.write(text)
     t_report = time.perf_counter() - t1
     log(f"wrote {out / 'study.ipynb'}, {out / 'study.html'} and {out / 'figures'} ({t_report:.1f} s)")
     return {"trials": len(trials), "trained": report.trained, "reused": report.skipped,

@@ -101,13 +101,13 @@ def train_population(configs: list[TrainConfig], *, device: str | torch.device =
     # Models that share a data-order seed read one minibatch stream; sort them into contiguous groups.
     order = sorted(range(len(configs)), key=lambda i: configs[i].order_seed)
     configs = [configs[i] for i in order]
+    position = {orig: m for m, orig in enumerate(order)}  # caller's index -> index in the population
     c0 = configs[0]
     dev = resolve_device(device)
     if splits is None:
         splits = data_mod.make_splits(data_mod.load_dataset(c0.data), c0.val_size)
+    data_mod.check_batch_size(c0.batch_size, splits)
     n_train = len(splits.train_x)
-    if c0.batch_size > n_train:
-        raise ValueError(f"batch_size must be <= the {n_train} training images, got {c0.batch_size}")
 
     X, Y = data_mod.to_tensors(splits.train_x, splits.train_y, dev)  # (N, D), (N,)
     evals = {"val": data_mod.to_tensors(splits.val_x, splits.val_y, dev),
@@ -177,15 +177,15 @@ def train_population(configs: list[TrainConfig], *, device: str | torch.device =
         train_seconds += time.perf_counter() - t_epoch
         metrics = evaluate(params, evals, c0.activation)
         train_loss = (loss_sum / loss_steps.clamp_min(1)).tolist()
+        n_steps = loss_steps.tolist()
         for m in range(M):
             histories[m].append({
                 "epoch": epoch,
-                "train_loss": train_loss[m] if loss_steps[m] > 0 else float("nan"),
+                "train_loss": train_loss[m] if n_steps[m] > 0 else float("nan"),
                 **{k: v[m] for k, v in metrics.items()},
                 "seconds": train_seconds,
             })
         if on_epoch is not None:
-            position = {orig: m for m, orig in enumerate(order)}
             on_epoch(epoch, [histories[position[i]][-1] for i in range(M)])  # in the caller's order
         if stopped or not bool(alive.any()):
             break
