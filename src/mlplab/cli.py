@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--json", action="store_true", help="print one JSON object with the metrics and config on stdout")
     t.add_argument("--save", metavar="PATH", help="write the trained parameters and config here (torch.save)")
     t.add_argument("--quiet", action="store_true", help="no progress bar and no per-epoch table")
+    add_deterministic_argument(t)
     t.set_defaults(func=cmd_train)
 
     w = sub.add_parser("sweep", help="train every trial of a sweep spec (TOML) into a resumable result store",
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="memory for one population (default: half of the free memory)")
     w.add_argument("--quiet", action="store_true", help="no progress bar and no summary table")
     add_backend_arguments(w)
+    add_deterministic_argument(w)
     w.set_defaults(func=cmd_sweep)
 
     s = sub.add_parser("study", help="run the hyperparameter case study and write an executed notebook report",
@@ -66,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seeds", type=int, help="seeds per setting (default 3; 1 with --quick)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     add_backend_arguments(s)
+    add_deterministic_argument(s)
     s.set_defaults(func=cmd_study)
 
     r = sub.add_parser("results", help="print a result store as a table, or export it as CSV",
@@ -85,6 +88,11 @@ def add_backend_arguments(p: argparse.ArgumentParser) -> None:
                    "start a local Ray)")
 
 
+def add_deterministic_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--deterministic", action="store_true", help="PyTorch's deterministic algorithms, so a GPU run "
+                   "repeats bit for bit (can be slower on GPUs; no effect on the CPU, which is deterministic)")
+
+
 def check_backend(args) -> None:
     if args.backend not in ("local", "ray"):
         raise ValueError(f"unknown backend {args.backend!r}; choose one of: local, ray")
@@ -100,6 +108,8 @@ def check_backend(args) -> None:
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     """The flags that map onto TrainConfig (default None: keep the config's default)."""
     a = p.add_argument
+    a("--preset", help="start from a tuned preset: fast (~98%% in seconds) or best (highest accuracy, minutes); "
+      "other flags override its settings")
     a("--hidden", help="hidden layer widths, e.g. 256 or 512,512; 'none' for softmax regression (default 256)")
     a("--activation", help="relu, leaky_relu, elu, gelu, tanh, sigmoid, softplus, sin or identity (default relu)")
     a("--init", help="NAME[:SCALE]: zeros, uniform:A, normal:SIGMA, xavier_uniform, xavier_normal, kaiming_uniform, "
@@ -123,15 +133,28 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     a("--data-seed", type=int, help="seed of the data order (default: --seed)")
     a("--val-size", type=int, help="validation images taken from the end of the training set (default 10000)")
     a("--data", help="'mnist' (bundled, default) or a folder with the four IDX files (Fashion-MNIST, KMNIST, ...)")
+    a("--dropout", type=float, help="probability of dropping a hidden unit while training (default 0)")
+    a("--dropout-input", type=float, help="probability of dropping an input pixel while training (default 0)")
+    a("--max-norm", type=float, help="cap on the L2 norm of each unit's incoming weights (default 0: none)")
+    a("--label-smoothing", type=float, help="weight of the uniform target mixed into the labels (default 0)")
+    a("--ema", type=float, help="decay of a moving average of the weights used for evaluation, e.g. 0.999 "
+      "(default 0: off)")
+    a("--precision", help="fp32 (default), tf32 (TF32 matmuls on CUDA) or bf16 (autocast; float32 master weights)")
 
 
 def config_from_args(args: argparse.Namespace):
     from mlplab.config import TrainConfig, parse_hidden, parse_init
+    from mlplab.presets import PRESETS
 
     d = {}
+    if args.preset is not None:
+        if args.preset not in PRESETS:
+            raise ValueError(f"unknown preset {args.preset!r}; choose one of: {', '.join(PRESETS)}")
+        d.update(PRESETS[args.preset])
     for name in ("activation", "bias_init", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "beta1",
                  "beta2", "eps", "schedule", "warmup_steps", "step_size", "gamma", "epochs", "batch_size", "seed",
-                 "data_seed", "val_size", "data"):
+                 "data_seed", "val_size", "data", "dropout", "dropout_input", "max_norm", "label_smoothing", "ema",
+                 "precision"):
         value = getattr(args, name, None)
         if value is not None:
             d[name] = value
@@ -168,7 +191,7 @@ def cmd_train(args) -> int:
         print(_row(("epoch", "train loss", "val loss", "val acc", "test acc", "seconds")))
     on_epoch = (lambda epoch, rows: print(_row(_cells(rows[0])), flush=True)) if show else None
     result = train(config, device=device, splits=splits, progress=None if not args.quiet else False,
-                   on_epoch=on_epoch)
+                   on_epoch=on_epoch, deterministic=args.deterministic)
     summary = result.summary()
     if args.save:
         checkpoint.save(args.save, result.params, config, {k: v for k, v in summary.items() if k != "history"})
@@ -200,7 +223,7 @@ def cmd_sweep(args) -> int:
     with store:
         report = run_sweep(trials, store, device=device, sequential=args.sequential,
                            progress=False if args.quiet else None, budget_bytes=budget, name=spec.name, log=log,
-                           backend=args.backend, address=args.address)
+                           backend=args.backend, address=args.address, deterministic=args.deterministic)
         if not args.quiet:
             print(f"{report.trained} trained, {report.skipped} already stored, {report.failed} failed, "
                   f"{report.populations} population(s), {report.seconds:.1f} s", file=sys.stderr)
@@ -227,7 +250,8 @@ def cmd_study(args) -> int:
         return _fail(f"study: {e}")
     log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
     info = run_study(out, store=args.store, quick=args.quick, device=args.device, seeds=args.seeds,
-                     progress=False if args.quiet else None, log=log, backend=args.backend, address=args.address)
+                     progress=False if args.quiet else None, log=log, backend=args.backend, address=args.address,
+                     deterministic=args.deterministic)
     print(f"study: {info['trials']} trials ({info['trained']} trained, {info['reused']} reused), "
           f"training {info['train_seconds']:.1f} s, report {info['report_seconds']:.1f} s -> {out / 'study.html'}")
     return 0
@@ -316,7 +340,18 @@ def _describe(config, device) -> str:
     layers = "-".join(str(s) for s in (784, *config.hidden, 10))
     return (f"mlplab {__version__}: {layers} {config.activation}, init {config.init}:{config.init_scale:g}, "
             f"{config.optimizer} lr {config.lr:g}, batch {config.batch_size}, {config.epochs} epochs, "
-            f"seed {config.seed}, on {device}")
+            f"seed {config.seed}{_extras(config)}, on {device}")
+
+
+def _extras(config) -> str:
+    """The regularization and precision settings that are on, e.g. ', dropout 0.5, bf16'."""
+    on = [f"{name.replace('_', ' ')} {getattr(config, name):g}"
+          for name in ("dropout_input", "dropout", "max_norm", "label_smoothing", "ema") if getattr(config, name)]
+    if config.schedule != "constant":
+        on.insert(0, f"{config.schedule} schedule")
+    if config.precision != "fp32":
+        on.append(config.precision)
+    return "".join(f", {x}" for x in on)
 
 
 def _cells(h: dict) -> tuple:

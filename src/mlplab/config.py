@@ -18,6 +18,10 @@ from mlplab.optim import OPTIMIZERS
 from mlplab.schedules import SCHEDULES
 
 MNIST_TRAIN_SIZE = 60_000
+PRECISIONS = ("fp32", "tf32", "bf16")
+# Fields added after stores already existed: left out of a trial's key while at their default (see store.trial_key)
+LATER_FIELDS = {"dropout_input": 0.0, "dropout": 0.0, "max_norm": 0.0, "label_smoothing": 0.0, "ema": 0.0,
+                "precision": "fp32"}
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,14 @@ class TrainConfig:
     data_seed: int | None = None  # seed of the shuffling order; None: the same as seed
     val_size: int = 10_000  # validation images carved from the end of the training set
     data: str = "mnist"  # "mnist" (bundled) or a folder with the four IDX files
+    # Regularization (all off by default; each may differ between the models of a population)
+    dropout_input: float = 0.0  # probability of dropping an input pixel during training (inverted dropout)
+    dropout: float = 0.0  # probability of dropping a hidden unit during training
+    max_norm: float = 0.0  # cap on the L2 norm of every unit's incoming weight vector; 0: no cap
+    label_smoothing: float = 0.0  # weight of the uniform distribution mixed into the training targets
+    ema: float = 0.0  # decay of an exponential moving average of the weights, used for evaluation; 0: off
+    # Arithmetic: fp32; tf32 (TF32 matmuls on CUDA GPUs, fp32 elsewhere); bf16 (autocast, float32 master weights)
+    precision: str = "fp32"
 
     def __post_init__(self):
         hidden = self.hidden
@@ -62,6 +74,8 @@ class TrainConfig:
         _set(self, "init", _choice("init", self.init, initializers.INITS, initializers.ALIASES))
         _set(self, "optimizer", _choice("optimizer", self.optimizer, OPTIMIZERS, {}))
         _set(self, "schedule", _choice("schedule", self.schedule, SCHEDULES, {}))
+        _set(self, "precision", _choice("precision", self.precision, PRECISIONS, {"float32": "fp32",
+                                                                                   "bfloat16": "bf16"}))
         _set(self, "bias_init", _choice("bias_init", self.bias_init, ("zeros", "same"), {"zero": "zeros"}))
 
         if self.init_scale is None:
@@ -74,6 +88,11 @@ class TrainConfig:
         _number(self, "beta2", lo=0, hi=1, hi_open=True)
         _number(self, "eps", lo=0, lo_open=True)
         _number(self, "gamma", lo=0, lo_open=True)
+        _number(self, "dropout_input", lo=0, hi=1, hi_open=True)
+        _number(self, "dropout", lo=0, hi=1, hi_open=True)
+        _number(self, "max_norm", lo=0)
+        _number(self, "label_smoothing", lo=0, hi=1, hi_open=True)
+        _number(self, "ema", lo=0, hi=1, hi_open=True)
         if self.nesterov not in (True, False):
             raise TypeError(f"nesterov must be true or false, got {self.nesterov!r}")
         if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
@@ -102,7 +121,7 @@ class TrainConfig:
         return self.seed if self.data_seed is None else self.data_seed
 
     def to_dict(self) -> dict:
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) }
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["hidden"] = list(self.hidden)
         return d
 

@@ -12,15 +12,22 @@ def log_softmax(z: Tensor) -> Tensor:
     return z - m - torch.log(torch.exp(z - m).sum(dim=-1, keepdim=True))
 
 
-def cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
-    """Mean negative log-likelihood of labels `y` per model.
+def cross_entropy(logits: Tensor, y: Tensor, smoothing: float | Tensor = 0.0) -> Tensor:
+    """Mean negative log-likelihood of labels `y` per model, optionally against label-smoothed targets.
 
-    logits: (M, B, C); y: (B,) shared by all models, or (M, B). Returns (M,).
+    logits: (M, B, C); y: (B,) shared by all models, or (M, B); smoothing: a float, or (M,) one per model.
+    With smoothing e the target is (1 - e) * one_hot(y) + e / C, so the loss is (1 - e) * nll + e * mean_c(-log p).
+    The label's log-probability is picked with a comparison, not `gather`, whose backward is a scatter (not
+    deterministic on GPUs). Returns (M,).
     """
     M, B, C = logits.shape
     logp = log_softmax(logits)  # (M, B, C)
-    idx = y.expand(M, B).unsqueeze(-1)  # (M, B, 1)
-    return -logp.gather(-1, idx).squeeze(-1).mean(dim=-1)  # (M,)
+    hit = y.expand(M, B).unsqueeze(-1) == torch.arange(C, device=logits.device)  # (M, B, C) one-hot, bool
+    nll = -torch.where(hit, logp, 0.0).sum(dim=-1).mean(dim=-1)  # (M,)
+    if not isinstance(smoothing, Tensor) and smoothing == 0:
+        return nll
+    uniform = -logp.mean(dim=-1).mean(dim=-1)  # (M,) cross-entropy against the uniform target
+    return (1.0 - smoothing) * nll + smoothing * uniform
 
 
 def correct(logits: Tensor, y: Tensor) -> Tensor:

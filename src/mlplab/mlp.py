@@ -9,6 +9,8 @@ shape is the same code: weights w{i} are (M, fan_in, fan_out), biases b{i} are (
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -16,6 +18,7 @@ from mlplab.activations import ACTIVATIONS
 from mlplab.initializers import INITS
 
 Params = dict[str, Tensor]
+Drop = Callable[[Tensor], Tensor]  # dropout applied to hidden activations (M, B, H) while training
 
 
 def layer_sizes(in_dim: int, hidden: tuple[int, ...] | list[int], n_classes: int) -> list[int]:
@@ -73,18 +76,23 @@ def linear(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
     if x.dim() == 2 and (M == 1 or H < 16):
         B = x.shape[0]
         wide = w.permute(1, 0, 2).reshape(D, M * H)  # (D, M*H); a view when M == 1
-        return (x @ wide).view(B, M, H).transpose(0, 1) + b  # (M, B, H)
+        out = (x @ wide).view(B, M, H).transpose(0, 1)  # (M, B, H)
+        return out + b.to(out.dtype)  # under bf16 autocast the product is bf16: keep the activations bf16 too
     if x.dim() == 2:
         x = x.expand(M, *x.shape)  # (M, B, D): a view, nothing is copied
     return torch.baddbmm(b, x, w)  # (M, B, H)
 
 
-def forward(params: Params, x: Tensor, activation: str) -> Tensor:
-    """Logits of every model. x: (B, D) shared by all models, or (M, B, D) -> (M, B, C)."""
-    return _rest(params, linear(x, params["w0"], params["b0"]), activation)
+def forward(params: Params, x: Tensor, activation: str, drop: Drop | None = None) -> Tensor:
+    """Logits of every model. x: (B, D) shared by all models, or (M, B, D) -> (M, B, C).
+
+    `drop(h)`, when given, is applied to every hidden layer's activations (M, B, H) during training (dropout);
+    input dropout is the caller's, since it turns a shared batch into one per model."""
+    return _rest(params, linear(x, params["w0"], params["b0"]), activation, drop)
 
 
-def forward_streams(params: Params, xs: list[Tensor], groups: list[slice], activation: str) -> Tensor:
+def forward_streams(params: Params, xs: list[Tensor], groups: list[slice], activation: str,
+                    drop: Drop | None = None) -> Tensor:
     """Logits when each group of models (a slice of the model axis) reads its own shared batch.
 
     xs[g]: (B, D) for the models in groups[g]; the groups tile 0..M-1 in order. Each group's first layer is one
@@ -93,7 +101,7 @@ def forward_streams(params: Params, xs: list[Tensor], groups: list[slice], activ
     """
     w, b = params["w0"], params["b0"]
     if len(xs) == 1:
-        return forward(params, xs[0], activation)
+        return forward(params, xs[0], activation, drop)
     sizes = [g.stop - g.start for g in groups]
     assert sum(sizes) == w.shape[0], f"groups must tile the {w.shape[0]} models, got sizes {sizes}"
     if len(xs) == w.shape[0] and w.shape[-1] > 1:  # at H1 = 1, M matrix-vector products beat copying the batches
@@ -101,14 +109,15 @@ def forward_streams(params: Params, xs: list[Tensor], groups: list[slice], activ
     else:
         # w.split, not w[g]: the backward of w[g] writes into a zeroed tensor the size of all of w, once per group.
         h = torch.cat([linear(x, wg, bg) for x, wg, bg in zip(xs, w.split(sizes), b.split(sizes))])  # (M, B, H1)
-    return _rest(params, h, activation)
+    return _rest(params, h, activation, drop)
 
 
-def _rest(params: Params, h: Tensor, activation: str) -> Tensor:
+def _rest(params: Params, h: Tensor, activation: str, drop: Drop | None = None) -> Tensor:
     """Layers 1..L-1 applied to the first layer's pre-activations h (M, B, H1)."""
     act = ACTIVATIONS[activation]
     for i in range(1, n_layers(params)):
-        h = linear(act(h), params[f"w{i}"], params[f"b{i}"])  # (M, B, sizes[i+1])
+        a = act(h) if drop is None else drop(act(h))
+        h = linear(a, params[f"w{i}"], params[f"b{i}"])  # (M, B, sizes[i+1])
     return h
 
 

@@ -7,6 +7,7 @@ population's results as soon as it finishes.
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 import traceback
@@ -35,12 +36,13 @@ BACKENDS = ("local", "ray")
 
 def run_sweep(trials: list[TrainConfig], store: Store | str, *, device="auto", sequential: bool = False,
               progress: bool | None = None, budget_bytes: int | None = None, name: str | None = None,
-              log=None, backend: str = "local", address: str | None = None, train_fn=None) -> SweepReport:
+              log=None, backend: str = "local", address: str | None = None, train_fn=None,
+              deterministic: bool = False) -> SweepReport:
     """Train every trial not yet finished in `store`; return what was done.
 
     backend "local" trains the populations one after another in this process; "ray" submits each population as a
     Ray task (to a local Ray, or the cluster at `address`) and stores results as tasks finish. `train_fn` replaces
-    `train_population` (for tests).
+    `train_population` (for tests). `deterministic` turns on PyTorch's deterministic algorithms in every task.
     """
     from tqdm import tqdm
 
@@ -67,8 +69,11 @@ def run_sweep(trials: list[TrainConfig], store: Store | str, *, device="auto", s
     trained = failed = 0
     pending = {id(p): p for p in pops}
     execute = _run_ray if backend == "ray" else _run_local
+    train_fn = train_fn or train_population
+    if deterministic:
+        train_fn = functools.partial(train_fn, deterministic=True)
     try:
-        for pop, results, error in execute(pops, dev, bar, train_fn or train_population, address):
+        for pop, results, error in execute(pops, dev, bar, train_fn, address):
             if error is not None:  # a broken population is stored as failed, the sweep goes on
                 store.fail(list(pop.configs), error)
                 failed += pop.size

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from mlplab import __version__
-from mlplab.config import TrainConfig
+from mlplab.config import LATER_FIELDS, TrainConfig
 
 SCHEMA_VERSION = 1
 FINISHED = ("done", "diverged")
@@ -53,8 +53,10 @@ CREATE INDEX IF NOT EXISTS trials_status ON trials(status);
 
 
 def trial_key(config: TrainConfig) -> str:
-    """A stable hash of the resolved config (the seed included)."""
-    canon = json.dumps(config.to_dict(), sort_keys=True, separators=(",", ":"))
+    """A stable hash of the resolved config (the seed included). Fields added in later versions are left out while
+    at their defaults, so a store written before they existed still matches the same trials."""
+    d = {k: v for k, v in config.to_dict().items() if k not in LATER_FIELDS or v != LATER_FIELDS[k]}
+    canon = json.dumps(d, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canon.encode()).hexdigest()[:20]
 
 

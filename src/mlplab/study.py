@@ -195,7 +195,7 @@ def to_html(nb) -> str:
 
 def run_study(out: str | Path = "study", store: str | Path | None = None, quick: bool = False,
               device: str = "auto", seeds: int | None = None, progress: bool | None = None, log=print,
-              backend: str = "local", address: str | None = None) -> dict:
+              backend: str = "local", address: str | None = None, deterministic: bool = False) -> dict:
     """Train what is missing, then write out/study.ipynb, out/study.html and out/figures/. Returns timings."""
     import nbformat
 
@@ -210,7 +210,7 @@ def run_study(out: str | Path = "study", store: str | Path | None = None, quick:
     trials = all_trials(exps)
     t0 = time.perf_counter()
     report = run_sweep(trials, store, device=dev, progress=progress, name="study-quick" if quick else "study",
-                       log=log, backend=backend, address=address)
+                       log=log, backend=backend, address=address, deterministic=deterministic)
     t_train = time.perf_counter() - t0
     if report.failed:
         raise RuntimeError(f"{report.failed} trial(s) failed; see `mlplab results {store}` (rerun to retry them)")

@@ -24,15 +24,16 @@ from torch import Tensor
 
 from mlplab import data as data_mod
 from mlplab import optim
+from mlplab import regularization as reg
 from mlplab.config import TrainConfig
-from mlplab.device import resolve_device
+from mlplab.device import arithmetic, deterministic_mode, keep_freed_memory, resolve_device
 from mlplab.losses import correct, cross_entropy
 from mlplab.mlp import Params, forward, forward_streams, init_mlp, layer_sizes, select
 from mlplab.schedules import lr_factor
 
 # Fields that must agree across a population; everything else may differ per model.
 SHARED_FIELDS = ("hidden", "activation", "optimizer", "nesterov", "schedule", "warmup_steps", "step_size", "gamma",
-                 "epochs", "batch_size", "val_size", "data")
+                 "epochs", "batch_size", "val_size", "data", "precision")
 CHECK_EVERY = 50  # steps between host checks for "every model diverged" (the only per-step host sync)
 
 
@@ -50,7 +51,7 @@ class TrainResult:
     extra: dict = field(default_factory=dict)
 
     def _last(self, key):
-        return self.history[-1][key] if self.history else None
+        return self.history[-1].get(key) if self.history else None
 
     @property
     def test_accuracy(self) -> float | None:
@@ -83,20 +84,29 @@ class TrainResult:
 
 
 def train(config: TrainConfig | dict | None = None, *, device: str | torch.device = "auto", splits=None,
-          progress: bool | None = None, on_epoch: Callable[[int, list[dict]], None] | None = None) -> TrainResult:
+          progress: bool | None = None, on_epoch: Callable[[int, list[dict]], None] | None = None,
+          deterministic: bool = False) -> TrainResult:
     """Train one model from scratch. `config` may be a TrainConfig, a dict of its fields, or None (defaults)."""
     if config is None:
         config = TrainConfig()
     elif isinstance(config, dict):
         config = TrainConfig.from_dict(config)
-    return train_population([config], device=device, splits=splits, progress=progress, on_epoch=on_epoch)[0]
+    return train_population([config], device=device, splits=splits, progress=progress, on_epoch=on_epoch,
+                            deterministic=deterministic)[0]
 
 
 def train_population(configs: list[TrainConfig], *, device: str | torch.device = "auto", splits=None,
-                     progress: bool | None = None,
-                     on_epoch: Callable[[int, list[dict]], None] | None = None) -> list[TrainResult]:
-    """Train M configs together as one population; returns one TrainResult per config, in order."""
+                     progress: bool | None = None, on_epoch: Callable[[int, list[dict]], None] | None = None,
+                     deterministic: bool = False) -> list[TrainResult]:
+    """Train M configs together as one population; returns one TrainResult per config, in order.
+
+    `deterministic` turns on PyTorch's deterministic algorithms for the run (see device.deterministic)."""
     assert configs, "need at least one config"
+    with deterministic_mode(deterministic):
+        return _train_population(configs, device, splits, progress, on_epoch)
+
+
+def _train_population(configs, device, splits, progress, on_epoch) -> list[TrainResult]:
     check_compatible(configs)
     # Models that share a data-order seed read one minibatch stream; sort them into contiguous groups.
     order = sorted(range(len(configs)), key=lambda i: configs[i].order_seed)
@@ -104,6 +114,8 @@ def train_population(configs: list[TrainConfig], *, device: str | torch.device =
     position = {orig: m for m, orig in enumerate(order)}  # caller's index -> index in the population
     c0 = configs[0]
     dev = resolve_device(device)
+    if dev.type == "cpu":
+        keep_freed_memory()
     if splits is None:
         splits = data_mod.make_splits(data_mod.load_dataset(c0.data), c0.val_size)
     data_mod.check_batch_size(c0.batch_size, splits)
@@ -121,6 +133,15 @@ def train_population(configs: list[TrainConfig], *, device: str | torch.device =
     params = {k: v.to(dev).requires_grad_(True) for k, v in params.items()}
     hp = _hyperparameters(configs, dev)
     state = optim.init_state(params, c0.optimizer)
+    # Regularization: each part is skipped entirely when it is off for every model.
+    seeds = [c.seed for c in configs]
+    input_gens = reg.dropout_generators(seeds, dev, stream=1) if any(c.dropout_input for c in configs) else None
+    hidden_gens = reg.dropout_generators(seeds, dev, stream=0) if any(c.dropout for c in configs) else None
+    drop = None if hidden_gens is None else (lambda h: reg.dropout(h, hp["dropout"], hidden_gens))
+    smoothing = hp["label_smoothing"] if isinstance(hp["label_smoothing"], float) else hp["label_smoothing"].view(M)
+    cap = torch.tensor([c.max_norm or math.inf for c in configs], device=dev).view(M, 1, 1) if any(
+        c.max_norm for c in configs) else None
+    ema = {k: v.detach().clone() for k, v in params.items()} if any(c.ema for c in configs) else None
 
     # Data order: one stream per distinct order seed, read by a contiguous group of models.
     order_seeds = sorted({c.order_seed for c in configs})
@@ -151,7 +172,13 @@ def train_population(configs: list[TrainConfig], *, device: str | torch.device =
                 yb = Y[idx[0]]  # (B,): shared by all models
             else:
                 yb = torch.cat([Y[i].expand(g.stop - g.start, -1) for i, g in zip(idx, groups)])  # (M, B)
-            losses = cross_entropy(forward_streams(params, xs, groups, c0.activation), yb)  # (M,)
+            with arithmetic(dev, c0.precision):
+                if input_gens is not None:
+                    x = torch.cat([x.expand(g.stop - g.start, -1, -1) for x, g in zip(xs, groups)])  # (M, B, D)
+                    logits = forward(params, reg.dropout(x, hp["dropout_input"], input_gens), c0.activation, drop)
+                else:
+                    logits = forward_streams(params, xs, groups, c0.activation, drop)  # (M, B, C)
+            losses = cross_entropy(logits.float(), yb, smoothing)  # (M,)
             grads = torch.autograd.grad(losses.sum(), list(params.values()))
             grads = dict(zip(params, grads))
             ok = _finite_per_model(losses, grads)  # (M,)
@@ -167,6 +194,10 @@ def train_population(configs: list[TrainConfig], *, device: str | torch.device =
             else:
                 optim.adam_step(params, grads, state, lr, (hp["beta1"], hp["beta2"]), hp["eps"],
                                 hp["weight_decay"], decoupled=c0.optimizer == "adamw", keep=keep)
+            if cap is not None:
+                reg.clip_max_norm_(params, cap)
+            if ema is not None:
+                reg.ema_update_(ema, params, hp["ema"], step)
             loss_sum += torch.where(ok, losses.detach(), 0.0)
             loss_steps += ok
             step += 1
@@ -175,7 +206,8 @@ def train_population(configs: list[TrainConfig], *, device: str | torch.device =
                 stopped = True
                 break
         train_seconds += time.perf_counter() - t_epoch
-        metrics = evaluate(params, evals, c0.activation)
+        with arithmetic(dev, c0.precision):
+            metrics = evaluate(params if ema is None else ema, evals, c0.activation)
         train_loss = (loss_sum / loss_steps.clamp_min(1)).tolist()
         n_steps = loss_steps.tolist()
         for m in range(M):
@@ -201,7 +233,7 @@ def train_population(configs: list[TrainConfig], *, device: str | torch.device =
         results[order[m]] = TrainResult(
             config=c,
             history=histories[m],
-            params={k: v.detach() for k, v in select(params, m).items()},
+            params={k: v.detach() for k, v in select(params if ema is None else ema, m).items()},
             diverged=died[m] >= 0,
             diverged_at=at,
             seconds=wall,
@@ -225,7 +257,7 @@ def evaluate(params: Params, evals: dict[str, tuple[Tensor, Tensor]], activation
         loss = torch.zeros(M, device=x.device, dtype=torch.float64)
         hits = torch.zeros(M, device=x.device, dtype=torch.long)
         for i in range(0, len(x), chunk):
-            logits = forward(params, x[i:i + chunk], activation)  # (M, b, C)
+            logits = forward(params, x[i:i + chunk], activation).float()  # (M, b, C)
             loss += cross_entropy(logits, y[i:i + chunk]).double() * logits.shape[1]
             hits += correct(logits, y[i:i + chunk])
         out[f"{name}_loss"] = (loss / len(x)).tolist()
@@ -253,9 +285,10 @@ def check_compatible(configs: list[TrainConfig]) -> None:
 def _hyperparameters(configs: list[TrainConfig], dev) -> dict:
     """Per-model hyperparameters as (M, 1, 1) tensors; a term that is 0 for every model becomes the float 0.0."""
     out = {}
-    for name in ("lr", "momentum", "weight_decay", "beta1", "beta2", "eps"):
+    for name in ("lr", "momentum", "weight_decay", "beta1", "beta2", "eps", "dropout_input", "dropout",
+                 "label_smoothing", "ema"):
         values = [float(getattr(c, name)) for c in configs]
-        if name in ("momentum", "weight_decay") and not any(values):
+        if name not in ("lr", "beta1", "beta2", "eps") and not any(values):
             out[name] = 0.0
         else:
             out[name] = torch.tensor(values, device=dev).view(-1, 1, 1)

@@ -1,0 +1,66 @@
+"""Regularization written by hand, for a population of M models: inverted dropout, max-norm, weight averaging.
+
+Every function takes per-model settings as tensors of shape (M, 1, 1) (one value per model, broadcasting over a
+layer), so one population can hold models with different dropout rates, norm caps or EMA decays.
+
+    >>> h = dropout(h, p, generators)          # training only; evaluation never calls it
+    >>> clip_max_norm_(params, cap)            # after each optimizer step
+    >>> ema_update_(ema, params, decay, step)  # evaluate with `ema` instead of `params`
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+Params = dict[str, Tensor]
+
+
+def dropout(h: Tensor, p: Tensor, generators: list[torch.Generator]) -> Tensor:
+    """Inverted dropout: zero each entry of h (M, B, H) with probability p[m] and scale the rest by 1 / (1 - p[m]),
+    so the expected value is unchanged and evaluation needs no rescaling. p: (M, 1, 1) in [0, 1).
+
+    Model m's mask comes from generators[m] alone (on h's device), so it does not depend on which other models
+    share the population. Returns a tensor of h's dtype.
+    """
+    M = h.shape[0]
+    assert len(generators) == M, f"one generator per model: {len(generators)} for {M} models"
+    if M == 1:
+        u = torch.rand(h.shape, generator=generators[0], device=h.device)  # (1, B, H)
+    else:
+        u = torch.stack([torch.rand(h.shape[1:], generator=g, device=h.device) for g in generators])  # (M, B, H)
+    keep = 1.0 - p  # (M, 1, 1)
+    scale = ((u < keep) / keep).to(h.dtype)  # (M, B, H): 0 or 1 / (1 - p)
+    return h * scale
+
+
+def dropout_generators(seeds: list[int], device: torch.device, stream: int = 0) -> list[torch.Generator]:
+    """One generator per model for its dropout masks, seeded from the model's seed (apart from its init stream).
+
+    The trainer draws input masks from stream 1 and hidden masks from stream 0, so a model's hidden masks are the
+    same whether or not another model of its population uses input dropout."""
+    return [torch.Generator(device=device).manual_seed(DROPOUT_SEED_OFFSET + (int(s) << 1) + stream) for s in seeds]
+
+
+DROPOUT_SEED_OFFSET = 0x5EED_D0  # keeps the dropout streams distinct from the init stream of the same seed
+
+
+@torch.no_grad()
+def clip_max_norm_(params: Params, cap: Tensor) -> None:
+    """Max-norm constraint (Srivastava et al. 2014): rescale every unit's incoming weight vector, a column of w{i}
+    (M, fan_in, fan_out), to L2 norm at most cap[m]. cap: (M, 1, 1); inf leaves a model unconstrained."""
+    for k, w in params.items():
+        if k.startswith("w"):
+            norms = w.norm(dim=1, keepdim=True)  # (M, 1, fan_out)
+            w.mul_((cap / norms.clamp_min(1e-12)).clamp(max=1.0))
+
+
+@torch.no_grad()
+def ema_update_(ema: Params, params: Params, decay: Tensor, step: int) -> None:
+    """ema <- d * ema + (1 - d) * params, with d = min(decay, (1 + step) / (10 + step)) per model.
+
+    The ramp (step counts from 0 at the first update) lets the average forget the random initialization quickly
+    early in training; decay (M, 1, 1) = 0 makes ema a copy of params."""
+    d = decay.clamp(max=(1.0 + step) / (10.0 + step))  # (M, 1, 1)
+    for k, p in params.items():
+        ema[k].lerp_(p, 1.0 - d)
