@@ -231,7 +231,7 @@ def test_new_fields_at_their_defaults_keep_old_trial_keys():
 def test_presets_are_valid_and_take_overrides():
     fast, best = preset("fast"), preset("best")
     assert fast.precision == "bf16" and fast.epochs >= 1
-    assert best.dropout > 0 and best.ema > 0 and best.val_size == 0
+    assert best.batch_norm and best.noise > 0 and best.val_size == 0
     assert preset("fast", seed=3, epochs=1).seed == 3
     with pytest.raises(ValueError, match="unknown preset"):
         preset("fastest")
@@ -253,10 +253,10 @@ def test_cli_fast_preset_smoke():
 
 
 def test_cli_best_preset_smoke():
-    p = _cli("train", "--preset", "best", "--epochs", "1", "--hidden", "128,128", "--json")
+    p = _cli("train", "--preset", "best", "--epochs", "1", "--hidden", "128,64", "--json")
     assert p.returncode == 0, p.stderr
     s = json.loads(p.stdout)
-    assert s["config"]["dropout"] == 0.5 and s["config"]["ema"] > 0 and s["config"]["val_size"] == 0
+    assert s["config"]["batch_norm"] and s["config"]["noise"] == 0.3 and s["config"]["val_size"] == 0
     assert s["val_accuracy"] is None  # trained on all 60,000 images: no validation split
     assert s["test_accuracy"] > 0.9
 
@@ -264,3 +264,65 @@ def test_cli_best_preset_smoke():
 def test_cli_rejects_an_unknown_preset():
     p = _cli("train", "--preset", "turbo")
     assert p.returncode == 2 and "unknown preset" in p.stderr and "Traceback" not in p.stderr
+
+
+# -- batch norm and Gaussian noise -------------------------------------------------------------------------------------
+
+def test_batch_norm_matches_torch_in_training_and_evaluation():
+    from mlplab import batchnorm as bn
+
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(2, 32, 5, generator=g) * 3 + 1  # (M, B, H)
+    gamma = torch.rand(2, 1, 5, generator=g) + 0.5
+    beta = torch.randn(2, 1, 5, generator=g)
+    stats = bn.init_stats([7, 5, 3], 2)
+    out = bn.batch_norm_train(z, gamma, beta, stats["mean0"], stats["var0"])
+    for m in range(2):
+        rm, rv = torch.zeros(5), torch.ones(5)
+        ref = F.batch_norm(z[m], rm, rv, gamma[m, 0], beta[m, 0], training=True, momentum=bn.MOMENTUM, eps=bn.EPS)
+        torch.testing.assert_close(out[m], ref)
+        torch.testing.assert_close(stats["mean0"][m, 0], rm)
+        torch.testing.assert_close(stats["var0"][m, 0], rv)
+        ev = bn.batch_norm_eval(z[m:m + 1], gamma[m:m + 1], beta[m:m + 1], stats["mean0"][m:m + 1],
+                                stats["var0"][m:m + 1])
+        ref_ev = F.batch_norm(z[m], rm, rv, gamma[m, 0], beta[m, 0], training=False, eps=bn.EPS)
+        torch.testing.assert_close(ev[0], ref_ev)
+
+
+def test_batch_norm_training_learns_and_evaluates_with_running_statistics(small_splits):
+    c = TrainConfig(hidden=(32, 32), epochs=2, batch_size=100, optimizer="adam", lr=3e-3, init="kaiming_uniform",
+                    batch_norm=True, noise=0.3)
+    r = train(c, splits=small_splits, progress=False, device="cpu")
+    assert {"g0", "g1", "mean0", "var0", "mean1", "var1"} <= set(r.params)
+    assert r.test_accuracy > 0.6
+    x = torch.from_numpy(small_splits.test_x).float() / 255
+    y = torch.from_numpy(small_splits.test_y)
+    logits = forward(r.params, x, "relu")  # evaluation: running statistics, so one image alone gives the same
+    assert correct(logits, y).item() / len(y) == r.test_accuracy
+    torch.testing.assert_close(forward(r.params, x[:1], "relu")[0, 0], logits[0, 0])
+    from mlplab.mlp import n_parameters
+
+    assert n_parameters(r.params) == 784 * 32 + 32 + 32 + 32 * 32 + 32 + 32 + 32 * 10 + 10  # stats not counted
+
+
+def test_population_with_batch_norm_and_noise_equals_training_each_alone(small_splits):
+    base = TrainConfig(hidden=(16,), epochs=1, batch_size=100, optimizer="adam", lr=2e-3, init="kaiming_uniform",
+                       batch_norm=True)
+    configs = [base.replace(noise=0.3, seed=0), base.replace(seed=1, data_seed=3), base.replace(noise=0.1, seed=2)]
+    together = train_population(configs, splits=small_splits, progress=False, device="cpu")
+    for c, r in zip(configs, together):
+        alone = train(c, splits=small_splits, progress=False, device="cpu")
+        for k in alone.params:
+            torch.testing.assert_close(r.params[k], alone.params[k], rtol=1e-4, atol=1e-5)
+
+
+def test_cli_regularization_flags_reach_the_config():
+    p = _cli("train", "--hidden", "16,16", "--epochs", "1", "--batch-size", "500", "--batch-norm", "--noise", "0.2",
+             "--dropout", "0.1", "--dropout-input", "0.1", "--max-norm", "4", "--label-smoothing", "0.05", "--ema",
+             "0.9", "--precision", "bf16", "--deterministic", "--json")
+    assert p.returncode == 0, p.stderr
+    c = json.loads(p.stdout)["config"]
+    assert (c["batch_norm"], c["noise"], c["dropout"], c["dropout_input"], c["max_norm"], c["label_smoothing"],
+            c["ema"], c["precision"]) == (True, 0.2, 0.1, 0.1, 4.0, 0.05, 0.9, "bf16")
+    bad = _cli("train", "--dropout", "1.5")
+    assert bad.returncode == 2 and "dropout must be <" in bad.stderr

@@ -139,6 +139,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     a("--label-smoothing", type=float, help="weight of the uniform target mixed into the labels (default 0)")
     a("--ema", type=float, help="decay of a moving average of the weights used for evaluation, e.g. 0.999 "
       "(default 0: off)")
+    a("--noise", type=float, help="std of Gaussian noise added to the inputs while training (and, with "
+      "--batch-norm, to every normalized hidden layer) (default 0)")
+    a("--batch-norm", action="store_true", default=None, help="batch normalization of every hidden layer")
     a("--precision", help="fp32 (default), tf32 (TF32 matmuls on CUDA) or bf16 (autocast; float32 master weights)")
 
 
@@ -154,7 +157,7 @@ def config_from_args(args: argparse.Namespace):
     for name in ("activation", "bias_init", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "beta1",
                  "beta2", "eps", "schedule", "warmup_steps", "step_size", "gamma", "epochs", "batch_size", "seed",
                  "data_seed", "val_size", "data", "dropout", "dropout_input", "max_norm", "label_smoothing", "ema",
-                 "precision"):
+                 "noise", "batch_norm", "precision"):
         value = getattr(args, name, None)
         if value is not None:
             d[name] = value
@@ -346,7 +349,10 @@ def _describe(config, device) -> str:
 def _extras(config) -> str:
     """The regularization and precision settings that are on, e.g. ', dropout 0.5, bf16'."""
     on = [f"{name.replace('_', ' ')} {getattr(config, name):g}"
-          for name in ("dropout_input", "dropout", "max_norm", "label_smoothing", "ema") if getattr(config, name)]
+          for name in ("dropout_input", "dropout", "max_norm", "label_smoothing", "ema", "noise")
+          if getattr(config, name)]
+    if config.batch_norm:
+        on.insert(0, "batch norm")
     if config.schedule != "constant":
         on.insert(0, f"{config.schedule} schedule")
     if config.precision != "fp32":

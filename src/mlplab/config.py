@@ -21,7 +21,7 @@ MNIST_TRAIN_SIZE = 60_000
 PRECISIONS = ("fp32", "tf32", "bf16")
 # Fields added after stores already existed: left out of a trial's key while at their default (see store.trial_key)
 LATER_FIELDS = {"dropout_input": 0.0, "dropout": 0.0, "max_norm": 0.0, "label_smoothing": 0.0, "ema": 0.0,
-                "precision": "fp32"}
+                "noise": 0.0, "batch_norm": False, "precision": "fp32"}
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,9 @@ class TrainConfig:
     max_norm: float = 0.0  # cap on the L2 norm of every unit's incoming weight vector; 0: no cap
     label_smoothing: float = 0.0  # weight of the uniform distribution mixed into the training targets
     ema: float = 0.0  # decay of an exponential moving average of the weights, used for evaluation; 0: off
+    noise: float = 0.0  # std of Gaussian noise added while training to the inputs (and, with batch_norm, to
+    #                     every normalized hidden pre-activation)
+    batch_norm: bool = False  # batch normalization of every hidden layer (shared by a population)
     # Arithmetic: fp32; tf32 (TF32 matmuls on CUDA GPUs, fp32 elsewhere); bf16 (autocast, float32 master weights)
     precision: str = "fp32"
 
@@ -93,6 +96,9 @@ class TrainConfig:
         _number(self, "max_norm", lo=0)
         _number(self, "label_smoothing", lo=0, hi=1, hi_open=True)
         _number(self, "ema", lo=0, hi=1, hi_open=True)
+        _number(self, "noise", lo=0)
+        if self.batch_norm not in (True, False):
+            raise TypeError(f"batch_norm must be true or false, got {self.batch_norm!r}")
         if self.nesterov not in (True, False):
             raise TypeError(f"nesterov must be true or false, got {self.nesterov!r}")
         if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):

@@ -15,10 +15,12 @@ import torch
 from torch import Tensor
 
 from mlplab.activations import ACTIVATIONS
+from mlplab.batchnorm import batch_norm_eval
 from mlplab.initializers import INITS
 
 Params = dict[str, Tensor]
 Drop = Callable[[Tensor], Tensor]  # dropout applied to hidden activations (M, B, H) while training
+Norm = Callable[[int, Tensor], Tensor]  # training-time batch norm of hidden layer i's pre-activations (M, B, H)
 
 
 def layer_sizes(in_dim: int, hidden: tuple[int, ...] | list[int], n_classes: int) -> list[int]:
@@ -36,12 +38,14 @@ def init_mlp(
     scales: list[float],
     seeds: list[int],
     bias_init: str | list[str] = "zeros",
+    batch_norm: bool = False,
 ) -> Params:
     """Parameters of M = len(seeds) models, model m drawn from its own generator seeded with seeds[m].
 
     `init` and `bias_init` name one scheme for all models, or one per model. Drawing is on the CPU in float32,
     layer by layer (weight, then bias when its bias_init is "same"), so a model's parameters depend only on its
-    own scheme, scale and seed, never on the other models or on the device.
+    own scheme, scale and seed, never on the other models or on the device. With `batch_norm`, every hidden layer
+    also gets a scale g{i} (M, 1, H) of ones (its bias b{i} is then the shift after normalization).
     """
     M = len(seeds)
     assert len(scales) == M, "one scale per model"
@@ -58,12 +62,14 @@ def init_mlp(
                 p[f"b{i}"] = scheme((1, fan_out), fan_in, fan_out, scale, g)  # (1, fan_out)
             else:
                 p[f"b{i}"] = torch.zeros(1, fan_out)
+            if batch_norm and i < len(sizes) - 2:
+                p[f"g{i}"] = torch.ones(1, fan_out)
         per_model.append(p)
     return {k: torch.stack([p[k] for p in per_model]) for k in per_model[0]}  # (M, ...)
 
 
-def linear(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
-    """x @ w + b for every model.
+def linear(x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
+    """x @ w + b for every model (x @ w when b is None).
 
     x: (B, D) shared by all models, or (M, B, D); w: (M, D, H); b: (M, 1, H). Returns (M, B, H).
     A shared input to narrow layers (H < 16) is multiplied by all models' weights in ONE matmul, (B, D) @ (D, M*H),
@@ -77,22 +83,24 @@ def linear(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
         B = x.shape[0]
         wide = w.permute(1, 0, 2).reshape(D, M * H)  # (D, M*H); a view when M == 1
         out = (x @ wide).view(B, M, H).transpose(0, 1)  # (M, B, H)
-        return out + b.to(out.dtype)  # under bf16 autocast the product is bf16: keep the activations bf16 too
+        return out if b is None else out + b.to(out.dtype)  # under bf16 autocast keep the activations bf16 too
     if x.dim() == 2:
         x = x.expand(M, *x.shape)  # (M, B, D): a view, nothing is copied
-    return torch.baddbmm(b, x, w)  # (M, B, H)
+    return torch.bmm(x, w) if b is None else torch.baddbmm(b, x, w)  # (M, B, H)
 
 
-def forward(params: Params, x: Tensor, activation: str, drop: Drop | None = None) -> Tensor:
+def forward(params: Params, x: Tensor, activation: str, drop: Drop | None = None, norm: Norm | None = None) -> Tensor:
     """Logits of every model. x: (B, D) shared by all models, or (M, B, D) -> (M, B, C).
 
     `drop(h)`, when given, is applied to every hidden layer's activations (M, B, H) during training (dropout);
-    input dropout is the caller's, since it turns a shared batch into one per model."""
-    return _rest(params, linear(x, params["w0"], params["b0"]), activation, drop)
+    input dropout is the caller's, since it turns a shared batch into one per model. Layers with batch norm (a
+    g{i} in params) use `norm(i, z)` while training, and the running statistics mean{i}, var{i} in params
+    otherwise."""
+    return _rest(params, linear(x, params["w0"], _bias(params, 0)), activation, drop, norm)
 
 
 def forward_streams(params: Params, xs: list[Tensor], groups: list[slice], activation: str,
-                    drop: Drop | None = None) -> Tensor:
+                    drop: Drop | None = None, norm: Norm | None = None) -> Tensor:
     """Logits when each group of models (a slice of the model axis) reads its own shared batch.
 
     xs[g]: (B, D) for the models in groups[g]; the groups tile 0..M-1 in order. Each group's first layer is one
@@ -101,23 +109,41 @@ def forward_streams(params: Params, xs: list[Tensor], groups: list[slice], activ
     """
     w, b = params["w0"], params["b0"]
     if len(xs) == 1:
-        return forward(params, xs[0], activation, drop)
+        return forward(params, xs[0], activation, drop, norm)
+    b = _bias(params, 0)
     sizes = [g.stop - g.start for g in groups]
     assert sum(sizes) == w.shape[0], f"groups must tile the {w.shape[0]} models, got sizes {sizes}"
     if len(xs) == w.shape[0] and w.shape[-1] > 1:  # at H1 = 1, M matrix-vector products beat copying the batches
-        h = torch.baddbmm(b, torch.stack(xs), w)  # (M, B, D) @ (M, D, H1) -> (M, B, H1)
+        h = linear(torch.stack(xs), w, b)  # (M, B, D) @ (M, D, H1) -> (M, B, H1)
     else:
         # w.split, not w[g]: the backward of w[g] writes into a zeroed tensor the size of all of w, once per group.
-        h = torch.cat([linear(x, wg, bg) for x, wg, bg in zip(xs, w.split(sizes), b.split(sizes))])  # (M, B, H1)
-    return _rest(params, h, activation, drop)
+        bs = [None] * len(sizes) if b is None else b.split(sizes)
+        h = torch.cat([linear(x, wg, bg) for x, wg, bg in zip(xs, w.split(sizes), bs)])  # (M, B, H1)
+    return _rest(params, h, activation, drop, norm)
 
 
-def _rest(params: Params, h: Tensor, activation: str, drop: Drop | None = None) -> Tensor:
+def _bias(params: Params, i: int) -> Tensor | None:
+    """The bias added by layer i's product: none for a batch-normalized layer, whose b{i} is the shift after."""
+    return None if f"g{i}" in params else params[f"b{i}"]
+
+
+def _normalize(params: Params, i: int, z: Tensor, norm: Norm | None) -> Tensor:
+    """Hidden layer i's pre-activations after batch norm (training: `norm`; else running statistics), if it has it."""
+    if f"g{i}" not in params:
+        return z
+    if norm is not None:
+        return norm(i, z)
+    return batch_norm_eval(z, params[f"g{i}"], params[f"b{i}"], params[f"mean{i}"], params[f"var{i}"])
+
+
+def _rest(params: Params, h: Tensor, activation: str, drop: Drop | None = None, norm: Norm | None = None) -> Tensor:
     """Layers 1..L-1 applied to the first layer's pre-activations h (M, B, H1)."""
     act = ACTIVATIONS[activation]
     for i in range(1, n_layers(params)):
-        a = act(h) if drop is None else drop(act(h))
-        h = linear(a, params[f"w{i}"], params[f"b{i}"])  # (M, B, sizes[i+1])
+        a = act(_normalize(params, i - 1, h, norm))
+        if drop is not None:
+            a = drop(a)
+        h = linear(a, params[f"w{i}"], _bias(params, i))  # (M, B, sizes[i+1])
     return h
 
 
@@ -126,7 +152,7 @@ def hidden_features(params: Params, x: Tensor, activation: str, layer: int = 0) 
     act = ACTIVATIONS[activation]
     h = x
     for i in range(layer + 1):
-        h = act(linear(h, params[f"w{i}"], params[f"b{i}"]))
+        h = act(_normalize(params, i, linear(h, params[f"w{i}"], _bias(params, i)), None))
     return h
 
 
@@ -136,5 +162,5 @@ def select(params: Params, m: int) -> Params:
 
 
 def n_parameters(params: Params) -> int:
-    """Number of trainable numbers per model."""
-    return sum(v[0].numel() for v in params.values())
+    """Number of trainable numbers per model (batch norm's running statistics are not trained)."""
+    return sum(v[0].numel() for k, v in params.items() if not k.startswith(("mean", "var")))

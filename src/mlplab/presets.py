@@ -7,10 +7,11 @@ augmentation, no pre-training). Tuned on the validation split only; `benchmarks/
 
 - fast: the shortest training to >= 98.0% test accuracy on a laptop CPU. One hidden layer of 384, Adam with a
   cosine schedule, label smoothing, bf16 matmuls, 3 epochs of batch 128.
-- best: the highest accuracy within 15 minutes of training on a 2-core CPU. Two hidden layers of 1024 with
-  dropout on the inputs and hidden units, label smoothing, an exponential moving average of the weights for
-  evaluation, bf16 matmuls; trained on all 60,000 training images (its settings were chosen on the validation
-  split first).
+- best: the highest accuracy within 15 minutes of training on a 2-core CPU. Five hidden layers (1000-500-250-250-250,
+  the supervised baseline of Rasmus et al. 2015) with batch normalization and Gaussian noise (std 0.3) on the
+  inputs and every normalized hidden layer, label smoothing 0.1, Adam with a cosine schedule, bf16 matmuls, 60
+  epochs of batch 100, trained on all 60,000 training images. Its settings were chosen on the validation split
+  (99.14% there after 60 epochs on the other 50,000); dropout 0.2/0.5 on 2x1024 with Adam reached only 98.5%.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from mlplab.config import TrainConfig
 PRESETS: dict[str, dict] = {
     "fast": dict(hidden=(384,), activation="relu", init="kaiming_uniform", optimizer="adam", lr=3e-3,
                  schedule="cosine", epochs=3, batch_size=128, label_smoothing=0.1, precision="bf16"),
-    "best": dict(hidden=(1024, 1024), activation="relu", init="kaiming_uniform", optimizer="adam", lr=1e-3,
-                 schedule="cosine", epochs=60, batch_size=128, dropout_input=0.2, dropout=0.5,
-                 label_smoothing=0.1, ema=0.999, precision="bf16", val_size=0),
+    "best": dict(hidden=(1000, 500, 250, 250, 250), activation="relu", init="kaiming_uniform", batch_norm=True,
+                 noise=0.3, label_smoothing=0.1, optimizer="adam", lr=2e-3, schedule="cosine", epochs=60,
+                 batch_size=100, precision="bf16", val_size=0),
 }
 
 

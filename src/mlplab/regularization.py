@@ -6,6 +6,7 @@ layer), so one population can hold models with different dropout rates, norm cap
     >>> h = dropout(h, p, generators)          # training only; evaluation never calls it
     >>> clip_max_norm_(params, cap)            # after each optimizer step
     >>> ema_update_(ema, params, decay, step)  # evaluate with `ema` instead of `params`
+    >>> x = x + gaussian_noise(x, sigma, generators)
 """
 
 from __future__ import annotations
@@ -34,11 +35,21 @@ def dropout(h: Tensor, p: Tensor, generators: list[torch.Generator]) -> Tensor:
     return h * scale
 
 
+def gaussian_noise(h: Tensor, sigma: Tensor, generators: list[torch.Generator]) -> Tensor:
+    """sigma[m] * N(0, 1) noise shaped like h (M, B, H), model m's from generators[m]; sigma (M, 1, 1)."""
+    M = h.shape[0]
+    if M == 1:
+        z = torch.randn(h.shape, generator=generators[0], device=h.device)
+    else:
+        z = torch.stack([torch.randn(h.shape[1:], generator=g, device=h.device) for g in generators])
+    return z * sigma
+
+
 def dropout_generators(seeds: list[int], device: torch.device, stream: int = 0) -> list[torch.Generator]:
     """One generator per model for its dropout masks, seeded from the model's seed (apart from its init stream).
 
-    The trainer draws input masks from stream 1 and hidden masks from stream 0, so a model's hidden masks are the
-    same whether or not another model of its population uses input dropout."""
+    The trainer draws hidden masks from stream 0, input masks from stream 1 and Gaussian noise from stream 2, so a
+    model's draws are the same whether or not another model of its population uses another of them."""
     return [torch.Generator(device=device).manual_seed(DROPOUT_SEED_OFFSET + (int(s) << 1) + stream) for s in seeds]
 
 

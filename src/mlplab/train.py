@@ -22,18 +22,19 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from mlplab import batchnorm as bn
 from mlplab import data as data_mod
 from mlplab import optim
 from mlplab import regularization as reg
 from mlplab.config import TrainConfig
-from mlplab.device import arithmetic, deterministic_mode, keep_freed_memory, resolve_device
+from mlplab.device import arithmetic, deterministic_mode, keep_freed_memory, resolve_device, synchronize
 from mlplab.losses import correct, cross_entropy
 from mlplab.mlp import Params, forward, forward_streams, init_mlp, layer_sizes, select
 from mlplab.schedules import lr_factor
 
 # Fields that must agree across a population; everything else may differ per model.
 SHARED_FIELDS = ("hidden", "activation", "optimizer", "nesterov", "schedule", "warmup_steps", "step_size", "gamma",
-                 "epochs", "batch_size", "val_size", "data", "precision")
+                 "epochs", "batch_size", "val_size", "data", "precision", "batch_norm")
 CHECK_EVERY = 50  # steps between host checks for "every model diverged" (the only per-step host sync)
 
 
@@ -129,8 +130,9 @@ def _train_population(configs, device, splits, progress, on_epoch) -> list[Train
     sizes = layer_sizes(X.shape[1], c0.hidden, n_classes)
 
     params = init_mlp(sizes, [c.init for c in configs], [c.init_scale for c in configs], [c.seed for c in configs],
-                      [c.bias_init for c in configs])
+                      [c.bias_init for c in configs], batch_norm=c0.batch_norm)
     params = {k: v.to(dev).requires_grad_(True) for k, v in params.items()}
+    stats = bn.init_stats(sizes, M, dev) if c0.batch_norm else {}  # running statistics: evaluated, not trained
     hp = _hyperparameters(configs, dev)
     state = optim.init_state(params, c0.optimizer)
     # Regularization: each part is skipped entirely when it is off for every model.
@@ -138,6 +140,12 @@ def _train_population(configs, device, splits, progress, on_epoch) -> list[Train
     input_gens = reg.dropout_generators(seeds, dev, stream=1) if any(c.dropout_input for c in configs) else None
     hidden_gens = reg.dropout_generators(seeds, dev, stream=0) if any(c.dropout for c in configs) else None
     drop = None if hidden_gens is None else (lambda h: reg.dropout(h, hp["dropout"], hidden_gens))
+    noise_gens = reg.dropout_generators(seeds, dev, stream=2) if any(c.noise for c in configs) else None
+    norm = None
+    if c0.batch_norm:
+        def norm(i, z):  # training-time batch norm of hidden layer i, with the noise when there is noise
+            n = None if noise_gens is None else reg.gaussian_noise(z, hp["noise"], noise_gens)
+            return bn.batch_norm_train(z, params[f"g{i}"], params[f"b{i}"], stats[f"mean{i}"], stats[f"var{i}"], n)
     smoothing = hp["label_smoothing"] if isinstance(hp["label_smoothing"], float) else hp["label_smoothing"].view(M)
     cap = torch.tensor([c.max_norm or math.inf for c in configs], device=dev).view(M, 1, 1) if any(
         c.max_norm for c in configs) else None
@@ -173,11 +181,15 @@ def _train_population(configs, device, splits, progress, on_epoch) -> list[Train
             else:
                 yb = torch.cat([Y[i].expand(g.stop - g.start, -1) for i, g in zip(idx, groups)])  # (M, B)
             with arithmetic(dev, c0.precision):
-                if input_gens is not None:
+                if input_gens is not None or noise_gens is not None:  # the input differs per model now
                     x = torch.cat([x.expand(g.stop - g.start, -1, -1) for x, g in zip(xs, groups)])  # (M, B, D)
-                    logits = forward(params, reg.dropout(x, hp["dropout_input"], input_gens), c0.activation, drop)
+                    if noise_gens is not None:
+                        x = x + reg.gaussian_noise(x, hp["noise"], noise_gens)
+                    if input_gens is not None:
+                        x = reg.dropout(x, hp["dropout_input"], input_gens)
+                    logits = forward(params, x, c0.activation, drop, norm)
                 else:
-                    logits = forward_streams(params, xs, groups, c0.activation, drop)  # (M, B, C)
+                    logits = forward_streams(params, xs, groups, c0.activation, drop, norm)  # (M, B, C)
             losses = cross_entropy(logits.float(), yb, smoothing)  # (M,)
             grads = torch.autograd.grad(losses.sum(), list(params.values()))
             grads = dict(zip(params, grads))
@@ -205,9 +217,10 @@ def _train_population(configs, device, splits, progress, on_epoch) -> list[Train
             if step % CHECK_EVERY == 0 and not bool(alive.any()):
                 stopped = True
                 break
+        synchronize(dev)  # a GPU runs ahead of the host: count the epoch's kernels, not just their launches
         train_seconds += time.perf_counter() - t_epoch
         with arithmetic(dev, c0.precision):
-            metrics = evaluate(params if ema is None else ema, evals, c0.activation)
+            metrics = evaluate({**(params if ema is None else ema), **stats}, evals, c0.activation)
         train_loss = (loss_sum / loss_steps.clamp_min(1)).tolist()
         n_steps = loss_steps.tolist()
         for m in range(M):
@@ -233,7 +246,7 @@ def _train_population(configs, device, splits, progress, on_epoch) -> list[Train
         results[order[m]] = TrainResult(
             config=c,
             history=histories[m],
-            params={k: v.detach() for k, v in select(params if ema is None else ema, m).items()},
+            params={k: v.detach() for k, v in select({**(params if ema is None else ema), **stats}, m).items()},
             diverged=died[m] >= 0,
             diverged_at=at,
             seconds=wall,
@@ -286,7 +299,7 @@ def _hyperparameters(configs: list[TrainConfig], dev) -> dict:
     """Per-model hyperparameters as (M, 1, 1) tensors; a term that is 0 for every model becomes the float 0.0."""
     out = {}
     for name in ("lr", "momentum", "weight_decay", "beta1", "beta2", "eps", "dropout_input", "dropout",
-                 "label_smoothing", "ema"):
+                 "label_smoothing", "ema", "noise"):
         values = [float(getattr(c, name)) for c in configs]
         if name not in ("lr", "beta1", "beta2", "eps") and not any(values):
             out[name] = 0.0

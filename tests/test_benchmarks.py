@@ -1,0 +1,34 @@
+"""The benchmark scripts still run (smoke runs with tiny settings; their timings are not checked here)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def _run(script, *args, tmp_path):
+    out = tmp_path / "out.json"
+    p = subprocess.run([sys.executable, str(BENCH / script), *args, "--json", str(out)], capture_output=True,
+                       text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    return p.stdout, json.loads(out.read_text())
+
+
+def test_gpu_benchmark_smoke_on_the_cpu(tmp_path):
+    stdout, data = _run("gpu.py", "--device", "cpu", "--quick", "--skip-study", tmp_path=tmp_path)
+    assert "CPU" in data["device"] and set(data["ceilings_tflops"]) == {"fp32", "bf16"}
+    assert all(v > 0 for v in data["ceilings_tflops"].values())
+    assert [r["precision"] for r in data["populations"]] == ["fp32", "bf16"]
+    assert all(r["tflops"] > 0 and 0 < r["best_test_accuracy"] <= 1 for r in data["populations"])
+    assert "of ceiling" in stdout
+
+
+def test_frontier_benchmark_smoke(tmp_path):
+    stdout, data = _run("frontier.py", "--presets", "fast", "--seeds", "2", "--epochs", "1", tmp_path=tmp_path)
+    runs = data["runs"]
+    assert [r["seed"] for r in runs] == [0, 1] and all(r["config"]["epochs"] == 1 for r in runs)
+    assert all(r["test_accuracy"] > 0.9 for r in runs)
+    assert data["fresh_process"]["test_accuracy"] > 0.9
+    assert "fast" in stdout and "±" in stdout
