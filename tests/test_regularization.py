@@ -16,12 +16,22 @@ from mlplab.losses import correct, cross_entropy
 from mlplab.mlp import forward
 from mlplab.train import train, train_population
 
+
+def assert_population_matches_alone(configs, splits):
+    """Each model trained in the population ends where it ends when trained by itself."""
+    together = train_population(configs, splits=splits, progress=False, device="cpu")
+    for c, r in zip(configs, together):
+        alone = train(c, splits=splits, progress=False, device="cpu")
+        for k in alone.params:
+            torch.testing.assert_close(r.params[k], alone.params[k], rtol=1e-4, atol=1e-5)
+
+
 # -- dropout --------------------------------------------------------------------------------------------------------
 
 def test_dropout_zeroes_a_fraction_p_and_keeps_the_mean():
     h = torch.ones(2, 400, 500)
     p = torch.tensor([0.2, 0.5]).view(2, 1, 1)
-    out = reg.dropout(h, p, reg.dropout_generators([0, 1], torch.device("cpu")))
+    out = reg.dropout(h, p, reg.stream_generators([0, 1], torch.device("cpu"), "hidden_dropout"))
     for m, rate in enumerate((0.2, 0.5)):
         dropped = (out[m] == 0).float().mean().item()
         assert dropped == pytest.approx(rate, abs=0.01)
@@ -33,15 +43,24 @@ def test_dropout_zeroes_a_fraction_p_and_keeps_the_mean():
 def test_a_models_dropout_mask_does_not_depend_on_its_neighbours():
     h = torch.randn(3, 8, 16)
     p = torch.tensor([0.3, 0.3, 0.6]).view(3, 1, 1)
-    together = reg.dropout(h, p, reg.dropout_generators([5, 6, 7], torch.device("cpu")))
-    alone = reg.dropout(h[2:], p[2:], reg.dropout_generators([7], torch.device("cpu")))
+    together = reg.dropout(h, p, reg.stream_generators([5, 6, 7], torch.device("cpu"), "hidden_dropout"))
+    alone = reg.dropout(h[2:], p[2:], reg.stream_generators([7], torch.device("cpu"), "hidden_dropout"))
     torch.testing.assert_close(together[2:], alone)
     assert not torch.equal(together[0] != 0, together[1] != 0)  # different seeds, different masks
 
 
+def test_random_streams_never_share_a_generator_seed():
+    seeds = {(s, stream): reg.STREAMS[stream] + 2 * s for s in range(1000) for stream in reg.STREAMS}
+    assert len(set(seeds.values())) == len(seeds)
+    a = reg.stream_generators([3], torch.device("cpu"), "noise")[0]
+    b = reg.stream_generators([4], torch.device("cpu"), "hidden_dropout")[0]
+    assert not torch.equal(torch.rand(5, generator=a), torch.rand(5, generator=b))
+
+
 def test_dropout_keeps_bf16_activations_bf16():
     h = torch.randn(1, 4, 8, dtype=torch.bfloat16)
-    out = reg.dropout(h, torch.tensor(0.5).view(1, 1, 1), reg.dropout_generators([0], torch.device("cpu")))
+    gens = reg.stream_generators([0], torch.device("cpu"), "hidden_dropout")
+    out = reg.dropout(h, torch.tensor(0.5).view(1, 1, 1), gens)
     assert out.dtype == torch.bfloat16
 
 
@@ -71,11 +90,7 @@ def test_population_with_dropout_equals_training_each_alone(small_splits):
     base = TrainConfig(hidden=(24,), epochs=1, batch_size=100, optimizer="adam", lr=2e-3, init="kaiming_uniform")
     configs = [base.replace(dropout=0.3, seed=0), base.replace(dropout_input=0.2, dropout=0.5, seed=1, data_seed=4),
                base.replace(seed=2)]
-    together = train_population(configs, splits=small_splits, progress=False, device="cpu")
-    for c, r in zip(configs, together):
-        alone = train(c, splits=small_splits, progress=False, device="cpu")
-        for k in alone.params:
-            torch.testing.assert_close(r.params[k], alone.params[k], rtol=1e-4, atol=1e-5)
+    assert_population_matches_alone(configs, small_splits)
 
 
 # -- max-norm -------------------------------------------------------------------------------------------------------
@@ -276,7 +291,8 @@ def test_batch_norm_matches_torch_in_training_and_evaluation():
     gamma = torch.rand(2, 1, 5, generator=g) + 0.5
     beta = torch.randn(2, 1, 5, generator=g)
     stats = bn.init_stats([7, 5, 3], 2)
-    out = bn.batch_norm_train(z, gamma, beta, stats["mean0"], stats["var0"])
+    out, mean, var = bn.batch_norm_train(z, gamma, beta)
+    bn.update_running_(stats["mean0"], stats["var0"], mean, var)
     for m in range(2):
         rm, rv = torch.zeros(5), torch.ones(5)
         ref = F.batch_norm(z[m], rm, rv, gamma[m, 0], beta[m, 0], training=True, momentum=bn.MOMENTUM, eps=bn.EPS)
@@ -305,24 +321,50 @@ def test_batch_norm_training_learns_and_evaluates_with_running_statistics(small_
     assert n_parameters(r.params) == 784 * 32 + 32 + 32 + 32 * 32 + 32 + 32 + 32 * 10 + 10  # stats not counted
 
 
+def test_running_statistics_of_a_frozen_model_stay_put():
+    from mlplab import batchnorm as bn
+
+    stats = bn.init_stats([3, 4, 2], 2)
+    mean, var = torch.full((2, 1, 4), float("nan")), torch.full((2, 1, 4), 2.0)
+    bn.update_running_(stats["mean0"], stats["var0"], mean, var, keep=torch.tensor([False, True]).view(2, 1, 1))
+    assert torch.equal(stats["mean0"][0], torch.zeros(1, 4)) and torch.equal(stats["var0"][0], torch.ones(1, 4))
+    assert stats["mean0"][1].isnan().all()
+    torch.testing.assert_close(stats["var0"][1], torch.full((1, 4), 1.1))
+
+
+def test_batch_norm_skips_a_last_batch_of_one(small_splits):
+    from dataclasses import replace
+
+    odd = replace(small_splits, train_x=small_splits.train_x[:201], train_y=small_splits.train_y[:201])
+    r = train(TrainConfig(hidden=(8,), epochs=1, batch_size=100, batch_norm=True), splits=odd, progress=False,
+              device="cpu")
+    assert r.extra["steps"] == 2 and torch.isfinite(r.params["var0"]).all() and (r.params["var0"] > 0).all()
+
+
+def test_ema_with_batch_norm_is_refused():
+    with pytest.raises(ValueError, match="ema with batch_norm"):
+        TrainConfig(batch_norm=True, ema=0.99)
+
+
 def test_population_with_batch_norm_and_noise_equals_training_each_alone(small_splits):
     base = TrainConfig(hidden=(16,), epochs=1, batch_size=100, optimizer="adam", lr=2e-3, init="kaiming_uniform",
                        batch_norm=True)
     configs = [base.replace(noise=0.3, seed=0), base.replace(seed=1, data_seed=3), base.replace(noise=0.1, seed=2)]
-    together = train_population(configs, splits=small_splits, progress=False, device="cpu")
-    for c, r in zip(configs, together):
-        alone = train(c, splits=small_splits, progress=False, device="cpu")
-        for k in alone.params:
-            torch.testing.assert_close(r.params[k], alone.params[k], rtol=1e-4, atol=1e-5)
+    assert_population_matches_alone(configs, small_splits)
 
 
 def test_cli_regularization_flags_reach_the_config():
     p = _cli("train", "--hidden", "16,16", "--epochs", "1", "--batch-size", "500", "--batch-norm", "--noise", "0.2",
-             "--dropout", "0.1", "--dropout-input", "0.1", "--max-norm", "4", "--label-smoothing", "0.05", "--ema",
-             "0.9", "--precision", "bf16", "--deterministic", "--json")
+             "--dropout", "0.1", "--dropout-input", "0.1", "--max-norm", "4", "--label-smoothing", "0.05",
+             "--precision", "bf16", "--deterministic", "--json")
     assert p.returncode == 0, p.stderr
     c = json.loads(p.stdout)["config"]
     assert (c["batch_norm"], c["noise"], c["dropout"], c["dropout_input"], c["max_norm"], c["label_smoothing"],
-            c["ema"], c["precision"]) == (True, 0.2, 0.1, 0.1, 4.0, 0.05, 0.9, "bf16")
+            c["precision"]) == (True, 0.2, 0.1, 0.1, 4.0, 0.05, "bf16")
+    p = _cli("train", "--preset", "best", "--no-batch-norm", "--noise", "0", "--ema", "0.9", "--hidden", "8",
+             "--epochs", "1", "--json")
+    assert p.returncode == 0, p.stderr
+    c = json.loads(p.stdout)["config"]
+    assert (c["batch_norm"], c["ema"], c["label_smoothing"]) == (False, 0.9, 0.1)  # the preset's, overridden
     bad = _cli("train", "--dropout", "1.5")
     assert bad.returncode == 2 and "dropout must be <" in bad.stderr

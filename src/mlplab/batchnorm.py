@@ -15,22 +15,30 @@ EPS = 1e-5
 MOMENTUM = 0.1  # weight of the newest batch in the running averages
 
 
-def batch_norm_train(z: Tensor, gamma: Tensor, beta: Tensor, running_mean: Tensor, running_var: Tensor,
-                     noise: Tensor | None = None) -> Tensor:
+def batch_norm_train(z: Tensor, gamma: Tensor, beta: Tensor,
+                     noise: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """z (M, B, H) -> normalized with each model's batch statistics, plus `noise` (M, B, H) if given, then scaled
-    by gamma and shifted by beta (M, 1, H). Updates running_mean and running_var (M, 1, H) in place.
-    Statistics are computed in float32 even when z is bf16; the result has z's dtype."""
+    by gamma and shifted by beta (M, 1, H). Statistics are computed in float32 even when z is bf16; the output has
+    z's dtype. Returns (output, batch mean, unbiased batch variance), the last two (M, 1, H) and detached, for
+    `update_running_` once the step is known to be finite."""
     zf = z.float()
     mean = zf.mean(dim=1, keepdim=True)  # (M, 1, H)
     var = zf.var(dim=1, keepdim=True, unbiased=False)  # (M, 1, H)
     zhat = (zf - mean) * torch.rsqrt(var + EPS)  # (M, B, H)
-    with torch.no_grad():
-        n = z.shape[1]
-        running_mean.lerp_(mean, MOMENTUM)
-        running_var.lerp_(var * (n / max(n - 1, 1)), MOMENTUM)
     if noise is not None:
         zhat = zhat + noise
-    return (zhat * gamma + beta).to(z.dtype)
+    n = z.shape[1]
+    return (zhat * gamma + beta).to(z.dtype), mean.detach(), var.detach() * (n / max(n - 1, 1))
+
+
+@torch.no_grad()
+def update_running_(running_mean: Tensor, running_var: Tensor, mean: Tensor, var: Tensor,
+                    keep: Tensor | None = None) -> None:
+    """Move the running statistics (M, 1, H) toward a batch's by MOMENTUM; models where `keep` (M, 1, 1) is False
+    (frozen after diverging) keep theirs."""
+    new_mean, new_var = torch.lerp(running_mean, mean, MOMENTUM), torch.lerp(running_var, var, MOMENTUM)
+    running_mean.copy_(new_mean if keep is None else torch.where(keep, new_mean, running_mean))
+    running_var.copy_(new_var if keep is None else torch.where(keep, new_var, running_var))
 
 
 def batch_norm_eval(z: Tensor, gamma: Tensor, beta: Tensor, running_mean: Tensor, running_var: Tensor) -> Tensor:

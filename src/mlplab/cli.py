@@ -141,7 +141,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
       "(default 0: off)")
     a("--noise", type=float, help="std of Gaussian noise added to the inputs while training (and, with "
       "--batch-norm, to every normalized hidden layer) (default 0)")
-    a("--batch-norm", action="store_true", default=None, help="batch normalization of every hidden layer")
+    a("--batch-norm", action=argparse.BooleanOptionalAction, default=None,
+      help="batch normalization of every hidden layer (--no-batch-norm turns a preset's off)")
     a("--precision", help="fp32 (default), tf32 (TF32 matmuls on CUDA) or bf16 (autocast; float32 master weights)")
 
 
@@ -401,6 +402,8 @@ def _fail(message: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "deterministic", False):  # cuBLAS reads this once, when it starts: set it before any CUDA work
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     try:
         return args.func(args)
     except KeyboardInterrupt:

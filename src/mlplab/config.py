@@ -14,11 +14,11 @@ import math
 from dataclasses import dataclass
 
 from mlplab import activations, initializers
+from mlplab.device import PRECISIONS
 from mlplab.optim import OPTIMIZERS
 from mlplab.schedules import SCHEDULES
 
 MNIST_TRAIN_SIZE = 60_000
-PRECISIONS = ("fp32", "tf32", "bf16")
 # Fields added after stores already existed: left out of a trial's key while at their default (see store.trial_key)
 LATER_FIELDS = {"dropout_input": 0.0, "dropout": 0.0, "max_norm": 0.0, "label_smoothing": 0.0, "ema": 0.0,
                 "noise": 0.0, "batch_norm": False, "precision": "fp32"}
@@ -99,6 +99,9 @@ class TrainConfig:
         _number(self, "noise", lo=0)
         if self.batch_norm not in (True, False):
             raise TypeError(f"batch_norm must be true or false, got {self.batch_norm!r}")
+        if self.batch_norm and self.ema:
+            raise ValueError("ema with batch_norm is not supported: the running statistics would belong to the raw "
+                             "weights, not their average (drop one of --ema, --batch-norm)")
         if self.nesterov not in (True, False):
             raise TypeError(f"nesterov must be true or false, got {self.nesterov!r}")
         if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):

@@ -46,34 +46,58 @@ def _mps_available() -> bool:
     return bool(backend and backend.is_available())
 
 
+PRECISIONS = ("fp32", "tf32", "bf16")
+
+
+@contextlib.contextmanager
+def matmul_precision(device: torch.device, precision: str = "fp32"):
+    """float32 matmuls on CUDA use TF32 inside the block when `precision` is "tf32" and full float32 otherwise,
+    whatever the global setting; restored after. Wrap the whole step (forward AND backward) in it. Elsewhere a
+    no-op. Uses `fp32_precision` where torch has it (2.9+), `allow_tf32` before."""
+    _check(precision)
+    if device.type != "cuda":
+        yield
+        return
+    matmul = torch.backends.cuda.matmul
+    name = "fp32_precision" if hasattr(matmul, "fp32_precision") else "allow_tf32"
+    value = ("tf32" if precision == "tf32" else "ieee") if name == "fp32_precision" else precision == "tf32"
+    saved = getattr(matmul, name)
+    setattr(matmul, name, value)
+    try:
+        yield
+    finally:
+        setattr(matmul, name, saved)
+
+
+def autocast(device: torch.device, precision: str = "fp32"):
+    """bf16 autocast for "bf16" (matmuls in bfloat16; parameters and optimizer state stay float32); else nothing.
+    Wrap the forward pass only: the backward follows the dtypes the forward chose."""
+    _check(precision)
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 @contextlib.contextmanager
 def arithmetic(device: torch.device, precision: str = "fp32"):
-    """Run the block in `precision`: "fp32"; "tf32" (TF32 matmuls on CUDA, plain fp32 elsewhere); or "bf16"
-    (autocast: matmuls in bfloat16, parameters and optimizer state stay float32). Restores the TF32 flags after."""
-    if precision not in ("fp32", "tf32", "bf16"):
-        raise ValueError(f"unknown precision {precision!r}; choose one of: fp32, tf32, bf16")
-    with contextlib.ExitStack() as stack:
-        if device.type == "cuda":
-            saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-            stack.callback(_set_tf32, *saved)
-            _set_tf32(precision == "tf32", precision == "tf32")
-        if precision == "bf16":
-            stack.enter_context(torch.autocast(device_type=device.type, dtype=torch.bfloat16))
+    """Both of the above, for code without a backward pass (evaluation, benchmarks)."""
+    with matmul_precision(device, precision), autocast(device, precision):
         yield
 
 
-def _set_tf32(matmul: bool, cudnn: bool) -> None:
-    torch.backends.cuda.matmul.allow_tf32 = matmul
-    torch.backends.cudnn.allow_tf32 = cudnn
+def _check(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
 
 
 @contextlib.contextmanager
 def deterministic_mode(enabled: bool = True):
     """PyTorch's deterministic algorithms inside the block (and restored after), so a GPU run repeats bit for bit.
 
-    On CUDA this also sets CUBLAS_WORKSPACE_CONFIG=:4096:8 (unless set), which cuBLAS needs for repeatable
-    matmuls. The cost: deterministic kernels (and a fixed cuBLAS workspace) can be slower; on the CPU, where
-    mlplab's kernels are deterministic already, it changes nothing. With enabled=False the block runs as is.
+    On CUDA, cuBLAS also needs CUBLAS_WORKSPACE_CONFIG=:4096:8 for repeatable matmuls, read when cuBLAS starts:
+    this sets it (unless set) for a process that has not used CUDA yet; `mlplab --deterministic` sets it before
+    anything touches the GPU. The cost: deterministic kernels (and a fixed cuBLAS workspace) can be slower; on the
+    CPU, where mlplab's kernels are deterministic already, it changes nothing. enabled=False runs the block as is.
     """
     if not enabled:
         yield

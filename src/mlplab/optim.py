@@ -79,6 +79,7 @@ def adam_step(params: Params, grads: Params, state: dict, lr, betas=(0.9, 0.999)
             g = g + weight_decay * p
         m = state["m"][k]
         v = state["v"][k]
+        # The same operations in both branches, so a model's numbers do not depend on whether a neighbour froze.
         if keep is None:  # every model steps: update in place, a few passes over memory instead of a dozen
             m.lerp_(g, 1.0 - b1)
             v.lerp_(g * g, 1.0 - b2)
@@ -87,13 +88,13 @@ def adam_step(params: Params, grads: Params, state: dict, lr, betas=(0.9, 0.999)
             denom = v.sqrt().div_(c2_sqrt).add_(eps).mul_(c1 / lr)  # p -= (lr / c1) * m / (sqrt(v) / c2 + eps)
             p.addcdiv_(m, denom, value=-1.0)
             continue
-        new_m = b1 * m + (1.0 - b1) * g
-        new_v = b2 * v + (1.0 - b2) * g * g
-        base = p * (1.0 - lr * weight_decay) if decoupled and not _is_zero(weight_decay) else p
-        new_p = base - (lr / c1) * new_m / (new_v.sqrt() / c2_sqrt + eps)
+        new_m = torch.lerp(m, g, 1.0 - b1)
+        new_v = torch.lerp(v, g * g, 1.0 - b2)
+        base = p.mul(1.0 - lr * weight_decay) if decoupled and not _is_zero(weight_decay) else p
+        denom = new_v.sqrt().div_(c2_sqrt).add_(eps).mul_(c1 / lr)
+        _put(p, torch.addcdiv(base, new_m, denom, value=-1.0), keep)
         _put(m, new_m, keep)
         _put(v, new_v, keep)
-        _put(p, new_p, keep)
 
 
 def _is_zero(x) -> bool:

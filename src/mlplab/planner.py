@@ -36,11 +36,15 @@ class Population:
 
 def bytes_per_model(config: TrainConfig, in_dim: int = IN_DIM, n_classes: int = N_CLASSES) -> int:
     """A generous estimate of one model's training memory: parameters, gradients, optimizer state and update
-    temporaries (6 copies), plus a step's activations and their gradients (4 copies), in float32."""
+    temporaries (6 copies, 7 with a weight average), plus a step's activations and their gradients (4 copies;
+    6 with dropout, noise or batch norm, which keep masks, noise and normalized copies), in float32. Input noise
+    or dropout give every model its own copy of the batch, with its noise and mask (3 more)."""
     sizes = [in_dim, *config.hidden, n_classes]
     n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
     n_acts = config.batch_size * sum(sizes[1:])
-    return 4 * (6 * n_params + 4 * n_acts)
+    extra = config.dropout or config.noise or config.batch_norm
+    n_input = 3 * config.batch_size * in_dim if config.noise or config.dropout_input else 0
+    return 4 * ((7 if config.ema else 6) * n_params + (6 if extra else 4) * n_acts + n_input)
 
 
 def memory_budget(device: torch.device, fraction: float = 0.5) -> int:

@@ -45,15 +45,19 @@ def gaussian_noise(h: Tensor, sigma: Tensor, generators: list[torch.Generator]) 
     return z * sigma
 
 
-def dropout_generators(seeds: list[int], device: torch.device, stream: int = 0) -> list[torch.Generator]:
-    """One generator per model for its dropout masks, seeded from the model's seed (apart from its init stream).
+def stream_generators(seeds: list[int], device: torch.device, stream: str) -> list[torch.Generator]:
+    """One generator per model for one random stream ("hidden_dropout", "input_dropout" or "noise"), seeded from the
+    model's seed: generator seed = base + 2 * seed with a base per stream (STREAMS).
 
-    The trainer draws hidden masks from stream 0, input masks from stream 1 and Gaussian noise from stream 2, so a
-    model's draws are the same whether or not another model of its population uses another of them."""
-    return [torch.Generator(device=device).manual_seed(DROPOUT_SEED_OFFSET + (int(s) << 1) + stream) for s in seeds]
+    Each stream has its own seeds, so a model's draws do not depend on which other streams it or its population
+    uses, and no two (seed, stream) pairs share a generator seed (for seeds below 2**61)."""
+    base = STREAMS[stream]
+    return [torch.Generator(device=device).manual_seed(base + 2 * int(s)) for s in seeds]
 
 
-DROPOUT_SEED_OFFSET = 0x5EED_D0  # keeps the dropout streams distinct from the init stream of the same seed
+# Even bases two apart would collide (base + 2 * (s + 1) == (base + 2) + 2 * s), so the dropout streams live far
+# above the noise stream and take the even and odd seeds there.
+STREAMS = {"noise": 0x5EED_D2, "hidden_dropout": 1 << 62, "input_dropout": (1 << 62) + 1}
 
 
 @torch.no_grad()

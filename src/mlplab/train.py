@@ -27,7 +27,15 @@ from mlplab import data as data_mod
 from mlplab import optim
 from mlplab import regularization as reg
 from mlplab.config import TrainConfig
-from mlplab.device import arithmetic, deterministic_mode, keep_freed_memory, resolve_device, synchronize
+from mlplab.device import (
+    arithmetic,
+    autocast,
+    deterministic_mode,
+    keep_freed_memory,
+    matmul_precision,
+    resolve_device,
+    synchronize,
+)
 from mlplab.losses import correct, cross_entropy
 from mlplab.mlp import Params, forward, forward_streams, init_mlp, layer_sizes, select
 from mlplab.schedules import lr_factor
@@ -103,7 +111,7 @@ def train_population(configs: list[TrainConfig], *, device: str | torch.device =
 
     `deterministic` turns on PyTorch's deterministic algorithms for the run (see device.deterministic)."""
     assert configs, "need at least one config"
-    with deterministic_mode(deterministic):
+    with deterministic_mode(deterministic), matmul_precision(resolve_device(device), configs[0].precision):
         return _train_population(configs, device, splits, progress, on_epoch)
 
 
@@ -137,15 +145,18 @@ def _train_population(configs, device, splits, progress, on_epoch) -> list[Train
     state = optim.init_state(params, c0.optimizer)
     # Regularization: each part is skipped entirely when it is off for every model.
     seeds = [c.seed for c in configs]
-    input_gens = reg.dropout_generators(seeds, dev, stream=1) if any(c.dropout_input for c in configs) else None
-    hidden_gens = reg.dropout_generators(seeds, dev, stream=0) if any(c.dropout for c in configs) else None
+    input_gens = reg.stream_generators(seeds, dev, "input_dropout") if any(c.dropout_input for c in configs) else None
+    hidden_gens = reg.stream_generators(seeds, dev, "hidden_dropout") if any(c.dropout for c in configs) else None
     drop = None if hidden_gens is None else (lambda h: reg.dropout(h, hp["dropout"], hidden_gens))
-    noise_gens = reg.dropout_generators(seeds, dev, stream=2) if any(c.noise for c in configs) else None
+    noise_gens = reg.stream_generators(seeds, dev, "noise") if any(c.noise for c in configs) else None
     norm = None
+    batch_stats: dict[int, tuple[Tensor, Tensor]] = {}  # this step's batch statistics, per normalized layer
     if c0.batch_norm:
         def norm(i, z):  # training-time batch norm of hidden layer i, with the noise when there is noise
             n = None if noise_gens is None else reg.gaussian_noise(z, hp["noise"], noise_gens)
-            return bn.batch_norm_train(z, params[f"g{i}"], params[f"b{i}"], stats[f"mean{i}"], stats[f"var{i}"], n)
+            out, mean, var = bn.batch_norm_train(z, params[f"g{i}"], params[f"b{i}"], n)
+            batch_stats[i] = (mean, var)
+            return out
     smoothing = hp["label_smoothing"] if isinstance(hp["label_smoothing"], float) else hp["label_smoothing"].view(M)
     cap = torch.tensor([c.max_norm or math.inf for c in configs], device=dev).view(M, 1, 1) if any(
         c.max_norm for c in configs) else None
@@ -157,6 +168,8 @@ def _train_population(configs, device, splits, progress, on_epoch) -> list[Train
     groups = [slice(seeds_of.index(s), len(seeds_of) - seeds_of[::-1].index(s)) for s in order_seeds]
     gens = [torch.Generator().manual_seed(s) for s in order_seeds]
     slices = data_mod.batch_slices(n_train, c0.batch_size)
+    if c0.batch_norm and slices[-1].stop - slices[-1].start == 1 and len(slices) > 1:
+        slices = slices[:-1]  # batch statistics of one example are meaningless (torch refuses them): skip it
     steps_per_epoch, total_steps = len(slices), len(slices) * c0.epochs
 
     alive = torch.ones(M, dtype=torch.bool, device=dev)  # (M,)
@@ -180,7 +193,7 @@ def _train_population(configs, device, splits, progress, on_epoch) -> list[Train
                 yb = Y[idx[0]]  # (B,): shared by all models
             else:
                 yb = torch.cat([Y[i].expand(g.stop - g.start, -1) for i, g in zip(idx, groups)])  # (M, B)
-            with arithmetic(dev, c0.precision):
+            with autocast(dev, c0.precision):
                 if input_gens is not None or noise_gens is not None:  # the input differs per model now
                     x = torch.cat([x.expand(g.stop - g.start, -1, -1) for x, g in zip(xs, groups)])  # (M, B, D)
                     if noise_gens is not None:
@@ -206,6 +219,8 @@ def _train_population(configs, device, splits, progress, on_epoch) -> list[Train
             else:
                 optim.adam_step(params, grads, state, lr, (hp["beta1"], hp["beta2"]), hp["eps"],
                                 hp["weight_decay"], decoupled=c0.optimizer == "adamw", keep=keep)
+            for i, (mean, var) in batch_stats.items():  # after the finiteness check: a diverging model's stay
+                bn.update_running_(stats[f"mean{i}"], stats[f"var{i}"], mean, var, keep)
             if cap is not None:
                 reg.clip_max_norm_(params, cap)
             if ema is not None:
