@@ -31,7 +31,8 @@ class Population:
     def describe(self) -> str:
         c = self.configs[0]
         layers = "-".join(str(s) for s in (IN_DIM, *c.hidden, N_CLASSES))
-        return f"{self.size} x {layers} {c.activation} {c.optimizer} b{c.batch_size}"
+        extras = (" batch-norm" if c.batch_norm else "") + ("" if c.precision == "fp32" else f" {c.precision}")
+        return f"{self.size} x {layers} {c.activation} {c.optimizer} b{c.batch_size}{extras}"
 
 
 def bytes_per_model(config: TrainConfig, in_dim: int = IN_DIM, n_classes: int = N_CLASSES) -> int:
