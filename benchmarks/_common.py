@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmark scripts: a float32 matmul ceiling and the matmul FLOPs of an MLP epoch."""
+"""Helpers shared by the benchmark scripts: a matmul ceiling and the matmul FLOPs of an MLP epoch."""
 
 from __future__ import annotations
 
@@ -6,19 +6,28 @@ import time
 
 import torch
 
+from mlplab.device import arithmetic, synchronize
 
-def matmul_ceiling(m: int, k: int, n: int, seconds: float = 1.0) -> float:
-    """Best observed GFLOP/s of float32 (m, k) @ (k, n) on the CPU."""
+
+def matmul_ceiling(m: int, k: int, n: int, seconds: float = 1.0, device: str | torch.device = "cpu",
+                   precision: str = "fp32") -> float:
+    """Best observed GFLOP/s of (m, k) @ (k, n) in `precision` (fp32, tf32, bf16) on `device` (default: float32
+    on the CPU), the device synchronized around each timed batch of products."""
+    dev = torch.device(device)
     g = torch.Generator().manual_seed(0)
-    a, b = torch.randn(m, k, generator=g), torch.randn(k, n, generator=g)
+    a, b = torch.randn(m, k, generator=g).to(dev), torch.randn(k, n, generator=g).to(dev)
+    reps = max(1, int((2e8 if dev.type == "cpu" else 2e12) / (2 * m * k * n)))
     best = float("inf")
-    end = time.perf_counter() + seconds
-    reps = max(1, int(2e8 / (2 * m * k * n)))
-    while time.perf_counter() < end:
-        t = time.perf_counter()
-        for _ in range(reps):
-            a @ b
-        best = min(best, (time.perf_counter() - t) / reps)
+    with arithmetic(dev, precision):
+        a @ b  # warm-up
+        synchronize(dev)
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            t = time.perf_counter()
+            for _ in range(reps):
+                a @ b
+            synchronize(dev)
+            best = min(best, (time.perf_counter() - t) / reps)
     return 2 * m * k * n / best / 1e9
 
 

@@ -25,12 +25,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import mlp_flops_per_epoch
+from _common import matmul_ceiling, mlp_flops_per_epoch
 
 import mlplab
 from mlplab import TrainConfig, study
 from mlplab.data import load_mnist, make_splits
-from mlplab.device import arithmetic, resolve_device, synchronize
+from mlplab.device import resolve_device
 from mlplab.train import train_population
 
 CASES = [(256, 256, 512), (32, 1024, 512), (8, 4096, 512)]  # (M, H, batch): models, hidden width, batch size
@@ -47,25 +47,6 @@ def device_name(dev: torch.device) -> str:
 
 def precisions(dev: torch.device) -> list[str]:
     return ["fp32", "tf32", "bf16"] if dev.type == "cuda" else ["fp32", "bf16"]
-
-
-def matmul_ceiling(dev: torch.device, precision: str, n: int, seconds: float = 2.0) -> float:
-    """Best observed TFLOP/s of an (n, n) @ (n, n) product in `precision` on `dev`."""
-    g = torch.Generator().manual_seed(0)
-    a, b = torch.randn(n, n, generator=g).to(dev), torch.randn(n, n, generator=g).to(dev)
-    reps = max(1, int(2e12 / (2 * n**3))) if dev.type != "cpu" else max(1, int(2e9 / (2 * n**3)))
-    best = float("inf")
-    with arithmetic(dev, precision):
-        a @ b  # warm-up
-        synchronize(dev)
-        end = time.perf_counter() + seconds
-        while time.perf_counter() < end:
-            t = time.perf_counter()
-            for _ in range(reps):
-                a @ b
-            synchronize(dev)
-            best = min(best, (time.perf_counter() - t) / reps)
-    return 2 * n**3 / best / 1e12
 
 
 def population_case(M: int, H: int, batch: int, precision: str, dev, splits) -> dict:
@@ -93,7 +74,7 @@ def main():
     print(f"mlplab {mlplab.__version__}, torch {torch.__version__}, device {dev}: {name}", flush=True)
 
     n = 1024 if dev.type == "cpu" or args.quick else 8192
-    ceilings = {pr: matmul_ceiling(dev, pr, n, 0.5 if args.quick else 2.0) for pr in precisions(dev)}
+    ceilings = {pr: matmul_ceiling(n, n, n, 0.5 if args.quick else 2.0, dev, pr) / 1e3 for pr in precisions(dev)}
     print("matmul ceiling " + ", ".join(f"{pr} {v:.1f} TFLOP/s" for pr, v in ceilings.items()) + f" (N={n})")
 
     splits = make_splits(load_mnist(), 10_000)

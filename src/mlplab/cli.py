@@ -94,8 +94,10 @@ def add_deterministic_argument(p: argparse.ArgumentParser) -> None:
 
 
 def check_backend(args) -> None:
-    if args.backend not in ("local", "ray"):
-        raise ValueError(f"unknown backend {args.backend!r}; choose one of: local, ray")
+    from mlplab.runner import BACKENDS
+
+    if args.backend not in BACKENDS:
+        raise ValueError(f"unknown backend {args.backend!r}; choose one of: {', '.join(BACKENDS)}")
     if args.address and args.backend != "ray":
         raise ValueError("--address is for --backend ray")
     if args.backend == "ray":
@@ -147,18 +149,16 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace):
-    from mlplab.config import TrainConfig, parse_hidden, parse_init
-    from mlplab.presets import PRESETS
+    import dataclasses
 
-    d = {}
-    if args.preset is not None:
-        if args.preset not in PRESETS:
-            raise ValueError(f"unknown preset {args.preset!r}; choose one of: {', '.join(PRESETS)}")
-        d.update(PRESETS[args.preset])
-    for name in ("activation", "bias_init", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "beta1",
-                 "beta2", "eps", "schedule", "warmup_steps", "step_size", "gamma", "epochs", "batch_size", "seed",
-                 "data_seed", "val_size", "data", "dropout", "dropout_input", "max_norm", "label_smoothing", "ema",
-                 "noise", "batch_norm", "precision"):
+    from mlplab.config import TrainConfig, parse_hidden, parse_init
+    from mlplab.presets import settings
+
+    d = settings(args.preset) if args.preset is not None else {}
+    for field in dataclasses.fields(TrainConfig):  # every flag named like its field; --hidden and --init parsed below
+        name = field.name
+        if name in ("hidden", "init", "init_scale"):
+            continue
         value = getattr(args, name, None)
         if value is not None:
             d[name] = value

@@ -20,8 +20,7 @@ from mlplab.schedules import SCHEDULES
 
 MNIST_TRAIN_SIZE = 60_000
 # Fields added after stores already existed: left out of a trial's key while at their default (see store.trial_key)
-LATER_FIELDS = {"dropout_input": 0.0, "dropout": 0.0, "max_norm": 0.0, "label_smoothing": 0.0, "ema": 0.0,
-                "noise": 0.0, "batch_norm": False, "precision": "fp32"}
+LATER_FIELDS = ("dropout_input", "dropout", "max_norm", "label_smoothing", "ema", "noise", "batch_norm", "precision")
 
 
 @dataclass(frozen=True)

@@ -107,10 +107,9 @@ def forward_streams(params: Params, xs: list[Tensor], groups: list[slice], activ
     `linear` on its shared batch, so a sweep over trials x data-order seeds costs one product per seed; when every
     model has its own batch (and H1 > 1), the batches are stacked into one batched product. Returns (M, B, C).
     """
-    w, b = params["w0"], params["b0"]
     if len(xs) == 1:
         return forward(params, xs[0], activation, drop, norm)
-    b = _bias(params, 0)
+    w, b = params["w0"], _bias(params, 0)
     sizes = [g.stop - g.start for g in groups]
     assert sum(sizes) == w.shape[0], f"groups must tile the {w.shape[0]} models, got sizes {sizes}"
     if len(xs) == w.shape[0] and w.shape[-1] > 1:  # at H1 = 1, M matrix-vector products beat copying the batches

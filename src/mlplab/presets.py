@@ -27,8 +27,13 @@ PRESETS: dict[str, dict] = {
 }
 
 
-def preset(name: str, **overrides) -> TrainConfig:
-    """The TrainConfig of preset `name` ("fast" or "best"), with `overrides` (any TrainConfig field) applied."""
+def settings(name: str) -> dict:
+    """The TrainConfig fields preset `name` sets; a ValueError naming the presets for an unknown name."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
-    return TrainConfig.from_dict({**PRESETS[name], **overrides})
+    return dict(PRESETS[name])
+
+
+def preset(name: str, **overrides) -> TrainConfig:
+    """The TrainConfig of preset `name` ("fast" or "best"), with `overrides` (any TrainConfig field) applied."""
+    return TrainConfig.from_dict({**settings(name), **overrides})

@@ -24,12 +24,7 @@ def dropout(h: Tensor, p: Tensor, generators: list[torch.Generator]) -> Tensor:
     Model m's mask comes from generators[m] alone (on h's device), so it does not depend on which other models
     share the population. Returns a tensor of h's dtype.
     """
-    M = h.shape[0]
-    assert len(generators) == M, f"one generator per model: {len(generators)} for {M} models"
-    if M == 1:
-        u = torch.rand(h.shape, generator=generators[0], device=h.device)  # (1, B, H)
-    else:
-        u = torch.stack([torch.rand(h.shape[1:], generator=g, device=h.device) for g in generators])  # (M, B, H)
+    u = _per_model(torch.rand, h, generators)  # (M, B, H) uniform in [0, 1)
     keep = 1.0 - p  # (M, 1, 1)
     scale = ((u < keep) / keep).to(h.dtype)  # (M, B, H): 0 or 1 / (1 - p)
     return h * scale
@@ -37,12 +32,17 @@ def dropout(h: Tensor, p: Tensor, generators: list[torch.Generator]) -> Tensor:
 
 def gaussian_noise(h: Tensor, sigma: Tensor, generators: list[torch.Generator]) -> Tensor:
     """sigma[m] * N(0, 1) noise shaped like h (M, B, H), model m's from generators[m]; sigma (M, 1, 1)."""
+    return _per_model(torch.randn, h, generators) * sigma
+
+
+def _per_model(sample, h: Tensor, generators: list[torch.Generator]) -> Tensor:
+    """float32 draws shaped like h (M, B, H), model m's slice from generators[m] alone (`sample` is torch.rand or
+    torch.randn); one call, not M, when there is a single model."""
     M = h.shape[0]
+    assert len(generators) == M, f"one generator per model: {len(generators)} for {M} models"
     if M == 1:
-        z = torch.randn(h.shape, generator=generators[0], device=h.device)
-    else:
-        z = torch.stack([torch.randn(h.shape[1:], generator=g, device=h.device) for g in generators])
-    return z * sigma
+        return sample(h.shape, generator=generators[0], device=h.device)
+    return torch.stack([sample(h.shape[1:], generator=g, device=h.device) for g in generators])
 
 
 def stream_generators(seeds: list[int], device: torch.device, stream: str) -> list[torch.Generator]:

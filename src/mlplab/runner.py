@@ -119,19 +119,16 @@ def _run_ray(pops, dev, bar, train_fn, address):
         raise ValueError("the ray backend needs Ray: pip install 'mlplab[ray]' (or pip install ray)") from None
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, configure_logging=False, log_to_driver=False)
-    cache: dict = {}
     refs: dict = {}
     remote = ray.remote(max_retries=RAY_RETRIES, retry_exceptions=False)(_ray_task)
     futures = {}
     for pop in pops:
         c0 = pop.configs[0]
-        key = (c0.data, c0.val_size)
-        if key not in refs:
-            refs[key] = ray.put(_splits(cache, c0))
+        splits_ref = _splits(refs, c0, ray.put)  # each dataset goes to the object store once
         opts = {"num_cpus": RAY_TASK_CPUS, "memory": max(1, pop.size * pop.bytes_per_model)}
         if dev.type == "cuda":
             opts["num_gpus"] = 1
-        futures[remote.options(**opts).remote(list(pop.configs), refs[key], str(dev), train_fn, RAY_TASK_CPUS)] = pop
+        futures[remote.options(**opts).remote(list(pop.configs), splits_ref, str(dev), train_fn, RAY_TASK_CPUS)] = pop
     bar.set_postfix_str(f"{len(futures)} Ray tasks")
     while futures:
         done, _ = ray.wait(list(futures), num_returns=1)
@@ -160,8 +157,9 @@ def _ray_task(configs, splits, device, train_fn, threads):
     return results
 
 
-def _splits(cache: dict, c: TrainConfig):
+def _splits(cache: dict, c: TrainConfig, put=lambda splits: splits):
+    """The splits config `c` trains on, loaded once per (data, val_size) into `cache` (through `put`, e.g. ray.put)."""
     key = (c.data, c.val_size)
     if key not in cache:
-        cache[key] = data_mod.make_splits(data_mod.load_dataset(c.data), c.val_size)
+        cache[key] = put(data_mod.make_splits(data_mod.load_dataset(c.data), c.val_size))
     return cache[key]

@@ -52,10 +52,13 @@ CREATE INDEX IF NOT EXISTS trials_status ON trials(status);
 """
 
 
+_DEFAULTS = TrainConfig().to_dict()
+
+
 def trial_key(config: TrainConfig) -> str:
     """A stable hash of the resolved config (the seed included). Fields added in later versions are left out while
     at their defaults, so a store written before they existed still matches the same trials."""
-    d = {k: v for k, v in config.to_dict().items() if k not in LATER_FIELDS or v != LATER_FIELDS[k]}
+    d = {k: v for k, v in config.to_dict().items() if k not in LATER_FIELDS or v != _DEFAULTS[k]}
     canon = json.dumps(d, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canon.encode()).hexdigest()[:20]
 

@@ -111,18 +111,18 @@ def train_population(configs: list[TrainConfig], *, device: str | torch.device =
 
     `deterministic` turns on PyTorch's deterministic algorithms for the run (see device.deterministic)."""
     assert configs, "need at least one config"
-    with deterministic_mode(deterministic), matmul_precision(resolve_device(device), configs[0].precision):
-        return _train_population(configs, device, splits, progress, on_epoch)
+    dev = resolve_device(device)
+    with deterministic_mode(deterministic), matmul_precision(dev, configs[0].precision):
+        return _train_population(configs, dev, splits, progress, on_epoch)
 
 
-def _train_population(configs, device, splits, progress, on_epoch) -> list[TrainResult]:
+def _train_population(configs, dev: torch.device, splits, progress, on_epoch) -> list[TrainResult]:
     check_compatible(configs)
     # Models that share a data-order seed read one minibatch stream; sort them into contiguous groups.
     order = sorted(range(len(configs)), key=lambda i: configs[i].order_seed)
     configs = [configs[i] for i in order]
     position = {orig: m for m, orig in enumerate(order)}  # caller's index -> index in the population
     c0 = configs[0]
-    dev = resolve_device(device)
     if dev.type == "cpu":
         keep_freed_memory()
     if splits is None:
@@ -161,6 +161,9 @@ def _train_population(configs, device, splits, progress, on_epoch) -> list[Train
     cap = torch.tensor([c.max_norm or math.inf for c in configs], device=dev).view(M, 1, 1) if any(
         c.max_norm for c in configs) else None
     ema = {k: v.detach().clone() for k, v in params.items()} if any(c.ema for c in configs) else None
+
+    def evaluated() -> Params:  # what evaluation sees and the results return: weights (or their average) and stats
+        return {**(params if ema is None else ema), **stats}
 
     # Data order: one stream per distinct order seed, read by a contiguous group of models.
     order_seeds = sorted({c.order_seed for c in configs})
@@ -235,7 +238,7 @@ def _train_population(configs, device, splits, progress, on_epoch) -> list[Train
         synchronize(dev)  # a GPU runs ahead of the host: count the epoch's kernels, not just their launches
         train_seconds += time.perf_counter() - t_epoch
         with arithmetic(dev, c0.precision):
-            metrics = evaluate({**(params if ema is None else ema), **stats}, evals, c0.activation)
+            metrics = evaluate(evaluated(), evals, c0.activation)
         train_loss = (loss_sum / loss_steps.clamp_min(1)).tolist()
         n_steps = loss_steps.tolist()
         for m in range(M):
@@ -261,7 +264,7 @@ def _train_population(configs, device, splits, progress, on_epoch) -> list[Train
         results[order[m]] = TrainResult(
             config=c,
             history=histories[m],
-            params={k: v.detach() for k, v in select({**(params if ema is None else ema), **stats}, m).items()},
+            params={k: v.detach() for k, v in select(evaluated(), m).items()},
             diverged=died[m] >= 0,
             diverged_at=at,
             seconds=wall,
