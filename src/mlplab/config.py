@@ -13,14 +13,15 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from mlplab import activations, initializers
+from mlplab import activations, initializers, seeds
 from mlplab.device import PRECISIONS
 from mlplab.optim import OPTIMIZERS
 from mlplab.schedules import SCHEDULES
 
 MNIST_TRAIN_SIZE = 60_000
 # Fields added after stores already existed: left out of a trial's key while at their default (see store.trial_key)
-LATER_FIELDS = ("dropout_input", "dropout", "max_norm", "label_smoothing", "ema", "noise", "batch_norm", "precision")
+LATER_FIELDS = ("dropout_input", "dropout", "max_norm", "label_smoothing", "ema", "noise", "batch_norm", "precision",
+                "patience", "min_delta")
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class TrainConfig:
     warmup_steps: int = 0  # linear learning-rate warm-up over this many steps
     step_size: int = 1  # epochs between decays (schedule "step")
     gamma: float = 0.1  # decay factor (schedule "step")
-    epochs: int = 10  # passes over the training split
+    epochs: int = 10  # passes over the training split: with patience, the budget (and the schedule's horizon)
     batch_size: int = 128  # examples per optimizer step
     seed: int = 0  # seed of the weight initialization
     data_seed: int | None = None  # seed of the shuffling order; None: the same as seed
@@ -59,6 +60,10 @@ class TrainConfig:
     batch_norm: bool = False  # batch normalization of every hidden layer (shared by a population)
     # Arithmetic: fp32; tf32 (TF32 matmuls on CUDA GPUs, fp32 elsewhere); bf16 (autocast, float32 master weights)
     precision: str = "fp32"
+    # Early stopping (per model): stop once the validation loss has not improved by more than min_delta for
+    # `patience` epochs in a row, and report the epoch with the lowest validation loss (its weights and metrics).
+    patience: int = 0  # 0: off, train all `epochs` and report the last epoch
+    min_delta: float = 0.0  # an epoch improves only if val_loss < best val_loss - min_delta
 
     def __post_init__(self):
         hidden = self.hidden
@@ -109,9 +114,13 @@ class TrainConfig:
         _integer(self, "batch_size", lo=1)
         _integer(self, "warmup_steps", lo=0)
         _integer(self, "step_size", lo=1)
-        _integer(self, "seed", lo=0)
+        seeds.check_seed(self.seed)
         if self.data_seed is not None:
-            _integer(self, "data_seed", lo=0)
+            seeds.check_seed(self.data_seed, "data_seed")
+        _integer(self, "patience", lo=0)
+        _number(self, "min_delta", lo=0)
+        if self.patience and self.val_size == 0:
+            raise ValueError("patience (early stopping) watches the validation loss: it needs val_size > 0")
         _integer(self, "val_size", lo=0)
         if not isinstance(self.data, str) or not self.data:
             raise TypeError(f"data must be 'mnist' or a folder path, got {self.data!r}")
@@ -143,7 +152,12 @@ class TrainConfig:
         return cls(**d)
 
     def replace(self, **changes) -> TrainConfig:
-        return TrainConfig.from_dict({**self.to_dict(), **changes})
+        """A copy with `changes`. A new `init` without an `init_scale` takes the new scheme's default scale (a
+        uniform bound of 0.01 means nothing as a Kaiming gain)."""
+        d = self.to_dict()
+        if "init" in changes and "init_scale" not in changes:
+            d["init_scale"] = None
+        return TrainConfig.from_dict({**d, **changes})
 
 
 # -- parsing the command line's compact forms --------------------------------------------------------------------

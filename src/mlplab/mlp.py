@@ -17,6 +17,7 @@ from torch import Tensor
 from mlplab.activations import ACTIVATIONS
 from mlplab.batchnorm import batch_norm_eval
 from mlplab.initializers import INITS
+from mlplab.seeds import generator
 
 Params = dict[str, Tensor]
 Drop = Callable[[Tensor], Tensor]  # dropout applied to hidden activations (M, B, H) while training
@@ -54,7 +55,7 @@ def init_mlp(
     per_model = []
     for name, bias, scale, seed in zip(inits, bias_inits, scales, seeds):
         scheme = INITS[name]
-        g = torch.Generator().manual_seed(int(seed))
+        g = generator(int(seed), "init")  # the init stream of the model's seed
         p = {}
         for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
             p[f"w{i}"] = scheme((fan_in, fan_out), fan_in, fan_out, scale, g)  # (fan_in, fan_out)

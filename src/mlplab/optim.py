@@ -35,13 +35,14 @@ def _put(dst: Tensor, new: Tensor, keep: Tensor | None) -> None:
 
 
 def _descend(p: Tensor, lr, d: Tensor, keep: Tensor | None) -> None:
-    """p -= lr * d, in one fused pass when no model is frozen."""
-    if keep is not None:
-        p.copy_(torch.where(keep, p - lr * d, p))
-    elif isinstance(lr, Tensor):
-        p.addcmul_(lr, d, value=-1.0)
+    """p -= lr * d. Frozen or not, each model's new value comes from the same single fused operation, so a model's
+    numbers never depend on whether a neighbour froze: the masked form computes it out of place, then selects."""
+    if isinstance(lr, Tensor):
+        new = p.addcmul_(lr, d, value=-1.0) if keep is None else torch.addcmul(p, lr, d, value=-1.0)
     else:
-        p.add_(d, alpha=-lr)
+        new = p.add_(d, alpha=-lr) if keep is None else torch.add(p, d, alpha=-lr)
+    if keep is not None:
+        p.copy_(torch.where(keep, new, p))
 
 
 @torch.no_grad()

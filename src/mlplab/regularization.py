@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from mlplab import seeds as seeds_mod
+
 Params = dict[str, Tensor]
 
 
@@ -46,18 +48,10 @@ def _per_model(sample, h: Tensor, generators: list[torch.Generator]) -> Tensor:
 
 
 def stream_generators(seeds: list[int], device: torch.device, stream: str) -> list[torch.Generator]:
-    """One generator per model for one random stream ("hidden_dropout", "input_dropout" or "noise"), seeded from the
-    model's seed: generator seed = base + 2 * seed with a base per stream (STREAMS).
-
-    Each stream has its own seeds, so a model's draws do not depend on which other streams it or its population
-    uses, and no two (seed, stream) pairs share a generator seed (for seeds below 2**61)."""
-    base = STREAMS[stream]
-    return [torch.Generator(device=device).manual_seed(base + 2 * int(s)) for s in seeds]
-
-
-# Even bases two apart would collide (base + 2 * (s + 1) == (base + 2) + 2 * s), so the dropout streams live far
-# above the noise stream and take the even and odd seeds there.
-STREAMS = {"noise": 0x5EED_D2, "hidden_dropout": 1 << 62, "input_dropout": (1 << 62) + 1}
+    """One generator per model for one random stream ("hidden_dropout", "input_dropout" or "noise") of each model's
+    seed, on `device`: a model's draws depend only on its own seed, never on the other streams or models (see
+    mlplab.seeds for why no two (seed, stream) pairs share a generator)."""
+    return [seeds_mod.generator(int(s), stream, device) for s in seeds]
 
 
 @torch.no_grad()
