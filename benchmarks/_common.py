@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import torch
@@ -38,3 +39,13 @@ def mlp_flops_per_epoch(sizes: list[int], n: int) -> float:
     for i, (fi, fo) in enumerate(zip(sizes[:-1], sizes[1:])):
         f += 2 * n * fi * fo * (2 if i == 0 else 3)
     return f
+
+
+def busy_cpu_seconds() -> float | None:
+    """CPU seconds all processes on this machine have run so far (from /proc/stat; None where there is none)."""
+    try:
+        with open("/proc/stat") as f:
+            user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
+    except (OSError, ValueError):
+        return None
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")

@@ -30,7 +30,7 @@ import time
 
 import numpy as np
 import torch
-from _common import matmul_ceiling, mlp_flops_per_epoch
+from _common import busy_cpu_seconds, matmul_ceiling, mlp_flops_per_epoch
 
 import mlplab
 from mlplab import TrainConfig, train
@@ -69,16 +69,6 @@ def time_sequential(configs: list[TrainConfig], splits, idx: list[int]) -> dict:
     scale = len(configs) / len(idx)
     return {"train_s": scale * sum(r.history[-1]["seconds"] for r in rs),
             "wall_s": scale * sum(r.seconds for r in rs), "acc": [r.test_accuracy for r in rs]}
-
-
-def busy_cpu_seconds() -> float | None:
-    """CPU seconds all processes on this machine have run so far (from /proc/stat; None where there is none)."""
-    try:
-        with open("/proc/stat") as f:
-            user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
-    except (OSError, ValueError):
-        return None
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def run_case(M: int, H: int, order: str, splits, sample: int, batch_size: int) -> dict:

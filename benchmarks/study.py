@@ -1,13 +1,14 @@
-"""Wall time of the whole case study, and of the same trials trained one at a time, measured in one run.
+"""Wall time of the whole case study against its predicted time, and the matmul rate it achieved, in one run.
 
     python benchmarks/study.py                 # the full study (what `mlplab study` runs), into a fresh store
     python benchmarks/study.py --quick         # the reduced study
 
-Method: the study runs end to end (training through the population engine, then the notebook and HTML) into a
-fresh temporary folder, timed. The one-at-a-time figure is extrapolated from a measured sample: for every
-population the planner made, one of its trials is trained alone (`mlplab.train`), and that time is multiplied by the
-population's size (its members share every shape-determining setting, so they cost the same alone). Peak memory is
-the largest resident set of this process and of its children (the notebook kernel), from getrusage.
+Method: the study's plan (model-epochs at the budget, FLOPs, predicted seconds: mlplab/cost.py) is printed first;
+then the study runs end to end (training through the population engine, then the notebook and HTML) into a fresh
+temporary folder, timed. Afterwards, per experiment, the model-epochs actually trained (early stopping ends most
+models before their budget) and their matmul FLOPs are read from the store, divided by the experiment's share of
+the training time (each trial's share of its population's wall time), and set against the assumed throughput of
+its precision. Peak memory is the largest resident set of this process and of its children (the notebook kernel).
 """
 
 from __future__ import annotations
@@ -20,10 +21,9 @@ from pathlib import Path
 
 import torch
 
-from mlplab import planner, study
-from mlplab.data import load_mnist, make_splits
-from mlplab.device import resolve_device
-from mlplab.train import train
+from mlplab import cost, study
+from mlplab.data import load_mnist
+from mlplab.store import Store, trial_key
 
 
 def main():
@@ -32,34 +32,42 @@ def main():
     p.add_argument("--device", default="cpu")
     args = p.parse_args()
 
+    exps = study.experiments(args.quick)
+    print("\n".join(study.plan_lines(exps)))
     load_mnist()  # build the cache outside the timed region
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         info = study.run_study(Path(tmp) / "study", quick=args.quick, device=args.device, progress=False,
                                log=lambda m: None)
         wall = time.perf_counter() - t0
-
-    dev = resolve_device(args.device)
-    trials = study.all_trials(study.experiments(args.quick))
-    pops = planner.plan(trials, planner.memory_budget(dev))
-    splits = make_splits(load_mnist())
-    seq = 0.0
-    for pop in pops:
-        t = time.perf_counter()
-        train(pop.configs[0], splits=splits, device=dev, progress=False)
-        seq += (time.perf_counter() - t) * pop.size
+        with Store(info["store"], create=False) as s:
+            by_key = {r["key"]: r for r in s.records()}
     usage = (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
     peak = max(u.ru_maxrss for u in usage)  # KiB on Linux
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {dev}")
-    print(f"study ({'quick' if args.quick else 'full'}): {info['trials']} trials in {len(pops)} populations")
-    print(f"  training (populations)        {info['train_seconds']:8.1f} s")
-    print(f"  notebook + HTML               {info['report_seconds']:8.1f} s")
-    print(f"  whole study, wall             {wall:8.1f} s")
-    print(f"  same trials one at a time     {seq:8.1f} s  (extrapolated: one trial per population, x its size)")
-    print(f"  speedup of training           {seq / info['train_seconds']:8.1f} x")
-    print(f"  speedup, whole study          {(seq + info['report_seconds']) / wall:8.1f} x")
-    print(f"  peak memory (max RSS)         {peak / 2**20:8.2f} GiB")
+    print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}")
+    print(f"{'experiment':<18} {'model-epochs':>12} {'TFLOP':>7} {'seconds':>8} {'GFLOP/s':>8} {'of assumed':>10}")
+    all_t = study.all_trials(exps)
+    for e in exps.values():
+        recs = [by_key[trial_key(t)] for t in e.trials() if trial_key(t) in by_key]
+        _row(e.name, recs, e.trials()[0].precision)
+    _row("all", [by_key[trial_key(t)] for t in all_t if trial_key(t) in by_key], "bf16")
+    predicted = cost.estimate(all_t).seconds
+    print(f"training {info['train_seconds']:.1f} s (predicted at most {predicted:.0f} s), notebook + HTML "
+          f"{info['report_seconds']:.1f} s, whole study {wall:.1f} s, peak memory {peak / 2**20:.2f} GiB")
+
+
+def _row(name, recs, precision):
+    from mlplab.config import TrainConfig
+
+    fields = set(TrainConfig.__dataclass_fields__)
+    epochs = sum(len(r["history"]) for r in recs)
+    flops = sum(cost.epoch_flops(TrainConfig.from_dict({k: r[k] for k in fields if k in r})) * len(r["history"])
+                for r in recs)
+    seconds = sum((r["seconds"] or 0) / (r["population"] or 1) for r in recs)
+    rate = flops / seconds if seconds else float("nan")
+    print(f"{name:<18} {epochs:>12} {flops / 1e12:>7.2f} {seconds:>8.1f} {rate / 1e9:>8.1f} "
+          f"{rate / cost.ASSUMED_FLOPS[precision]:>9.0%}")
 
 
 if __name__ == "__main__":

@@ -32,3 +32,26 @@ def test_frontier_benchmark_smoke(tmp_path):
     assert all(r["test_accuracy"] > 0.9 for r in runs)
     assert data["fresh_process"]["test_accuracy"] > 0.9
     assert "fast" in stdout and "±" in stdout
+
+
+def test_tune_benchmark_smoke(tmp_path):
+    stdout, data = _run("tune.py", "--quick", "--threads", "1", tmp_path=tmp_path)
+    for space in ("fixed", "width"):
+        r = data["optuna"][space]
+        for how in ("mlplab", "optuna_nn"):
+            assert 0.5 < r[how]["best_val_accuracy"] <= 1 and r[how]["model_epochs"] > 0
+            assert r[how]["complete"] + r[how]["pruned"] == data["settings"]["trials"]
+    h = data["halving"]
+    assert h["halving"]["model_epochs"] < h["grid"]["model_epochs"] == h["grid"]["trials"] * data["settings"][
+        "grid_epochs"]
+    assert set(data["pbt"]) >= {"fixed", "pbt", "difference_points"}
+    assert "mlplab tune vs Optuna + torch.nn" in stdout and "PBT vs the best fixed member" in stdout
+
+
+def test_threads_benchmark_smoke(tmp_path):
+    stdout, data = _run("threads.py", "--quick", tmp_path=tmp_path)
+    rows = data["rows"]
+    assert [(r["busy"], r["threads"]) for r in rows] == [(b, t) for b in (0, 1) for t in ("1", "auto")]
+    assert all(r["seconds"] > 0 and r["used_threads"] >= 1 for r in rows)
+    assert [r["used_threads"] for r in rows if r["threads"] != "auto"] == [1, 1]
+    assert "vs 1 alone" in stdout

@@ -1,5 +1,5 @@
 from mlplab import TrainConfig
-from mlplab.planner import EVAL_BYTES, bytes_per_model, plan, sequential
+from mlplab.planner import bytes_per_model, fixed_bytes, plan, sequential, stream_bytes
 
 
 def test_compatible_trials_share_a_population_and_others_do_not():
@@ -16,7 +16,7 @@ def test_compatible_trials_share_a_population_and_others_do_not():
 def test_the_budget_splits_a_large_group_into_equal_parts():
     trials = [TrainConfig(hidden=(1024,), lr=0.01 * (i + 1)) for i in range(10)]
     per = bytes_per_model(trials[0])
-    pops = plan(trials, budget_bytes=EVAL_BYTES + 4 * per)  # room for 4 models at a time
+    pops = plan(trials, budget_bytes=fixed_bytes() + stream_bytes(trials[0]) + 4 * per)  # room for 4 models
     assert [p.size for p in pops] == [4, 3, 3]
     assert all(p.size * per <= 4 * per for p in pops)
     assert [c for p in pops for c in p.configs] == trials  # nothing lost, order kept

@@ -15,6 +15,7 @@ epochs = 1
 batch_size = 256
 lr = 0.1
 init = "xavier_uniform"
+hidden = [1]
 [axes]
 hidden = [1, 2, 3, 4, 5, 6, 7, 8]
 [sweep]

@@ -26,8 +26,8 @@ def test_the_documented_spec(tmp_path):
     lrs = spec.axes["lr"]
     assert len(lrs) == 32 and lrs[0] == pytest.approx(1e-3) and lrs[-1] == pytest.approx(10**0.5)
     assert all(b / a == pytest.approx(lrs[1] / lrs[0]) for a, b in zip(lrs, lrs[1:]))
-    trials = spec.trials()  # one at a time: 32 lrs + 2 activations, x 2 seeds
-    assert len(spec.points()) == 34
+    trials = spec.trials()  # one at a time: the base point, 32 lrs + 2 activations (relu is the base), x 2 seeds
+    assert len(spec.points()) == 35 and spec.points()[0] == {}
     assert len(trials) == len(set(trials)) == 68
     assert {t.seed for t in trials} == {0, 1}
     assert all(t.hidden == (8,) and t.epochs == 1 for t in trials)
@@ -48,16 +48,16 @@ def test_grid_and_ranges():
 
 
 def test_derived_depth_and_width_axes():
-    spec = SweepSpec(base={"hidden": [64]}, axes={"depth": [0, 1, 3]})
-    assert [t.hidden for t in spec.trials()] == [(), (64,), (64, 64, 64)]
+    spec = SweepSpec(base={"hidden": [64]}, axes={"depth": [0, 1, 3]})  # the base point first, then the axis
+    assert [t.hidden for t in spec.trials()] == [(64,), (), (64, 64, 64)]
     spec = SweepSpec(base={"hidden": [64, 64]}, axes={"width": [1, 4096]})
-    assert [t.hidden for t in spec.trials()] == [(1, 1), (4096, 4096)]
+    assert [t.hidden for t in spec.trials()] == [(64, 64), (1, 1), (4096, 4096)]
 
 
 def test_init_axis_brings_its_scale():
     spec = SweepSpec(base={"init": "uniform:0.05"}, axes={"init": ["normal:0.1", "kaiming_normal", "zeros"]})
     got = [(t.init, t.init_scale) for t in spec.trials()]
-    assert got == [("normal", 0.1), ("kaiming_normal", 1.0), ("zeros", 0.0)]
+    assert got == [("uniform", 0.05), ("normal", 0.1), ("kaiming_normal", 1.0), ("zeros", 0.0)]
     assert SweepSpec(base={"init": "uniform:0.05"}).trials()[0].init_scale == 0.05
 
 

@@ -1,14 +1,77 @@
-"""Summaries of stored trials: group by a setting, mean ± std over seeds, best settings, and sentences built from
-the numbers (so that every number the report writes comes from the results).
+"""Reading stored trials: why each one ended, summaries over seeds, the statistics the study's sentences rest on,
+and the sentences themselves as structured claims.
 
-Records are the plain dicts of `Store.records()`: config keys, status, final metrics and the per-epoch history.
+Records are the plain dicts of `Store.records()`: config keys, status, the reported (best-epoch) metrics and the
+per-epoch history. Every sentence the study writes about its numbers is a `Claim`: a kind, the facts (plain numbers,
+strings, booleans) and a template; its text is `render(kind, facts)`, so a test that recomputes the facts from the
+store and renders them must get the same sentence back.
+
+Statistics, stated once: settings are compared on VALIDATION accuracy (the test set is read only for the setting
+finally chosen). Two settings differ only if Welch's t-test on their seeds' validation accuracies gives p < ALPHA (a
+diverged seed counts as accuracy 0). Randomness is split by a two-way ANOVA without replication (init seed, data
+order, residual = their interaction and everything else).
 """
 
 from __future__ import annotations
 
 import math
 import statistics
+import string
+import warnings
 from dataclasses import dataclass, field
+
+ALPHA = 0.05  # significance level of every comparison
+N_CLASSES = 10
+COLLAPSE_FACTOR = 2.0  # as train.COLLAPSE_FACTOR: a finite model below 2x chance accuracy has collapsed
+FAILURES = ("collapsed", "diverged")
+OUTCOMES = ("converged", "budget", "collapsed", "diverged")
+
+
+# -- why a trial ended, recomputed from its history and config ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: str  # converged | budget | collapsed | diverged
+    best_epoch: int  # the epoch whose metrics are reported (1-based; 0 when there is none)
+    stopped_epoch: int  # the last epoch trained
+
+
+def outcome(record: dict) -> Outcome:
+    """Why a trial ended, from its config (patience, min_delta, epochs) and per-epoch history alone: the same rule
+    the trainer applies (an epoch improves when its val loss is below the best so far minus min_delta; training stops
+    after `patience` epochs without improvement), so it also checks the trainer."""
+    history = record.get("history") or []
+    stopped = len(history)
+    if record["status"] == "diverged":
+        return Outcome("diverged", 0, stopped)
+    patience, min_delta = record.get("patience") or 0, record.get("min_delta") or 0.0
+    best_loss, best_epoch, bad, kind = math.inf, stopped, 0, "budget"
+    if patience:
+        best_epoch = 0
+        for h in history:
+            loss = h.get("val_loss")
+            if loss is not None and loss < best_loss - min_delta:
+                best_loss, best_epoch, bad = loss, h["epoch"], 0
+            else:
+                bad += 1
+            if bad >= patience:
+                kind = "converged"
+                break
+    reported = history[best_epoch - 1] if best_epoch else {}
+    if (reported.get("val_accuracy") or 0.0) < COLLAPSE_FACTOR / N_CLASSES:
+        kind = "collapsed"
+    return Outcome(kind, best_epoch, stopped)
+
+
+def val_accuracy(record: dict) -> float:
+    """The reported validation accuracy; 0 for a diverged trial (it ranks below every finite one)."""
+    if record["status"] == "diverged" or record.get("val_accuracy") is None:
+        return 0.0
+    return record["val_accuracy"]
+
+
+# -- grouping -----------------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -16,33 +79,49 @@ class Point:
     """The trials that share one value of a setting (they differ only in seed)."""
 
     value: object
-    accs: list[float] = field(default_factory=list)  # final test accuracies of the finished, non-diverged trials
-    n_diverged: int = 0
-    curves: list[list[float]] = field(default_factory=list)  # validation accuracy per epoch, one list per trial
+    records: list[dict] = field(default_factory=list)
 
     def add(self, record: dict) -> None:
-        """Count one stored trial: a diverged one, or a finished one's accuracy and validation curve."""
-        if record["status"] == "diverged":
-            self.n_diverged += 1
-        elif record["status"] == "done" and record.get("test_accuracy") is not None:
-            self.accs.append(record["test_accuracy"])
-            self.curves.append([h["val_accuracy"] for h in record.get("history", [])])
+        self.records.append(record)
 
     @property
     def n(self) -> int:
-        return len(self.accs) + self.n_diverged
+        return len(self.records)
 
     @property
-    def mean(self) -> float:
-        return statistics.fmean(self.accs) if self.accs else math.nan
+    def vals(self) -> list[float]:
+        """Validation accuracy per seed (diverged: 0)."""
+        return [val_accuracy(r) for r in self.records]
 
     @property
-    def std(self) -> float:
-        return statistics.stdev(self.accs) if len(self.accs) > 1 else 0.0
+    def tests(self) -> list[float]:
+        """Test accuracy of the finite seeds (read only for a chosen setting)."""
+        return [r["test_accuracy"] for r in self.records
+                if r["status"] != "diverged" and r.get("test_accuracy") is not None]
 
     @property
-    def all_diverged(self) -> bool:
-        return self.n_diverged > 0 and not self.accs
+    def outcomes(self) -> list[Outcome]:
+        return [outcome(r) for r in self.records]
+
+    def count(self, *kinds: str) -> int:
+        return sum(o.kind in kinds for o in self.outcomes)
+
+    @property
+    def failed(self) -> int:
+        return self.count(*FAILURES)
+
+    @property
+    def median(self) -> float:
+        """Median validation accuracy over seeds."""
+        return statistics.median(self.vals) if self.records else math.nan
+
+    @property
+    def median_test(self) -> float:
+        return statistics.median(self.tests) if self.tests else math.nan
+
+    @property
+    def curves(self) -> list[list[dict]]:
+        return [r.get("history") or [] for r in self.records]
 
 
 def setting(record: dict, name: str):
@@ -54,6 +133,15 @@ def setting(record: dict, name: str):
         return hidden[0] if hidden else 0
     if name == "hidden":
         return hidden[0] if len(hidden) == 1 else tuple(hidden)
+    if name == "init":
+        init = record.get("init")
+        return f"{init}:{record['init_scale']:g}" if init in ("uniform", "normal") else init
+    if name == "recipe":
+        opt = record["optimizer"]
+        kind = ("Adam" if opt == "adam" else "AdamW" if opt == "adamw" else
+                f"SGD, momentum {record['momentum']:g}" if record.get("momentum") else "plain SGD")
+        wd = f", weight decay {record['weight_decay']:g}" if record.get("weight_decay") else ""
+        return f"{kind}, lr {record['lr']:g}{wd}, init {setting(record, 'init')}"
     value = record.get(name)
     if name == "data_seed" and value is None:
         return record.get("seed")
@@ -78,18 +166,271 @@ def grid(records: list[dict], row: str, col: str) -> tuple[list, list, list[list
     cols = sorted({_hashable(setting(r, col)) for r in records})
     cells = [[Point((a, b)) for b in cols] for a in rows]
     for r in records:
-        i, j = rows.index(_hashable(setting(r, row))), cols.index(_hashable(setting(r, col)))
-        cells[i][j].add(r)
+        cells[rows.index(_hashable(setting(r, row)))][cols.index(_hashable(setting(r, col)))].add(r)
     return rows, cols, cells
 
 
 def best(points: list[Point]) -> Point | None:
-    """The point with the highest mean test accuracy (ignoring points where every trial diverged)."""
-    ok = [p for p in points if p.accs]
-    return max(ok, key=lambda p: p.mean) if ok else None
+    """The point with the highest median validation accuracy (the first one on ties)."""
+    ok = [p for p in points if p.records]
+    return max(ok, key=lambda p: p.median) if ok else None
 
 
-def pct(x: float, digits: int = 1) -> str:
+# -- statistics -----------------------------------------------------------------------------------------------------
+
+
+def welch_p(a: list[float], b: list[float]) -> float:
+    """Two-sided p-value of Welch's t-test for equal means. With no spread in either group the test is undefined:
+    equal values give 1, different values 0 (nothing varies from seed to seed, so any gap is real)."""
+    from scipy import stats
+
+    if len(a) < 2 or len(b) < 2:
+        return math.nan
+    if statistics.pvariance(a) == 0 and statistics.pvariance(b) == 0:
+        return 1.0 if statistics.fmean(a) == statistics.fmean(b) else 0.0
+    with warnings.catch_warnings():  # nearly identical seeds: scipy warns of lost precision, the p-value stands
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def differs(a: Point, b: Point) -> bool:
+    """Whether two settings' validation accuracies differ beyond their seed noise (Welch p < ALPHA)."""
+    p = welch_p(a.vals, b.vals)
+    return not math.isnan(p) and p < ALPHA
+
+
+def anova_two_way(y: list[list[float]]) -> dict:
+    """Two-way ANOVA without replication of y[i][j] (row factor i, column factor j): for rows and columns, the sum of
+    squares, degrees of freedom, F against the residual (the interaction) and its p-value."""
+    from scipy import stats
+
+    a, b = len(y), len(y[0])
+    grand = statistics.fmean(v for row in y for v in row)
+    row_means = [statistics.fmean(row) for row in y]
+    col_means = [statistics.fmean(col) for col in zip(*y)]
+    ss_rows = b * sum((m - grand) ** 2 for m in row_means)
+    ss_cols = a * sum((m - grand) ** 2 for m in col_means)
+    ss_res = sum((y[i][j] - row_means[i] - col_means[j] + grand) ** 2 for i in range(a) for j in range(b))
+    df_rows, df_cols, df_res = a - 1, b - 1, (a - 1) * (b - 1)
+    ms_res = ss_res / df_res
+
+    def f_test(ss, df):
+        if ms_res == 0:
+            return (math.inf, 0.0) if ss > 0 else (math.nan, 1.0)
+        f = (ss / df) / ms_res
+        return f, float(stats.f.sf(f, df, df_res))
+
+    f_rows, p_rows = f_test(ss_rows, df_rows)
+    f_cols, p_cols = f_test(ss_cols, df_cols)
+    return {"ss_rows": ss_rows, "ss_cols": ss_cols, "ss_res": ss_res, "df_rows": df_rows, "df_cols": df_cols,
+            "df_res": df_res, "f_rows": f_rows, "p_rows": p_rows, "f_cols": f_cols, "p_cols": p_cols,
+            "mean": grand, "min": min(min(r) for r in y), "max": max(max(r) for r in y)}
+
+
+# -- claims -------------------------------------------------------------------------------------------------------
+
+
+class _Formatter(string.Formatter):
+    """Format specs for facts: pct (accuracy as %, 2 decimals), pct1, pp (a difference in percentage points), p (a
+    p-value), f (an F statistic), v (a setting's value); anything else is Python's own."""
+
+    def format_field(self, value, spec):
+        if spec in ("pct", "pct1"):
+            return pct(value, 2 if spec == "pct" else 1)
+        if spec == "pp":
+            return f"{100 * value:.2f}"
+        if spec == "p":
+            return "< 0.0001" if value < 1e-4 else f"= {value:.2g}" if value < 0.01 else f"= {value:.2f}"
+        if spec == "f":
+            return "inf" if value == math.inf else f"{value:.2f}"
+        if spec == "v":
+            return fmt_value(value)
+        return super().format_field(value, spec)
+
+
+_FMT = _Formatter()
+
+TEMPLATES = {
+    "sweep_best": "On validation accuracy the best {name} is **{best:v}{unit}** (median {best_val:pct} over {n} "
+                  "seeds); of the other {n_others} values, {n_tied} cannot be told apart from it (Welch p ≥ "
+                  "0.05){tied}.",
+    "sweep_edge": "The best value is the {edge} value tried, so the optimum may lie beyond the range.",
+    "sweep_low_bad": "The low end is clearly worse: {low:v}{unit} reaches a median of {low_val:pct} (Welch p "
+                     "{low_p:p} against the best).",
+    "sweep_low_ok": "The low end, {low:v}{unit}, cannot be told apart from the best ({low_val:pct}, Welch p "
+                    "{low_p:p}): no harm observed down to it.",
+    "sweep_high_bad": "The high end is clearly worse: {high:v}{unit} reaches a median of {high_val:pct} "
+                      "(Welch p {high_p:p} against the best).",
+    "sweep_low_unclear": "The low end, {low:v}{unit}, reaches a median of {low_val:pct}, but its seeds spread too "
+                         "widely to call it worse than the best (Welch p {low_p:p}).",
+    "sweep_high_unclear": "The high end, {high:v}{unit}, reaches a median of {high_val:pct}, but its seeds spread too "
+                          "widely to call it worse than the best (Welch p {high_p:p}).",
+    "sweep_high_ok": "A plateau, not an optimum: {high:v}{unit} cannot be told apart from the best ({high_val:pct}, "
+                     "Welch p {high_p:p}), so no harm is observed up to {high:v}{unit}.",
+    "sweep_failures": "{n_failed} of {n_runs} runs failed: {n_collapsed} collapsed to near chance with a finite loss "
+                      "and {n_diverged} diverged; {n_budget} more did not converge within the {budget}-epoch budget.",
+    "sweep_no_failures": "No run collapsed or diverged; {n_budget} of {n_runs} did not converge within the "
+                         "{budget}-epoch budget.",
+    "chosen_test": "Its test accuracy, read once: median {test:pct} over {n} seeds.",
+    "anova": "A two-way ANOVA over {n_init} init seeds x {n_data} data orders: init seed F({df_rows}, {df_res}) = "
+             "{f_rows:f}, p {p_rows:p} ({init_verdict}); data order F({df_cols}, {df_res}) = {f_cols:f}, p "
+             "{p_cols:p} ({data_verdict}). Validation accuracy ranges from {min:pct} to {max:pct}.",
+    "grid_best": "The best cell on validation is {row_name} {row:v} with learning rate {col:v} (median "
+                 "{best_val:pct}); of the other {n_others} cells, {n_tied} cannot be told apart from it (Welch p "
+                 "≥ 0.05). {n_failed_cells} cells have at least one collapsed or diverged seed.",
+    "grid_best_lr": "The best learning rate per {row_name}: {per_row}.",
+    "recipe": "Chosen on validation: **{recipe}** (median validation accuracy {best_val:pct} over {n} seeds; of the "
+              "other {n_others} recipes, {n_tied} cannot be told apart from it). Its test accuracy, read once: median "
+              "{test:pct} (range {test_min:pct} to {test_max:pct}), {verdict} the 98% the course expects.",
+    "linear_vs_mlp": "Trained with the same recipe and stopping rule, softmax regression reaches a median "
+                     "validation accuracy of {lin_val:pct} and the 784-128-10 MLP {mlp_val:pct}: {gap:pp} points "
+                     "apart (Welch p {p:p}).",
+    "zero_exact": "In this run the zero-initialized units stayed exact copies of each other: their spread was exactly "
+                  "0.0 at all {n_checks} checks up to step {last_step}, while the random init's spread was "
+                  "{random_last:.2f}.",
+    "zero_rounding": "In this run rounding told the zero-initialized units apart: their spread was {first:.1e} at step "
+                     "{first_step} and {last:.1e} at step {last_step}, against {random_last:.2f} for the random init.",
+    "zero_stored": "In the stored init experiment, zero init ends with a median validation accuracy of {zero_val:pct} "
+                   "(outcomes: {zero_outcomes}), against {random_val:pct} for the best random scheme, {random_name}.",
+    "dead_units": "Runs that converged or ran out of budget have at most {ok_dead:pct1} dead hidden units; the "
+                  "{n_collapsed} collapsed runs (learning rates {collapsed_lrs}) have {col_min:pct1} to "
+                  "{col_max:pct1}.",
+    "dead_units_none": "No run collapsed; the largest fraction of dead hidden units is {ok_dead:pct1}.",
+    "threads": "Trained twice with {t_a} thread(s), the weights were {repeat}. Trained with {t_b} threads instead, "
+               "{n_diff} of {n_total} weights differed from the {t_a}-thread run (largest difference {max_diff:.1e}).",
+    "misclassified": "Of the {n_test} test images, {n_any} are misclassified by at least one of the {n_seeds} seeds "
+                     "and {n_all} by all of them; if the seeds erred independently, about {n_expected:.1f} would be "
+                     "misclassified by all.",
+    "compute": "The study trained {model_epochs} model-epochs of the {budget_epochs} its budgets allowed "
+               "({share:pct1}); early stopping saved the rest. The stored training time adds up to {seconds:.0f} s "
+               "against {predicted:.0f} s predicted at the budget.",
+    "overfit": "In {n_over} of the {n_runs} runs shown, the training loss kept falling after the reported epoch while "
+               "the validation loss rose.",
+    "neighbours": "For {n_near} of the {n_hard} images shown, the nearest training image carries the label the seeds "
+                  "predicted, not the true one.",
+    "ranking": "Ranked by the spread of median validation accuracy they cause (only sweeps whose best and worst "
+               "values differ beyond seed noise): {ranking}.",
+}
+
+
+@dataclass(frozen=True)
+class Claim:
+    kind: str
+    facts: dict
+
+    @property
+    def text(self) -> str:
+        return render(self.kind, self.facts)
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind, "facts": self.facts, "text": self.text}
+
+
+def render(kind: str, facts: dict) -> str:
+    return _FMT.format(TEMPLATES[kind], **facts)
+
+
+def sweep_claims(points: list[Point], name: str, unit: str = "", experiment: str = "") -> list[Claim]:
+    """What a one-at-a-time sweep shows, as claims: the best value on validation and the values tied with it, an
+    edge optimum, both ends (clearly worse, or not: a plateau), and its failures."""
+    pts = [p for p in points if p.records]
+    b = best(pts)
+    tied = [p for p in pts if p is not b and not differs(p, b)]
+    base = {"experiment": experiment, "name": name, "unit": unit}
+    out = [Claim("sweep_best", {**base, "best": b.value, "best_val": b.median, "n": b.n, "n_tied": len(tied),
+                                "n_others": len(pts) - 1,
+                                "tied": "".join(f"{', ' if k else ': '}{fmt_value(p.value)}{unit}"
+                                                for k, p in enumerate(tied))})]
+    ordered = all(isinstance(p.value, (int, float)) and not isinstance(p.value, bool) for p in pts)
+    if ordered and len(pts) > 2:
+        if b is pts[0] or b is pts[-1]:
+            out.append(Claim("sweep_edge", {**base, "edge": "smallest" if b is pts[0] else "largest"}))
+        for end, p in (("low", pts[0]), ("high", pts[-1])):
+            if p is b:
+                continue
+            # worse beyond seed noise; else a plateau if its median lies within the best's seeds; else unclear
+            verdict = ("bad" if differs(p, b) and p.median < b.median else
+                       "ok" if p.median >= min(b.vals) else "unclear")
+            out.append(Claim(f"sweep_{end}_{verdict}",
+                             {**base, end: p.value, f"{end}_val": p.median, f"{end}_p": welch_p(p.vals, b.vals)}))
+    out.append(failure_claim(pts, base))
+    return out
+
+
+def failure_claim(points: list[Point], base: dict) -> Claim:
+    counts = {k: sum(p.count(k) for p in points) for k in OUTCOMES}
+    n_runs = sum(p.n for p in points)
+    budget = max(r["epochs"] for p in points for r in p.records)
+    facts = {**base, "n_runs": n_runs, "n_failed": counts["collapsed"] + counts["diverged"],
+             "n_collapsed": counts["collapsed"], "n_diverged": counts["diverged"], "n_budget": counts["budget"],
+             "budget": budget}
+    return Claim("sweep_failures" if facts["n_failed"] else "sweep_no_failures", facts)
+
+
+def chosen_test_claim(p: Point, experiment: str = "") -> Claim:
+    return Claim("chosen_test", {"experiment": experiment, "value": p.value, "test": p.median_test,
+                                 "n": len(p.tests)})
+
+
+def grid_claims(rows: list, cols: list, cells: list[list[Point]], row_name: str, experiment: str = "") -> list[Claim]:
+    """The best cell on validation, the cells tied with it, cells with failed seeds, and the best column per row."""
+    flat = [c for r in cells for c in r if c.records]
+    b = best(flat)
+    tied = [c for c in flat if c is not b and not differs(c, b)]
+    per_row = []
+    for i, r in enumerate(cells):
+        rb = best(r)
+        if rb is not None:
+            per_row.append(f"{fmt_value(rows[i])} → {fmt_value(cols[r.index(rb)])}")
+    base = {"experiment": experiment, "row_name": row_name}
+    return [Claim("grid_best", {**base, "row": b.value[0], "col": b.value[1], "best_val": b.median,
+                                "n_tied": len(tied), "n_others": len(flat) - 1,
+                                "n_failed_cells": sum(c.failed > 0 for c in flat)}),
+            Claim("grid_best_lr", {**base, "per_row": ", ".join(per_row)})]
+
+
+def anova_claim(records: list[dict], experiment: str = "") -> Claim:
+    """Init seed vs data order, from a crossed grid of one configuration (validation accuracy)."""
+    rows, cols, cells = grid(records, "seed", "data_seed")
+    y = [[statistics.fmean(c.vals) for c in r] for r in cells]
+    a = anova_two_way(y)
+
+    def verdict(p):
+        return "a detectable effect" if p < ALPHA else "no detectable effect"
+
+    return Claim("anova", {"experiment": experiment, "n_init": len(rows), "n_data": len(cols),
+                           **{k: a[k] for k in ("df_rows", "df_cols", "df_res", "f_rows", "p_rows", "f_cols",
+                                                "p_cols", "min", "max")},
+                           "init_verdict": verdict(a["p_rows"]), "data_verdict": verdict(a["p_cols"])})
+
+
+def recipe_claim(points: list[Point], experiment: str = "") -> Claim:
+    b = best(points)
+    tied = [p for p in points if p is not b and not differs(p, b)]
+    t = b.median_test
+    return Claim("recipe", {"experiment": experiment, "recipe": str(b.value), "best_val": b.median, "n": b.n,
+                            "n_tied": len(tied), "n_others": len(points) - 1, "test": t, "test_min": min(b.tests),
+                            "test_max": max(b.tests), "verdict": "above" if t >= 0.98 else "below"})
+
+
+def spread(points: list[Point]) -> tuple[float, bool]:
+    """(best median - worst median of validation accuracy, whether best and worst differ beyond seed noise)."""
+    pts = [p for p in points if p.records]
+    hi, lo = best(pts), min(pts, key=lambda p: p.median)
+    return hi.median - lo.median, differs(hi, lo)
+
+
+def ranking_claim(sweeps: dict[str, list[Point]]) -> Claim:
+    """Hyperparameters ranked by the spread of median validation accuracy they cause, measurable ones only."""
+    measured = sorted(((s, name) for name, pts in sweeps.items() for s, ok in [spread(pts)] if ok), reverse=True)
+    text = ", ".join(f"{name} ({100 * s:.1f} points)" for s, name in measured) or "none"
+    return Claim("ranking", {"ranking": text, "order": [name for _, name in measured]})
+
+
+# -- formatting -----------------------------------------------------------------------------------------------------
+
+
+def pct(x: float | None, digits: int = 1) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.{digits}f}%"
 
 
@@ -99,74 +440,6 @@ def fmt_value(v) -> str:
     if isinstance(v, tuple):
         return "-".join(str(x) for x in v) or "none"
     return str(v)
-
-
-def mean_std(p: Point) -> str:
-    return f"{pct(p.mean, 2)} ± {100 * p.std:.2f} (n={len(p.accs)})"
-
-
-def describe_sweep(points: list[Point], name: str, unit: str = "") -> str:
-    """A few sentences on a one-at-a-time sweep: the best value, the extremes, divergence, and the plateau."""
-    if not points:
-        return f"No finished trials for {name}."
-    b = best(points)
-    lo, hi = points[0], points[-1]
-    s = [f"The best {name} is **{fmt_value(b.value)}{unit}** with {mean_std(b)} test accuracy."]
-    if all(isinstance(p.value, (int, float)) for p in points):
-        s.append(f"At the smallest value tried ({fmt_value(lo.value)}{unit}) the model reaches "
-                 f"{_acc_or_diverged(lo)}; at the largest ({fmt_value(hi.value)}{unit}), {_acc_or_diverged(hi)}.")
-    else:
-        w = min((p for p in points if p.accs), key=lambda p: p.mean)
-        s.append(f"The worst is {fmt_value(w.value)}{unit} at {pct(w.mean)}.")
-    chance = [p for p in points if p.accs and p.mean < 0.15]
-    if chance:
-        s.append(f"At {name} = {', '.join(fmt_value(p.value) for p in chance)} the model ends at chance level "
-                 f"(below 15%): the loss stayed finite, but training collapsed (e.g. every ReLU unit switched off) or "
-                 f"never started.")
-    div = [p for p in points if p.n_diverged]
-    if div:
-        vals = ", ".join(fmt_value(p.value) for p in div)
-        s.append(f"Training diverged (a non-finite loss) for {sum(p.n_diverged for p in div)} trial(s), at "
-                 f"{name} = {vals}; these are drawn as red crosses, not dropped.")
-    near = [p for p in points if p.accs and p.mean >= b.mean - 0.005]
-    if len(near) > 1:
-        s.append(f"{len(near)} of the {len(points)} values come within half a point of the best "
-                 f"({', '.join(fmt_value(p.value) for p in near)}): the optimum is broad there.")
-    spread = [p.std for p in points if len(p.accs) > 1]
-    if spread:
-        s.append(f"Across seeds the test accuracy varies by {100 * statistics.fmean(spread):.2f} points "
-                 f"(mean standard deviation), which is the noise floor for comparing neighbouring values.")
-    return " ".join(s)
-
-
-def _acc_or_diverged(p: Point) -> str:
-    return "only diverged runs" if p.all_diverged else f"{pct(p.mean)}"
-
-
-def variance_components(records: list[dict]) -> dict:
-    """Spread of test accuracy due to the init seed vs the data-order seed, from a crossed seeds x data_seeds grid.
-
-    Returns the std of the row means (init seed effect), of the column means (data-order effect), the residual
-    std, and the total std, in accuracy units.
-    """
-    rows, cols, cells = grid(records, "seed", "data_seed")
-    m = [[c.mean for c in row] for row in cells]
-    flat = [v for row in m for v in row if not math.isnan(v)]
-    grand = statistics.fmean(flat)
-    row_means = [statistics.fmean(r) for r in m]
-    col_means = [statistics.fmean(c) for c in zip(*m)]
-    resid = [m[i][j] - row_means[i] - col_means[j] + grand for i in range(len(rows)) for j in range(len(cols))]
-    return {
-        "init_seed_std": statistics.stdev(row_means) if len(row_means) > 1 else 0.0,
-        "data_seed_std": statistics.stdev(col_means) if len(col_means) > 1 else 0.0,
-        "residual_std": statistics.pstdev(resid) if resid else 0.0,
-        "total_std": statistics.stdev(flat) if len(flat) > 1 else 0.0,
-        "n_init": len(rows),
-        "n_data": len(cols),
-        "mean": grand,
-        "min": min(flat),
-        "max": max(flat),
-    }
 
 
 def _hashable(v):

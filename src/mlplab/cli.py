@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--json", action="store_true", help="print one JSON object with the metrics and config on stdout")
     t.add_argument("--save", metavar="PATH", help="write the trained parameters and config here (torch.save)")
     t.add_argument("--quiet", action="store_true", help="no progress bar and no per-epoch table")
+    add_threads_argument(t)
     add_deterministic_argument(t)
     t.set_defaults(func=cmd_train)
 
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--memory-budget", type=float, metavar="GB",
                    help="memory for one population (default: half of the free memory)")
     w.add_argument("--quiet", action="store_true", help="no progress bar and no summary table")
+    add_threads_argument(w)
     add_backend_arguments(w)
     add_deterministic_argument(w)
     w.set_defaults(func=cmd_sweep)
@@ -61,12 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("study", help="run the hyperparameter case study and write an executed notebook report",
                        description="Train the case study's experiments (resumable) and write DIR/study.ipynb "
                        "(executed), DIR/study.html and DIR/figures/.")
-    s.add_argument("--quick", action="store_true", help="a reduced study: 1 seed, 1 epoch, fewer values")
+    s.add_argument("--quick", action="store_true",
+                   help="a reduced study: 2 seeds, a 3-epoch budget with patience 1, fewer values")
     s.add_argument("--out", default="study", help="output folder (default ./study)")
     s.add_argument("--store", help="the result store (default OUT/study.sqlite)")
     s.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (default)")
-    s.add_argument("--seeds", type=int, help="seeds per setting (default 3; 1 with --quick)")
+    s.add_argument("--seeds", type=int,
+                   help="seeds per setting (default 5, 3 on the grids and widest widths; 2 with --quick)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_threads_argument(s)
     add_backend_arguments(s)
     add_deterministic_argument(s)
     s.set_defaults(func=cmd_study)
@@ -75,9 +80,15 @@ def build_parser() -> argparse.ArgumentParser:
                        description="One row per trial: the settings that vary, status and final metrics.")
     r.add_argument("store", help="the SQLite result store")
     r.add_argument("--csv", metavar="PATH", help="write every trial (all config keys and metrics) to this CSV file")
-    r.add_argument("--sort", default="test_accuracy", help="column to sort the table by (default test_accuracy)")
+    r.add_argument("--sort", default="test_accuracy", help="column to sort the table by (default test_accuracy): "
+                   "accuracies highest first, every other column lowest first")
+    r.add_argument("--reverse", action="store_true", help="sort the other way round")
     r.add_argument("--limit", type=int, default=50, help="rows to print (default 50; 0 for all)")
     r.set_defaults(func=cmd_results)
+
+    from mlplab import tune  # `mlplab tune` and `mlplab export`: their flags and commands live in tune.py
+
+    tune.add_parsers(sub)
     return p
 
 
@@ -86,6 +97,19 @@ def add_backend_arguments(p: argparse.ArgumentParser) -> None:
                    "pip install 'mlplab[ray]')")
     p.add_argument("--address", help="with --backend ray: 'auto' or HOST:PORT of a running cluster (default: "
                    "start a local Ray)")
+
+
+def add_threads_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", metavar="N|auto", help="torch threads: a count (repeatable: the thread count can "
+                   "change the last bits), or auto (the cores free right now, for a machine shared with other work); "
+                   "default: torch's own choice (the cores of this machine)")
+
+
+def resolve_threads(args) -> int | None:
+    """--threads as a count (None when not given); ValueError for a bad value."""
+    from mlplab.device import parse_threads
+
+    return None if args.threads is None else parse_threads(args.threads)
 
 
 def add_deterministic_argument(p: argparse.ArgumentParser) -> None:
@@ -105,6 +129,9 @@ def check_backend(args) -> None:
 
         if importlib.util.find_spec("ray") is None:
             raise ValueError("--backend ray needs Ray, which is not installed: pip install 'mlplab[ray]'")
+        from mlplab.runner import check_ray_address
+
+        check_ray_address(args.address)
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
@@ -146,6 +173,10 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     a("--batch-norm", action=argparse.BooleanOptionalAction, default=None,
       help="batch normalization of every hidden layer (--no-batch-norm turns a preset's off)")
     a("--precision", help="fp32 (default), tf32 (TF32 matmuls on CUDA) or bf16 (autocast; float32 master weights)")
+    a("--patience", type=int, help="early stopping: stop once the validation loss has not improved for this many "
+      "epochs and report the best epoch; --epochs is then the budget (default 0: off)")
+    a("--min-delta", type=float, help="with --patience: the least decrease of the validation loss that counts as "
+      "an improvement (default 0)")
 
 
 def config_from_args(args: argparse.Namespace):
@@ -174,7 +205,9 @@ def config_from_args(args: argparse.Namespace):
 
 
 def cmd_train(args) -> int:
-    from mlplab import checkpoint
+    import torch
+
+    from mlplab import checkpoint, planner
     from mlplab.data import check_batch_size, load_dataset, make_splits
     from mlplab.device import resolve_device
     from mlplab.train import train
@@ -182,12 +215,17 @@ def cmd_train(args) -> int:
     try:
         config = config_from_args(args)
         device = resolve_device(args.device)
+        threads = resolve_threads(args)
+        # A model that cannot fit in the memory free now is refused before anything is allocated.
+        planner.check_fits([config], planner.memory_budget(device, fraction=1.0), what="memory available")
         if args.save:
             _check_writable(Path(args.save))
         splits = make_splits(load_dataset(config.data), config.val_size)
         check_batch_size(config.batch_size, splits)
     except USER_ERRORS as e:
         return _fail(f"train: {e}")
+    if threads is not None:
+        torch.set_num_threads(threads)  # the command owns its process
 
     show = not args.quiet and not args.json
     if show:
@@ -196,7 +234,7 @@ def cmd_train(args) -> int:
     on_epoch = (lambda epoch, rows: print(_row(_cells(rows[0])), flush=True)) if show else None
     result = train(config, device=device, splits=splits, progress=None if not args.quiet else False,
                    on_epoch=on_epoch, deterministic=args.deterministic)
-    summary = result.summary()
+    summary = {**result.summary(), "threads": torch.get_num_threads()}
     if args.save:
         checkpoint.save(args.save, result.params, config, {k: v for k, v in summary.items() if k != "history"})
     if args.json:
@@ -207,74 +245,109 @@ def cmd_train(args) -> int:
 
 
 def cmd_sweep(args) -> int:
+    import math
+    import sqlite3
+
+    from mlplab import planner
     from mlplab.device import resolve_device
     from mlplab.runner import run_sweep
-    from mlplab.store import Store
+    from mlplab.store import Store, describe_database_error
     from mlplab.sweep import SweepSpec
 
     try:
         spec = SweepSpec.from_toml(args.spec)
         trials = spec.trials()
         device = resolve_device(args.device)
+        threads = resolve_threads(args)
         check_backend(args)
-        if args.memory_budget is not None and not args.memory_budget > 0:
-            raise ValueError(f"--memory-budget must be > 0 GB, got {args.memory_budget}")
+        if args.memory_budget is not None and not (math.isfinite(args.memory_budget) and args.memory_budget > 0):
+            raise ValueError(f"--memory-budget must be a number of GB > 0, got {args.memory_budget}")
+        budget = None if args.memory_budget is None else int(args.memory_budget * 2**30)
+        planner.check_fits(trials, budget if budget is not None else planner.memory_budget(device),
+                           what="memory budget" if budget is not None else "memory budget (half the free memory)")
         store = Store(args.store)
     except USER_ERRORS as e:
         return _fail(f"sweep: {e}")
     log = None if args.quiet else (lambda msg: print(msg, file=sys.stderr))
-    budget = None if args.memory_budget is None else int(args.memory_budget * 2**30)
     with store:
-        report = run_sweep(trials, store, device=device, sequential=args.sequential,
-                           progress=False if args.quiet else None, budget_bytes=budget, name=spec.name, log=log,
-                           backend=args.backend, address=args.address, deterministic=args.deterministic)
+        try:
+            report = run_sweep(trials, store, device=device, sequential=args.sequential,
+                               progress=False if args.quiet else None, budget_bytes=budget, name=spec.name, log=log,
+                               backend=args.backend, address=args.address, deterministic=args.deterministic,
+                               threads=threads)
+        except sqlite3.DatabaseError as e:
+            return _fail(f"sweep: {describe_database_error(store.path, e)}")
         if not args.quiet:
             print(f"{report.trained} trained, {report.skipped} already stored, {report.failed} failed, "
-                  f"{report.populations} population(s), {report.seconds:.1f} s", file=sys.stderr)
+                  f"{report.populations} population(s), {report.threads} thread(s), {report.seconds:.1f} s",
+                  file=sys.stderr)
             _print_results(store.records(), "test_accuracy", 20)
     return 1 if report.failed else 0
 
 
 def cmd_study(args) -> int:
+    import sqlite3
+
     from mlplab.device import resolve_device
-    from mlplab.store import Store
-    from mlplab.study import run_study
+    from mlplab.store import Store, describe_database_error
+    from mlplab.study import StudyBusy, experiments, run_study
 
     try:
         if args.seeds is not None and args.seeds < 1:
             raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+        experiments(args.quick, args.seeds)  # the plan's limits, before anything is written
         resolve_device(args.device)
+        threads = resolve_threads(args)
         check_backend(args)
         out = Path(args.out)
         if out.exists() and not out.is_dir():
             raise NotADirectoryError(f"--out {out} is a file; give a folder")
-        if args.store:
-            Store(args.store).close()  # refuses a file that is not a store, before any training
+        out.mkdir(parents=True, exist_ok=True)
+        store = Path(args.store) if args.store else out / "study.sqlite"
+        Store(store).close()  # refuses a file that is not a store (or cannot be written), before any training
     except USER_ERRORS as e:
         return _fail(f"study: {e}")
+    except OSError as e:
+        return _fail(f"study: {e.filename}: {e.strerror}")
     log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
-    info = run_study(out, store=args.store, quick=args.quick, device=args.device, seeds=args.seeds,
-                     progress=False if args.quiet else None, log=log, backend=args.backend, address=args.address,
-                     deterministic=args.deterministic)
-    print(f"study: {info['trials']} trials ({info['trained']} trained, {info['reused']} reused), "
+    try:
+        info = run_study(out, store=store, quick=args.quick, device=args.device, seeds=args.seeds,
+                         progress=False if args.quiet else None, log=log, backend=args.backend, address=args.address,
+                         deterministic=args.deterministic, threads=threads)
+    except StudyBusy as e:
+        return _fail(f"study: {e}")
+    except sqlite3.DatabaseError as e:
+        return _fail(f"study: {describe_database_error(store, e)}")
+    missing = f", {len(info['missing'])} MISSING (listed in the report)" if info["missing"] else ""
+    print(f"study: {info['trials']} trials ({info['trained']} trained, {info['reused']} reused{missing}), "
           f"training {info['train_seconds']:.1f} s, report {info['report_seconds']:.1f} s -> {out / 'study.html'}")
-    return 0
+    return 1 if info["missing"] else 0
 
 
 def cmd_results(args) -> int:
-    from mlplab.store import Store
+    import sqlite3
+
+    from mlplab.files import check_regular_target
+    from mlplab.store import Store, describe_database_error
 
     try:
-        store = Store(args.store, create=False)
+        if args.csv:
+            check_regular_target(args.csv)
+        store = Store(args.store, create=False)  # read-only: nothing is written to the store
+        with store:
+            rows = store.records()
     except USER_ERRORS as e:
         return _fail(f"results: {e}")
-    with store:
-        rows = store.records()
+    except sqlite3.DatabaseError as e:
+        return _fail(f"results: {describe_database_error(Path(args.store), e)}")
     if args.csv:
-        _write_csv(rows, args.csv)
+        try:
+            _write_csv(rows, args.csv)
+        except (*USER_ERRORS, OSError) as e:
+            return _fail(f"results: --csv {args.csv}: {getattr(e, 'strerror', None) or e}")
         print(f"{len(rows)} trials written to {args.csv}", file=sys.stderr)
     else:
-        _print_results(rows, args.sort, args.limit)
+        _print_results(rows, args.sort, args.limit, args.reverse)
     return 0
 
 
@@ -288,15 +361,14 @@ def _varying(rows: list[dict]) -> list[str]:
     return [k for k in keys if len({repr(r.get(k)) for r in rows}) > 1]
 
 
-def _print_results(rows: list[dict], sort: str, limit: int) -> None:
+def _print_results(rows: list[dict], sort: str, limit: int, reverse: bool = False) -> None:
     if not rows:
         print("(no trials)")
         return
     cols = _varying(rows) + list(RESULT_METRICS)
-    if sort not in rows[0]:
+    if sort not in rows[0] or sort == "history":
         raise SystemExit(_fail(f"results: unknown column {sort!r} to sort by; choose from {', '.join(cols)}"))
-    rows = sorted(rows, key=lambda r: (r.get(sort) is None, -(r.get(sort) or 0) if isinstance(r.get(sort), float)
-                                       else 0))
+    rows = sort_rows(rows, sort, descending=sort.endswith("accuracy") != reverse)
     shown = rows if limit <= 0 else rows[:limit]
     table = [[_fmt(r.get(c)) for c in cols] for r in shown]
     widths = [max(len(c), *(len(t[i]) for t in table)) for i, c in enumerate(cols)]
@@ -305,6 +377,29 @@ def _print_results(rows: list[dict], sort: str, limit: int) -> None:
         print("  ".join(v.rjust(w) for v, w in zip(t, widths)))
     if len(rows) > len(shown):
         print(f"... {len(rows) - len(shown)} more (--limit 0 for all, --csv PATH to export)")
+
+
+def sort_rows(rows: list[dict], column: str, descending: bool) -> list[dict]:
+    """Rows sorted by `column`, whatever its type (numbers, strings, lists such as hidden, booleans); missing
+    values last either way."""
+    def key(v):
+        if isinstance(v, bool) or isinstance(v, (int, float)):
+            return (0, v, "")
+        if isinstance(v, (list, tuple)):
+            return (1, len(v), json.dumps(v))  # hidden: shallower first, then by widths
+        return (2, 0, json.dumps(v, sort_keys=True) if isinstance(v, dict) else str(v))
+
+    present = [r for r in rows if r.get(column) is not None and r.get(column) == r.get(column)]  # NaN is missing
+    absent = [r for r in rows if not (r.get(column) is not None and r.get(column) == r.get(column))]
+    return sorted(present, key=lambda r: _list_key(key(r[column])), reverse=descending) + absent
+
+
+def _list_key(k):
+    """Lists compare element-wise by number, not as JSON text (so [16] < [128])."""
+    kind, n, text = k
+    if kind == 1:
+        return (kind, n, tuple(json.loads(text)) if text else ())
+    return k
 
 
 def _fmt(v) -> str:
@@ -321,11 +416,12 @@ def _write_csv(rows: list[dict], path: str) -> None:
     import csv
 
     from mlplab.config import TrainConfig
+    from mlplab.files import atomic_write
     from mlplab.store import METRICS
 
     cols = [*TrainConfig().to_dict(), "status", *METRICS, "diverged_at", "seconds", "population", "device",
-            "version", "git_commit", "key"]
-    with open(path, "w", newline="") as f:
+            "threads", "version", "numerics", "git_commit", "key"]
+    with atomic_write(path, "w") as f:
         w = csv.writer(f)
         w.writerow(cols)
         for r in rows:
@@ -358,6 +454,8 @@ def _extras(config) -> str:
         on.insert(0, f"{config.schedule} schedule")
     if config.precision != "fp32":
         on.append(config.precision)
+    if config.patience:
+        on.append(f"early stopping (patience {config.patience}, min delta {config.min_delta:g})")
     return "".join(f", {x}" for x in on)
 
 
@@ -382,15 +480,30 @@ def _verdict(result, save) -> str:
         return (f"diverged: the loss or a gradient became non-finite at epoch {at['epoch']}, step {at['step']}; "
                 f"try a smaller --lr or init scale")
     line = f"test accuracy {100 * result.test_accuracy:.2f}% after {len(result.history)} epochs, {result.seconds:.1f} s"
+    if result.best_epoch is not None:
+        c = result.config
+        why = {"converged": f"stopped: no val-loss improvement for {c.patience} epochs",
+               "budget": f"not converged within the {c.epochs}-epoch budget",
+               "collapsed": "collapsed: validation accuracy near chance"}[result.outcome]
+        line = (f"test accuracy {100 * result.test_accuracy:.2f}% at the best epoch {result.best_epoch} of "
+                f"{len(result.history)} ({why}), {result.seconds:.1f} s")
+    elif result.outcome == "collapsed":
+        line += "; collapsed: validation accuracy near chance (try another --lr or --init)"
     return line + (f"; saved to {save}" if save else "")
 
 
 def _check_writable(path: Path) -> None:
+    from mlplab.files import check_regular_target
+
     parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
         raise IsADirectoryError(f"--save {path} is a folder; give a file name such as model.pt")
     if not parent.is_dir():
         raise FileNotFoundError(f"--save {path}: folder {parent} does not exist")
+    try:
+        check_regular_target(path)
+    except ValueError as e:
+        raise ValueError(f"--save {e}") from None
     if not os.access(parent, os.W_OK):
         raise PermissionError(f"--save {path}: folder {parent} is not writable")
 

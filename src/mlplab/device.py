@@ -7,6 +7,7 @@ import contextlib
 import ctypes
 import os
 import sys
+import time
 
 import torch
 
@@ -104,12 +105,15 @@ def deterministic_mode(enabled: bool = True):
         return
     before = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    cublas = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(True)
     try:
         yield
     finally:
         torch.use_deterministic_algorithms(before, warn_only=warn_only)
+        if cublas is None:  # cuBLAS has read it by now, if it started in the block: leave the environment as found
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
 
 
 _MALLOC_TUNED = False
@@ -124,11 +128,16 @@ def keep_freed_memory() -> bool:
     size back to the OS on free (munmap) and maps them again on the next step, so every step page-faults its
     buffers afresh; measured on a 2-core CPU, that made the first run in a process 2x slower per step than a run
     after it (784-768-10, bf16, batch 256). Called once per process by the trainer; returns whether it applied.
+
+    This is the one process-wide setting mlplab changes and does not restore (glibc offers no way to read it
+    back): for the rest of the process, malloc keeps up to 1 GiB of freed memory (M_TRIM_THRESHOLD) and serves
+    blocks of up to 32 MiB from the heap (M_MMAP_THRESHOLD). Set MLPLAB_KEEP_FREED_MEMORY=0 in the environment
+    to leave the allocator alone.
     """
     global _MALLOC_TUNED
     if _MALLOC_TUNED:
         return True
-    if not sys.platform.startswith("linux"):
+    if not sys.platform.startswith("linux") or os.environ.get("MLPLAB_KEEP_FREED_MEMORY", "1") == "0":
         return False
     try:
         libc = ctypes.CDLL("libc.so.6")
@@ -137,3 +146,59 @@ def keep_freed_memory() -> bool:
         return False
     _MALLOC_TUNED = ok
     return ok
+
+
+MAX_THREADS = 256
+
+
+def parse_threads(value: str | int) -> int:
+    """--threads: a count N >= 1, or "auto" for the cores free now (`free_cores`)."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return free_cores()
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"--threads must be a count such as 1 or 2, or auto; got {value!r}") from None
+    if not 1 <= n <= MAX_THREADS:
+        raise ValueError(f"--threads must be between 1 and {MAX_THREADS} (or auto), got {n}")
+    return n
+
+
+def usable_cores() -> int:
+    """The CPUs this process may run on (its affinity mask, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def free_cores(window: float = 0.3) -> int:
+    """The cores nobody else is using right now: the idle share of all CPUs over `window` seconds (/proc/stat),
+    else the CPUs minus the 1-minute load average; at least 1, at most the CPUs this process may use."""
+    n = usable_cores()
+    idle = _idle_cores(window)
+    if idle is None:
+        try:
+            idle = (os.cpu_count() or n) - os.getloadavg()[0]
+        except (AttributeError, OSError):
+            return n
+    return max(1, min(n, int(idle + 0.5)))
+
+
+def _idle_cores(window: float) -> float | None:
+    """Idle CPUs (a fraction of a CPU counts) over `window` seconds, from two readings of /proc/stat."""
+    def read():
+        with open("/proc/stat") as f:
+            first = f.readline().split()  # cpu user nice system idle iowait irq softirq steal ...
+        ticks = [int(x) for x in first[1:9]]
+        return sum(ticks), ticks[3] + ticks[4]
+
+    try:
+        total0, idle0 = read()
+        time.sleep(window)
+        total1, idle1 = read()
+    except (OSError, ValueError, IndexError):
+        return None
+    if total1 <= total0:
+        return None
+    return (idle1 - idle0) / (total1 - total0) * (os.cpu_count() or 1)

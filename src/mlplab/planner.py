@@ -3,6 +3,10 @@
 Trials go to the same population when they share every field in `train.SHARED_FIELDS` (layer shapes,
 activation, optimizer kind, schedule, batch size, epochs, data); everything else (learning rate, momentum,
 weight decay, init scheme and scale, seeds) may differ per model. A group larger than the budget allows is split.
+
+Memory of a population = a fixed part (the dataset copied to the device as float32, evaluation's chunks) + one
+stream part per distinct data-order seed (its shuffled order, gathered batch and labels) + the models' own part
+(`bytes_per_model`). tests/test_planner.py measures peak memory over shapes and data orders against it.
 """
 
 from __future__ import annotations
@@ -16,13 +20,16 @@ from mlplab.config import TrainConfig
 from mlplab.train import SHARED_FIELDS
 
 IN_DIM, N_CLASSES = 784, 10
-EVAL_BYTES = 4 << 26  # evaluation works in chunks of at most 2**26 floats (see train.evaluate)
+N_EXAMPLES, N_TRAIN = 70_000, 60_000  # MNIST: every image (training, validation, test) and the training part
+EVAL_BYTES = 3 * (4 << 26)  # evaluation works in chunks of at most 2**26 floats: a layer's input, output, logits
+MAX_MODELS = 4096  # models per population
 
 
 @dataclass(frozen=True)
 class Population:
     configs: tuple[TrainConfig, ...]
-    bytes_per_model: int
+    bytes_per_model: int  # the largest model's own part
+    bytes: int = 0  # estimated peak memory of training the whole population (population_bytes)
 
     @property
     def size(self) -> int:
@@ -48,6 +55,48 @@ def bytes_per_model(config: TrainConfig, in_dim: int = IN_DIM, n_classes: int = 
     return 4 * ((7 if config.ema else 6) * n_params + (6 if extra else 4) * n_acts + n_input)
 
 
+def stream_bytes(config: TrainConfig, n_train: int = N_TRAIN, in_dim: int = IN_DIM) -> int:
+    """One data-order stream: its epoch order (int64), a gathered batch (float32, and its int64 index and labels)."""
+    return 8 * n_train + 4 * config.batch_size * in_dim + 24 * config.batch_size
+
+
+def fixed_bytes(n_examples: int = N_EXAMPLES, in_dim: int = IN_DIM, M: int = MAX_MODELS,
+                widest: int = 1 << 20) -> int:
+    """What a population needs beside its models and streams: the dataset as float32 (and int64 labels) on the
+    device, plus a transient copy while it is converted, and evaluation's chunks (at most EVAL_BYTES; less for
+    few models or little data). The defaults give the most it can be."""
+    return 2 * 4 * n_examples * in_dim + 8 * n_examples + min(EVAL_BYTES, 3 * 4 * M * widest * n_examples)
+
+
+def population_bytes(configs, n_examples: int = N_EXAMPLES) -> int:
+    """Estimated peak memory of training `configs` as one population: fixed + streams + models."""
+    streams = {c.order_seed for c in configs}
+    c0 = configs[0]
+    return (fixed_bytes(n_examples, M=len(configs), widest=max((N_CLASSES, *c0.hidden)))
+            + len(streams) * stream_bytes(c0, n_train=n_examples) + sum(bytes_per_model(c) for c in configs))
+
+
+def check_fits(configs: list[TrainConfig], budget_bytes: int, what: str = "memory budget") -> None:
+    """A ValueError naming the setting when even one model of `configs` (alone, as its own population) does not
+    fit `budget_bytes`. Checked before anything is built or allocated."""
+    seen = set()
+    for c in configs:
+        key = group_key(c)
+        if key in seen:
+            continue
+        seen.add(key)
+        need = population_bytes([c])
+        if need > budget_bytes:
+            layers = "-".join(str(s) for s in (IN_DIM, *c.hidden, N_CLASSES))
+            raise ValueError(f"hidden {list(c.hidden)} (a {layers} MLP, batch_size {c.batch_size}) needs ~"
+                             f"{_gib(need)} for one model, more than the {what} of {_gib(budget_bytes)}; use "
+                             "smaller widths or batches")
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.3g} GiB" if n < 2**90 else f"2^{n.bit_length() - 1} bytes"
+
+
 def memory_budget(device: torch.device, fraction: float = 0.5) -> int:
     """`fraction` of the memory free on `device` now (CUDA: free device memory; CPU: MemAvailable)."""
     if device.type == "cuda":
@@ -65,25 +114,30 @@ def group_key(config: TrainConfig) -> tuple:
     return tuple(getattr(config, f) for f in SHARED_FIELDS)
 
 
-def plan(configs: list[TrainConfig], budget_bytes: int, max_models: int = 4096) -> list[Population]:
-    """Split `configs` into populations: compatible trials together, each within `budget_bytes`."""
+def plan(configs: list[TrainConfig], budget_bytes: int, max_models: int = MAX_MODELS) -> list[Population]:
+    """Split `configs` into populations: compatible trials together, each within `budget_bytes` (one model per
+    population at least; `check_fits` refuses a model that does not fit alone)."""
     groups: dict[tuple, list[TrainConfig]] = {}
     for c in configs:
         groups.setdefault(group_key(c), []).append(c)
     out = []
     for members in groups.values():
-        per = bytes_per_model(members[0])
-        room = max(1, min(max_models, (budget_bytes - EVAL_BYTES) // per))
+        c0 = members[0]
+        per = max(bytes_per_model(c) for c in members)
+        if len({c.order_seed for c in members}) > 1:  # each model may bring its own stream
+            per += stream_bytes(c0)
+        room = max(1, min(max_models, (budget_bytes - fixed_bytes() - stream_bytes(c0)) // per))
         n_chunks = -(-len(members) // room)
         base, extra = divmod(len(members), n_chunks)  # near-equal chunks rather than full ones and a tiny one
         start = 0
         for k in range(n_chunks):
             size = base + (1 if k < extra else 0)
-            out.append(Population(tuple(members[start:start + size]), per))
+            chunk = tuple(members[start:start + size])
+            out.append(Population(chunk, per, population_bytes(chunk)))
             start += size
     return out
 
 
 def sequential(configs: list[TrainConfig]) -> list[Population]:
     """One population per trial: the same trials trained one at a time."""
-    return [Population((c,), bytes_per_model(c)) for c in configs]
+    return [Population((c,), bytes_per_model(c), population_bytes([c])) for c in configs]

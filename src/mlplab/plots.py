@@ -1,7 +1,10 @@
 """Figures for the study: one function per kind of plot, each returning a matplotlib Figure.
 
-Colours are the Okabe-Ito palette (distinguishable with the common colour-vision deficiencies), maps are viridis,
-markers differ as well as colours, and every axis says what it shows and in which unit.
+Colours are the Okabe-Ito palette (distinguishable with the common colour-vision deficiencies), maps are viridis;
+line k gets colour k % 8 AND line style k // 8 and marker k, so that more than eight lines stay distinct. Accuracies
+near 100% are drawn as error rates on a log axis. A run's outcome has one marker everywhere: converged (filled
+circle), not converged within the budget (hollow square), collapsed to chance (orange triangle), diverged (red x, at
+the top edge, since it has no accuracy).
 """
 
 from __future__ import annotations
@@ -11,12 +14,20 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.colors import LogNorm
 
 from mlplab.analysis import Point, best, fmt_value
 
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
-MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
-DIVERGED = "#D55E00"
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p"]
+LINESTYLES = ["-", "--", ":", "-."]
+OUTCOME_STYLE = {  # marker, face colour, edge colour, label
+    "converged": ("o", OKABE_ITO[4], OKABE_ITO[0], "converged"),
+    "budget": ("s", "none", OKABE_ITO[0], "not converged within the budget"),
+    "collapsed": ("v", OKABE_ITO[1], "#7a4f00", "collapsed (finite, < 2x chance)"),
+    "diverged": ("X", "#D55E00", "#D55E00", "diverged (non-finite)"),
+}
+FLOOR = 0.01  # error-rate axes start at 0.01% (no run reaches it)
 
 
 def style() -> None:
@@ -25,6 +36,11 @@ def style() -> None:
         "legend.fontsize": 9, "axes.grid": True, "grid.alpha": 0.3, "axes.prop_cycle": plt.cycler(color=OKABE_ITO),
         "image.cmap": "viridis", "svg.fonttype": "none", "figure.constrained_layout.use": True,
     })
+
+
+def line_style(k: int) -> dict:
+    """Colour, line style and marker of the k-th line: distinct for up to 32 lines."""
+    return {"color": OKABE_ITO[k % 8], "ls": LINESTYLES[(k // 8) % 4], "marker": MARKERS[k % len(MARKERS)]}
 
 
 def save(fig, name: str, folder: str | Path) -> Path:
@@ -36,9 +52,19 @@ def save(fig, name: str, folder: str | Path) -> Path:
     return folder / f"{name}.png"
 
 
+def _error_axis(ax, values_pct: list[float], label: str) -> None:
+    """A log y axis of error rates (%), its range fitted to the values (and never above 100%)."""
+    finite = [v for v in values_pct if v > 0 and math.isfinite(v)]
+    lo = max(FLOOR, min(finite) / 1.5) if finite else 1.0
+    hi = min(100.0, max(finite) * 1.5) if finite else 100.0
+    ax.set_yscale("log")
+    ax.set_ylim(lo, max(hi, lo * 3))
+    ax.set_ylabel(label)
+
+
 def digits_grid(images: np.ndarray, labels: np.ndarray, per_class: int = 8):
     """The first `per_class` training images of each digit, one row per class."""
-    fig, axes = plt.subplots(10, per_class, figsize=(per_class * 0.9, 10 * 0.9))
+    fig, axes = plt.subplots(10, per_class, figsize=(per_class * 0.8, 10 * 0.8))
     for d in range(10):
         idx = np.flatnonzero(labels == d)[:per_class]
         for j, i in enumerate(idx):
@@ -51,99 +77,68 @@ def digits_grid(images: np.ndarray, labels: np.ndarray, per_class: int = 8):
     return fig
 
 
-def class_balance(train_labels: np.ndarray, test_labels: np.ndarray):
-    fig, ax = plt.subplots(figsize=(7, 3.2))
-    x = np.arange(10)
-    for k, (name, y) in enumerate((("training (60,000)", train_labels), ("test (10,000)", test_labels))):
-        share = np.bincount(y, minlength=10) / len(y) * 100
-        ax.bar(x + (k - 0.5) * 0.4, share, width=0.4, label=name, color=OKABE_ITO[k], hatch=["", "//"][k])
-    ax.axhline(10, color="gray", lw=1, ls="--", label="perfect balance (10%)")
-    ax.set_xticks(x)
-    ax.set_xlabel("digit class")
-    ax.set_ylabel("share of images (%)")
-    ax.set_title("Class balance")
-    ax.legend(loc="lower right")
-    return fig
-
-
-def learning_curves(curves: dict[str, list[list[float]]], title: str, ylabel: str = "validation accuracy (%)"):
-    """Mean (line) and min-max band over seeds of per-epoch curves, one colour and marker per label."""
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for k, (label, runs) in enumerate(curves.items()):
-        runs = [r for r in runs if r]
-        if not runs:
-            continue
-        n = min(len(r) for r in runs)
-        a = np.array([r[:n] for r in runs]) * 100
-        ep = np.arange(1, n + 1)
-        ax.plot(ep, a.mean(0), marker=MARKERS[k % len(MARKERS)], color=OKABE_ITO[k % 8], label=label)
-        if len(runs) > 1:
-            ax.fill_between(ep, a.min(0), a.max(0), color=OKABE_ITO[k % 8], alpha=0.15)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.legend(fontsize=8, ncol=2)
-    return fig
-
-
-def sweep(points: list[Point], name: str, title: str, log: bool | None = None, reference: dict | None = None,
-          unit: str = ""):
-    """Final test accuracy against one setting: mean ± std (bars), every seed (dots), diverged runs (red x)."""
-    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+def sweep(points: list[Point], name: str, title: str, reference: dict | None = None, unit: str = ""):
+    """Validation error (log axis) against one setting: every seed marked by its outcome, the median over seeds
+    (line), the best value on validation (circled); reference lines for comparison."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.3))
     numeric = all(isinstance(p.value, (int, float)) and not isinstance(p.value, bool) for p in points)
     xs = [p.value for p in points] if numeric else list(range(len(points)))
-    log = numeric and (log if log is not None else (min(xs) > 0 and max(xs) / max(min(xs), 1e-30) >= 100))
-    finite = [p.mean * 100 for p in points if p.accs]
-    floor = min(finite + [10.0]) - 3 if finite else 0
+    errs = [100 * (1 - v) for p in points for v, o in zip(p.vals, p.outcomes) if o.kind != "diverged"]
+    refs = [100 * (1 - a) for a in (reference or {}).values()]
+    _error_axis(ax, errs + refs, "validation error (%, log scale)")
+    top = ax.get_ylim()[1]
+    seen = set()
     for x, p in zip(xs, points):
-        ax.scatter([x] * len(p.accs), [a * 100 for a in p.accs], s=12, color=OKABE_ITO[4], alpha=0.7, zorder=2)
-        if p.n_diverged:
-            ax.scatter([x], [floor], marker="x", s=70, color=DIVERGED, zorder=3)
-    ok = [(x, p) for x, p in zip(xs, points) if p.accs]
-    if ok:
-        ax.errorbar([x for x, _ in ok], [p.mean * 100 for _, p in ok], yerr=[p.std * 100 for _, p in ok],
-                    color=OKABE_ITO[0], marker="o", capsize=3, lw=1.5, ls="-" if numeric else "none",
-                    label="mean ± std over seeds", zorder=4)
-    ax.scatter([], [], s=12, color=OKABE_ITO[4], label="one seed")
-    if any(p.n_diverged for p in points):
-        ax.scatter([], [], marker="x", s=70, color=DIVERGED, label="diverged (non-finite loss)")
+        for v, o in zip(p.vals, p.outcomes):
+            m, face, edge, label = OUTCOME_STYLE[o.kind]
+            y = top / 1.15 if o.kind == "diverged" else 100 * (1 - v)
+            ax.scatter([x], [y], marker=m, s=36, facecolors=face, edgecolors=edge, zorder=3,
+                       label=None if o.kind in seen else label, clip_on=False)
+            seen.add(o.kind)
+    med = [(x, 100 * (1 - p.median)) for x, p in zip(xs, points) if p.records]
+    ax.plot([x for x, _ in med], [y for _, y in med], color=OKABE_ITO[0], lw=1.5,
+            ls="-" if numeric else "none", marker="_", ms=14, label="median over seeds", zorder=4)
     b = best(points)
     if b is not None:
         bx = b.value if numeric else points.index(b)
-        ax.scatter([bx], [b.mean * 100], s=180, facecolors="none", edgecolors="black", lw=1.5, zorder=5,
-                   label=f"best: {fmt_value(b.value)}{unit} ({b.mean * 100:.2f}%)")
+        ax.scatter([bx], [100 * (1 - b.median)], s=200, facecolors="none", edgecolors="black", lw=1.5, zorder=5,
+                   label=f"best on validation: {fmt_value(b.value)}{unit}")
     for k, (label, acc) in enumerate((reference or {}).items()):
-        ax.axhline(acc * 100, color=OKABE_ITO[[1, 2, 3][k % 3]], ls=["--", ":", "-."][k % 3], lw=1.2, label=label)
-    if log:
+        ax.axhline(100 * (1 - acc), color=OKABE_ITO[[1, 2, 3][k % 3]], ls=["--", ":", "-."][k % 3], lw=1.2,
+                   label=label)
+    if numeric and min(xs) > 0 and max(xs) / min(xs) >= 100:
         ax.set_xscale("log", base=2 if all(float(x).is_integer() for x in xs) else 10)
     if not numeric:
         ax.set_xticks(xs, [fmt_value(p.value) for p in points], rotation=30, ha="right")
     ax.set_xlabel(f"{name}{f' ({unit.strip()})' if unit.strip() else ''}")
-    ax.set_ylabel("test accuracy (%)")
     ax.set_title(title)
-    ax.legend(fontsize=8, loc="lower center" if not ok or ok[-1][1].mean > 0.5 else "best")
+    ax.legend(fontsize=8, loc="best")
     return fig
 
 
 def heatmap(rows: list, cols: list, cells: list[list[Point]], row_name: str, col_name: str, title: str):
-    """Mean test accuracy over a grid, each cell annotated; the best cell boxed, diverged cells marked 'div'."""
-    m = np.array([[c.mean * 100 if c.accs else np.nan for c in row] for row in cells])
-    fig, ax = plt.subplots(figsize=(1.0 * len(cols) + 2.6, 0.6 * len(rows) + 1.8))
-    im = ax.imshow(m, cmap="viridis", vmin=np.nanmin(m) if np.isfinite(m).any() else 0, vmax=100, aspect="auto")
+    """Median validation error per cell (colour, log scale fitted to the data), annotated with the median accuracy
+    and, below it, the number of seeds that collapsed (c) or diverged (d); the best cell on validation is boxed."""
+    m = np.array([[100 * (1 - c.median) if c.records else np.nan for c in row] for row in cells])
+    fig, ax = plt.subplots(figsize=(1.05 * len(cols) + 2.8, 0.62 * len(rows) + 1.9))
+    finite = m[np.isfinite(m)]
+    lo, hi = (max(FLOOR, finite.min()), max(finite.max(), finite.min() * 1.01)) if finite.size else (1, 100)
+    im = ax.imshow(m, cmap="viridis_r", norm=LogNorm(vmin=lo, vmax=hi), aspect="auto")
     for i, row in enumerate(cells):
         for j, c in enumerate(row):
-            if c.all_diverged:
-                ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=True, color="#dddddd", hatch="xx",
-                                           ec=DIVERGED))
-                ax.text(j, i, "div", ha="center", va="center", fontsize=8, color=DIVERGED)
-            elif c.accs:
-                v = m[i, j]
-                color = "black" if v > np.nanmean(m) else "white"
-                star = "*" if c.n_diverged else ""
-                ax.text(j, i, f"{v:.1f}{star}", ha="center", va="center", fontsize=8, color=color)
-    flat = [(c.mean, i, j) for i, row in enumerate(cells) for j, c in enumerate(row) if c.accs]
-    if flat:
-        _, bi, bj = max(flat)
+            if not c.records:
+                continue
+            k = [o.kind for o in c.outcomes]
+            fails = (f"\n{k.count('collapsed')}c" if "collapsed" in k else "") + \
+                    (f"{'' if 'collapsed' in k else chr(10)} {k.count('diverged')}d" if "diverged" in k else "")
+            shade = (math.log(m[i, j]) - math.log(lo)) / max(math.log(hi) - math.log(lo), 1e-9)
+            ax.text(j, i, f"{100 * c.median:.1f}{fails}", ha="center", va="center", fontsize=7.5,
+                    color="white" if shade > 0.55 else "black")
+    flat = [c for row in cells for c in row if c.records]
+    b = best(flat)
+    if b is not None:
+        bi = next(i for i, row in enumerate(cells) if b in row)
+        bj = cells[bi].index(b)
         ax.add_patch(plt.Rectangle((bj - 0.5, bi - 0.5), 1, 1, fill=False, ec="white", lw=3))
         ax.add_patch(plt.Rectangle((bj - 0.5, bi - 0.5), 1, 1, fill=False, ec="black", lw=1.2, ls="--"))
     ax.set_xticks(range(len(cols)), [fmt_value(v) for v in cols], rotation=45, ha="right")
@@ -153,32 +148,115 @@ def heatmap(rows: list, cols: list, cells: list[list[Point]], row_name: str, col
     ax.grid(False)
     ax.set_title(title)
     cb = fig.colorbar(im, ax=ax)
-    cb.set_label("test accuracy (%)")
+    cb.set_label("median validation error (%)")
     return fig
 
 
-def unit_spread(steps: list[int], spreads: dict[str, list[float]], title: str):
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for k, (label, ys) in enumerate(spreads.items()):
-        ax.plot(steps, [max(y, 1e-12) for y in ys], marker=MARKERS[k], markevery=max(1, len(steps) // 10),
-                color=OKABE_ITO[k], label=label)
-    ax.set_yscale("log")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("spread between hidden units\n(max |w_j - w_0| / max |w|)")
+def curves(runs: dict[str, list[dict]], title: str):
+    """Per-epoch curves of a few runs: training and validation loss (left), validation error on a log axis
+    (right); the reported (best) epoch of each run is ringed."""
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+    errs = []
+    for k, (label, run) in enumerate(runs.items()):
+        h, best_epoch = run["history"], run.get("best_epoch")
+        ep = [x["epoch"] for x in h]
+        st = line_style(k)
+        tl = [x["train_loss"] if x["train_loss"] is not None else np.nan for x in h]
+        vl = [x["val_loss"] if x["val_loss"] is not None else np.nan for x in h]
+        ve = [100 * (1 - x["val_accuracy"]) if x["val_accuracy"] is not None else np.nan for x in h]
+        errs += [e for e in ve if np.isfinite(e)]
+        a1.plot(ep, tl, color=st["color"], ls=":", lw=1.3)
+        a1.plot(ep, vl, color=st["color"], ls="-", marker=st["marker"], ms=4, label=label)
+        a2.plot(ep, ve, color=st["color"], ls=st["ls"], marker=st["marker"], ms=4, label=label)
+        if best_epoch:
+            a1.scatter([best_epoch], [vl[best_epoch - 1]], s=90, facecolors="none", edgecolors="black", zorder=5)
+            a2.scatter([best_epoch], [ve[best_epoch - 1]], s=90, facecolors="none", edgecolors="black", zorder=5)
+    a1.plot([], [], color="gray", ls=":", label="(dotted: training loss)")
+    a1.set_yscale("log")
+    a1.set_xlabel("epoch")
+    a1.set_ylabel("cross-entropy (log scale)")
+    a1.set_title("loss: training (dotted) vs validation (solid)")
+    a1.legend(fontsize=7)
+    _error_axis(a2, errs, "validation error (%, log scale)")
+    a2.set_xlabel("epoch")
+    a2.set_title("validation error; ringed: the reported epoch")
+    fig.suptitle(title)
+    return fig
+
+
+def train_vs_val(history: list[dict], title: str):
+    """Training and validation error per epoch of one run that recorded both (log axis)."""
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    ep = [h["epoch"] for h in history]
+    for k, key in enumerate(("train_accuracy", "val_accuracy")):
+        ax.plot(ep, [100 * (1 - h[key]) for h in history], **line_style(k), label=key.replace("_", " ")
+                .replace("accuracy", "error"))
+    _error_axis(ax, [100 * (1 - h[k]) for h in history for k in ("train_accuracy", "val_accuracy")],
+                "error (%, log scale)")
+    ax.set_xlabel("epoch")
     ax.set_title(title)
     ax.legend()
     return fig
 
 
+def dead_units(lrs: list[float], dead: list[float], kinds: list[str], title: str):
+    """Fraction of dead ReLU units against the learning rate, each run marked by its outcome."""
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    ax.plot(lrs, [100 * d for d in dead], color=OKABE_ITO[0], lw=1, zorder=2)
+    seen = set()
+    for x, d, k in zip(lrs, dead, kinds):
+        m, face, edge, label = OUTCOME_STYLE[k]
+        ax.scatter([x], [100 * d], marker=m, s=50, facecolors=face, edgecolors=edge, zorder=3,
+                   label=None if k in seen else label)
+        seen.add(k)
+    ax.set_xscale("log")
+    ax.set_ylim(-3, 103)
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("dead hidden units (%)")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def layer_stats(stats: dict[str, list[float]], ylabel: str, title: str):
+    """One line per setting: a per-layer statistic (log axis) against the layer index."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for k, (label, ys) in enumerate(stats.items()):
+        ax.plot(range(1, len(ys) + 1), [max(y, 1e-30) for y in ys], **line_style(k), label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel("hidden layer")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=7, ncol=2)
+    return fig
+
+
+def unit_spread(steps: list[int], spreads: dict[str, list[float]], title: str):
+    """Spread between hidden units' weights over training; an exact 0 is drawn on the axis floor and labelled."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    positive = [y for ys in spreads.values() for y in ys if y > 0]
+    floor = min(positive) / 10 if positive else 1e-8
+    for k, (label, ys) in enumerate(spreads.items()):
+        zero = all(y == 0 for y in ys)
+        ax.plot(steps, [y if y > 0 else floor for y in ys], **line_style(k), markevery=max(1, len(steps) // 10),
+                label=label + (" (exactly 0 at every step)" if zero else ""))
+    ax.set_yscale("log")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("spread between hidden units\n(max |w_j - w_0| / max |w|)")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return fig
+
+
 def image_grid(images: np.ndarray, captions: list[str], title: str, cols: int = 8):
     rows = math.ceil(len(images) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.3, rows * 1.55), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.3, rows * 1.6), squeeze=False)
     for k, ax in enumerate(axes.flat):
         ax.set_xticks([]), ax.set_yticks([])
         ax.grid(False)
         if k < len(images):
             ax.imshow(images[k].reshape(28, 28), cmap="gray_r", vmin=0, vmax=255)
-            ax.set_title(captions[k], fontsize=8)
+            ax.set_title(captions[k], fontsize=7.5)
         else:
             ax.axis("off")
     fig.suptitle(title)
@@ -205,19 +283,18 @@ def confusion(cm: np.ndarray, title: str):
     return fig
 
 
-def weight_images(w0: np.ndarray, title: str, n: int = 16, cols: int = 8):
-    """Incoming weights of the first n hidden units as 28x28 images (blue-white-orange: negative to positive)."""
-    rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.2, rows * 1.3), squeeze=False)
-    for k, ax in enumerate(axes.flat):
-        ax.set_xticks([]), ax.set_yticks([])
-        ax.grid(False)
-        if k < min(n, w0.shape[1]):
-            w = w0[:, k].reshape(28, 28)
-            lim = float(np.abs(w).max()) or 1.0
-            ax.imshow(w, cmap="PuOr_r", vmin=-lim, vmax=lim)
-            ax.set_title(f"unit {k}", fontsize=8)
-        else:
-            ax.axis("off")
+def compute_bars(names: list[str], model_epochs: list[int], budget_epochs: list[int], seconds: list[float],
+                 title: str):
+    """Per experiment: model-epochs trained against the budget's (left), and seconds of training (right)."""
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 0.32 * len(names) + 1.6), sharey=True)
+    y = np.arange(len(names))
+    a1.barh(y - 0.2, budget_epochs, height=0.4, color="none", edgecolor=OKABE_ITO[0], label="at the budget")
+    a1.barh(y + 0.2, model_epochs, height=0.4, color=OKABE_ITO[0], label="trained (early stopping)")
+    a1.set_yticks(y, names)
+    a1.invert_yaxis()
+    a1.set_xlabel("model-epochs")
+    a1.legend(fontsize=8)
+    a2.barh(y, seconds, color=OKABE_ITO[2])
+    a2.set_xlabel("seconds of training (its share of each population)")
     fig.suptitle(title)
     return fig

@@ -167,8 +167,10 @@ class Population:
         return {**(self.params if self.ema is None else self.ema), **self.stats}
 
     def reported(self, m: int) -> Params:
-        """Model m's reported parameters (model axis of size 1): its best epoch's when it stops early."""
-        source = self.best if self.best is not None and self.configs[m].patience else self.evaluated()
+        """Model m's reported parameters (model axis of size 1): its best epoch's under early stopping, else (and
+        for a diverged model, frozen before the step that broke it) the current ones."""
+        use_best = self.best is not None and self.configs[m].patience and int(self.died_at[m]) < 0
+        source = self.best if use_best else self.evaluated()
         return {k: v[m:m + 1].detach().clone() for k, v in source.items()}
 
     # -- training ------------------------------------------------------------------------------------------------

@@ -1,33 +1,42 @@
 """The result store: one SQLite file (WAL mode), one row per trial, keyed by a hash of its resolved config.
 
     >>> store = Store("runs/lr.sqlite")
-    >>> todo = store.claim(trials)            # marks them running; skips done, diverged and live-running ones
-    >>> store.finish(results)                 # one transaction per population
-    >>> rows = store.records()                # plain dicts; `frame()` gives a pandas DataFrame
+    >>> todo = store.claim(trials)            # leases them to us; skips finished ones and live leases of others
+    >>> with store.heartbeat():               # keeps our leases alive while we train
+    ...     store.finish(results)             # one transaction per population; only the lease holder may finish
+    >>> rows = Store("runs/lr.sqlite", create=False).records()   # read-only: plain dicts; `frame()` for pandas
 
 A row holds the config as JSON, status (pending/running/done/diverged/failed), the per-epoch history, final
-metrics, wall seconds, the mlplab version and git commit. A sweep killed at any moment leaves rows of the
-populations in flight as "running" under a dead owner; the next sweep takes them over. Finished rows are never
-rewritten, so nothing finished is ever lost or run twice.
+metrics, wall seconds, the torch thread count, the mlplab version, numerics version and git commit. A claim is a
+lease: the row names its owner (host, pid and a random token) and an expiry that the running sweep renews
+(`heartbeat`). A sweep killed at any moment leaves rows of the populations in flight as "running"; the next sweep
+takes them over once the lease has expired, or at once when the owner is a process on this machine that has
+ended. Finished rows are never rewritten, so nothing finished is ever lost or run twice.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import secrets
 import socket
 import sqlite3
+import stat
 import subprocess
+import threading
 import time
+import urllib.parse
 from pathlib import Path
 
-from mlplab import __version__
+from mlplab import NUMERICS_VERSION, __version__
 from mlplab.config import LATER_FIELDS, TrainConfig
 
 SCHEMA_VERSION = 1
 FINISHED = ("done", "diverged")
 METRICS = ("train_loss", "val_loss", "val_accuracy", "test_loss", "test_accuracy")
+LEASE_SECONDS = 300.0  # a claim expires this long after its last renewal; a sweep renews every LEASE_SECONDS / 10
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -50,68 +59,131 @@ CREATE TABLE IF NOT EXISTS trials (
 );
 CREATE INDEX IF NOT EXISTS trials_status ON trials(status);
 """
+# Columns added after stores already existed (added to an older store when it is opened for writing).
+_LATER_COLUMNS = {"lease_until": "REAL", "owner_process": "TEXT", "numerics": "INTEGER", "threads": "INTEGER"}
 
 
 _DEFAULTS = TrainConfig().to_dict()
 
 
 def trial_key(config: TrainConfig) -> str:
-    """A stable hash of the resolved config (the seed included). Fields added in later versions are left out while
-    at their defaults, so a store written before they existed still matches the same trials."""
+    """A stable hash of the resolved config (the seed included) and the numerics version. Fields added in later
+    versions are left out while at their defaults, and numerics version 1 (the one before it was counted) is left
+    out, so a store written before they existed still matches the same trials."""
     d = {k: v for k, v in config.to_dict().items() if k not in LATER_FIELDS or v != _DEFAULTS[k]}
+    if NUMERICS_VERSION != 1:
+        d["__numerics__"] = NUMERICS_VERSION
     canon = json.dumps(d, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canon.encode()).hexdigest()[:20]
 
 
 def git_commit() -> str | None:
-    """The commit of the checkout mlplab runs from, when it runs from one."""
+    """The commit of mlplab's own checkout, when mlplab runs from one (an editable install of its repository);
+    None for an installed copy, even one that happens to sit inside some other git repository."""
+    here = Path(__file__).resolve().parent
     try:
-        here = Path(__file__).resolve().parent
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=here, capture_output=True, text=True,
+                             timeout=5)
+        if top.returncode != 0 or (Path(top.stdout.strip()) / "src" / "mlplab").resolve() != here:
+            return None
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
         return out.stdout.strip() or None if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None
 
 
-def _owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+# -- who holds a lease ----------------------------------------------------------------------------------------------
 
 
-def _owner_alive(owner: str | None) -> bool:
-    """Whether the process that claimed a row still runs (always assumed for another host)."""
-    if not owner:
+def _machine() -> str:
+    """This machine and PID namespace: hosts (or containers) with the same name still differ here."""
+    parts = [socket.gethostname()]
+    for path in ("/proc/sys/kernel/random/boot_id", "/proc/self/ns/pid"):
+        try:
+            parts.append(Path(path).read_text().strip() if "boot_id" in path else str(os.stat(path).st_ino))
+        except OSError:
+            parts.append("-")
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+def _start_time(pid: int) -> str | None:
+    """When process `pid` started (clock ticks since boot, Linux), so that a reused PID is told apart."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text.rpartition(")")[2].split()[19]  # field 22 of stat; the command name in () may hold spaces
+
+
+def new_owner() -> tuple[str, str]:
+    """(owner, process) for a new lease holder: "host:pid:token", and "machine:pid:start time"."""
+    pid = os.getpid()
+    return f"{socket.gethostname()}:{pid}:{secrets.token_hex(6)}", f"{_machine()}:{pid}:{_start_time(pid) or '-'}"
+
+
+def process_ended(process: str | None) -> bool:
+    """True only when `process` ("machine:pid:start") is known to have ended: same machine, and its PID is gone
+    or now belongs to a process that started at another time. Another machine's process is never judged."""
+    if not process:
         return False
-    host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname():
-        return True
+    machine, pid, start = (process.split(":") + ["", "", ""])[:3]
+    if machine != _machine() or not pid.isdigit():
+        return False
     try:
         os.kill(int(pid), 0)
-    except (ProcessLookupError, ValueError):
-        return False
-    except PermissionError:
+    except ProcessLookupError:
         return True
-    return True
+    except (PermissionError, OverflowError):
+        return False
+    now = _start_time(int(pid))
+    return start != "-" and now is not None and now != start
 
 
 class Store:
-    def __init__(self, path: str | os.PathLike, create: bool = True):
+    """The store at `path`. create=True (sweeps) creates it if missing and opens it for writing; create=False
+    opens an existing store read-only and never writes to it (a read-only file or folder works)."""
+
+    def __init__(self, path: str | os.PathLike, create: bool = True, lease_seconds: float = LEASE_SECONDS):
         self.path = Path(path)
+        self.readonly = not create
+        self.lease_seconds = lease_seconds
+        self.owner, self.process = new_owner()
+        _check_not_special(self.path)
         exists = self.path.exists() and self.path.stat().st_size > 0  # empty: another sweep is creating it
         if not exists and not create:
             raise FileNotFoundError(f"{self.path}: no such store")
+        if self.readonly:
+            self.db = _open_readonly(self.path)
+            self.commit = None
+            return
         if exists:
             _check_is_store(self.path)
         elif self.path.parent and not self.path.parent.exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        self.db.execute("PRAGMA busy_timeout=60000")
-        _retry_locked(lambda: self.db.execute("PRAGMA journal_mode=WAL"))
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        # Idempotent, and one transaction: another process sees no tables, or the tables and the format row.
-        _retry_locked(lambda: self.db.executescript(
-            f"BEGIN IMMEDIATE; {_SCHEMA} INSERT OR IGNORE INTO meta VALUES ('format', 'mlplab-store-{SCHEMA_VERSION}');"
-            " COMMIT;"))
+        if not os.access(self.path.parent if str(self.path.parent) else ".", os.W_OK | os.X_OK) or (
+                exists and not os.access(self.path, os.W_OK)):
+            raise PermissionError(f"{self.path}: the store (or its folder) is not writable; a sweep needs to write "
+                                  "it (`mlplab results` reads a read-only store)")
+        try:
+            self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            self.db.execute("PRAGMA busy_timeout=60000")
+            _retry_locked(lambda: self.db.execute("PRAGMA journal_mode=WAL"))
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            # Idempotent, and one transaction: another process sees no tables, or the tables and the format row.
+            _retry_locked(lambda: self.db.executescript(
+                f"BEGIN IMMEDIATE; {_SCHEMA} INSERT OR IGNORE INTO meta VALUES ('format', "
+                f"'mlplab-store-{SCHEMA_VERSION}'); COMMIT;"))
+            self._add_later_columns()
+        except sqlite3.DatabaseError as e:
+            raise ValueError(describe_database_error(self.path, e)) from None
         self.commit = git_commit()
+
+    def _add_later_columns(self) -> None:
+        with self._tx():
+            have = {r[1] for r in self.db.execute("PRAGMA table_info(trials)")}
+            for name, kind in _LATER_COLUMNS.items():
+                if name not in have:
+                    self.db.execute(f"ALTER TABLE trials ADD COLUMN {name} {kind}")
 
     def close(self):
         self.db.close()
@@ -127,52 +199,94 @@ class Store:
 
     # -- claiming and finishing ------------------------------------------------------------------------------------
     def claim(self, configs: list[TrainConfig], sweep: str | None = None) -> list[TrainConfig]:
-        """Mark the configs not finished (nor running in a live process) as running by us; return those."""
-        owner = _owner()
+        """Lease the configs that are not finished, nor leased by another live holder, to us; return those."""
+        now = time.time()
         claimed = []
         with self._tx():
             for cfg in configs:
                 key = trial_key(cfg)
-                row = self.db.execute("SELECT status, owner FROM trials WHERE key = ?", (key,)).fetchone()
+                row = self.db.execute("SELECT status, owner, lease_until, owner_process FROM trials WHERE key = ?",
+                                      (key,)).fetchone()
                 if row is not None:
-                    status, who = row
-                    if status in FINISHED or (status == "running" and who != owner and _owner_alive(who)):
+                    status, who, until, process = row
+                    if status in FINISHED or (status == "running" and who != self.owner
+                                              and _lease_live(until, process, now)):
                         continue
                 self.db.execute(
-                    "INSERT INTO trials (key, config, status, owner, sweep, version, git_commit, updated) "
-                    "VALUES (?, ?, 'running', ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET status='running', "
-                    "owner=excluded.owner, sweep=excluded.sweep, error=NULL, updated=excluded.updated",
-                    (key, json.dumps(cfg.to_dict()), owner, sweep, __version__, self.commit, time.time()))
+                    "INSERT INTO trials (key, config, status, owner, owner_process, lease_until, sweep, version, "
+                    "numerics, git_commit, updated) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT(key) DO UPDATE SET status='running', owner=excluded.owner, "
+                    "owner_process=excluded.owner_process, lease_until=excluded.lease_until, sweep=excluded.sweep, "
+                    "error=NULL, updated=excluded.updated",
+                    (key, json.dumps(cfg.to_dict()), self.owner, self.process, now + self.lease_seconds, sweep,
+                     __version__, NUMERICS_VERSION, self.commit, now))
                 claimed.append(cfg)
         return claimed
 
-    def finish(self, results) -> None:
-        """Store finished TrainResults (one transaction: a population lands whole or not at all)."""
+    def renew(self) -> int:
+        """Extend every lease we hold by `lease_seconds` from now; returns how many rows we still hold."""
+        with self._tx():
+            return self.db.execute("UPDATE trials SET lease_until=? WHERE owner=? AND status='running'",
+                                   (time.time() + self.lease_seconds, self.owner)).rowcount
+
+    @contextlib.contextmanager
+    def heartbeat(self, every: float | None = None):
+        """Renew our leases every `every` seconds (default lease_seconds / 10) from a background thread, on its
+        own connection, while the block runs (training holds the main thread for minutes)."""
+        every = self.lease_seconds / 10 if every is None else every
+        stop = threading.Event()
+
+        def beat():
+            db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            try:
+                while not stop.wait(every):
+                    with contextlib.suppress(sqlite3.Error):
+                        db.execute("UPDATE trials SET lease_until=? WHERE owner=? AND status='running'",
+                                   (time.time() + self.lease_seconds, self.owner))
+            finally:
+                db.close()
+
+        thread = threading.Thread(target=beat, name="mlplab-store-heartbeat", daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            stop.set()
+            thread.join()
+
+    def finish(self, results, threads: int | None = None) -> int:
+        """Store finished TrainResults (one transaction: a population lands whole or not at all). Only rows whose
+        lease we still hold are written; returns how many were (fewer: another sweep took a lease over)."""
+        written = 0
         with self._tx():
             for r in results:
                 s = r.summary()
-                self.db.execute(
-                    "UPDATE trials SET status=?, owner=NULL, history=?, train_loss=?, val_loss=?, val_accuracy=?, "
-                    "test_loss=?, test_accuracy=?, diverged_at=?, seconds=?, population=?, device=?, version=?, "
-                    "git_commit=?, updated=? WHERE key=?",
+                written += self.db.execute(
+                    "UPDATE trials SET status=?, owner=NULL, owner_process=NULL, lease_until=NULL, history=?, "
+                    "train_loss=?, val_loss=?, val_accuracy=?, test_loss=?, test_accuracy=?, diverged_at=?, "
+                    "seconds=?, population=?, device=?, threads=?, version=?, numerics=?, git_commit=?, updated=? "
+                    "WHERE key=? AND owner=? AND status='running'",
                     ("diverged" if r.diverged else "done", json.dumps(s["history"]), *[s[m] for m in METRICS],
                      json.dumps(s["diverged_at"]), s["seconds"], r.extra.get("population_size"), s["device"],
-                     __version__, self.commit, time.time(), trial_key(r.config)))
+                     threads, __version__, NUMERICS_VERSION, self.commit, time.time(), trial_key(r.config),
+                     self.owner)).rowcount
+        return written
 
-    def fail(self, configs: list[TrainConfig], error: str) -> None:
-        """Mark configs as failed with the error (they are retried by the next sweep)."""
+    def fail(self, configs: list[TrainConfig], error: str) -> int:
+        """Mark configs we hold as failed with the error (they are retried by the next sweep); returns how many."""
         with self._tx():
-            for cfg in configs:
-                self.db.execute("UPDATE trials SET status='failed', owner=NULL, error=?, updated=? WHERE key=?",
-                                (error, time.time(), trial_key(cfg)))
+            return sum(self.db.execute(
+                "UPDATE trials SET status='failed', owner=NULL, owner_process=NULL, lease_until=NULL, error=?, "
+                "updated=? WHERE key=? AND owner=? AND status='running'",
+                (error, time.time(), trial_key(cfg), self.owner)).rowcount for cfg in configs)
 
     def release(self, configs: list[TrainConfig]) -> None:
         """Give back claimed rows that were not run (e.g. after Ctrl-C)."""
-        owner = _owner()
         with self._tx():
             for cfg in configs:
-                self.db.execute("UPDATE trials SET status='pending', owner=NULL WHERE key=? AND status='running' "
-                                "AND owner=?", (trial_key(cfg), owner))
+                self.db.execute("UPDATE trials SET status='pending', owner=NULL, owner_process=NULL, "
+                                "lease_until=NULL WHERE key=? AND status='running' AND owner=?",
+                                (trial_key(cfg), self.owner))
 
     # -- reading ----------------------------------------------------------------------------------------------------
     def status(self, configs: list[TrainConfig]) -> dict[str, str]:
@@ -181,6 +295,18 @@ class Store:
         found = dict(self.db.execute("SELECT key, status FROM trials").fetchall())
         return {k: found.get(k, "pending") for k in keys}
 
+    def held_elsewhere(self, configs: list[TrainConfig]) -> list[TrainConfig]:
+        """The configs that another live lease holder is running now."""
+        now = time.time()
+        rows = {k: (o, u, p) for k, o, u, p in self.db.execute(
+            "SELECT key, owner, lease_until, owner_process FROM trials WHERE status='running'")}
+        out = []
+        for c in configs:
+            row = rows.get(trial_key(c))
+            if row is not None and row[0] != self.owner and _lease_live(row[1], row[2], now):
+                out.append(c)
+        return out
+
     def records(self, status: tuple[str, ...] | None = None) -> list[dict]:
         """One flat dict per trial: its config keys, status and final metrics (history as a list)."""
         cur = self.db.execute("SELECT * FROM trials ORDER BY rowid")
@@ -188,6 +314,8 @@ class Store:
         out = []
         for row in cur.fetchall():
             r = dict(zip(cols, row))
+            for name in _LATER_COLUMNS:  # an older store read without writing: the columns it lacks are empty
+                r.setdefault(name, None)
             if status and r["status"] not in status:
                 continue
             cfg = json.loads(r.pop("config"))
@@ -206,6 +334,64 @@ class Store:
         return dict(self.db.execute("SELECT status, COUNT(*) FROM trials GROUP BY status").fetchall())
 
 
+def _lease_live(until: float | None, process: str | None, now: float) -> bool:
+    """Whether a running row's lease still holds: not expired, and its holder not known to have ended."""
+    return until is not None and until > now and not process_ended(process)
+
+
+def describe_database_error(path: Path, e: sqlite3.DatabaseError) -> str:
+    """One true sentence for an SQLite error on the store at `path`."""
+    text = str(e)
+    if "malformed" in text or "not a database" in text or "corrupt" in text:
+        return (f"{path} is damaged ({text}); the rows that are still readable may be saved with "
+                f"`sqlite3 {path} .recover`")
+    if "readonly" in text or "read-only" in text:
+        return f"{path} is read-only ({text}); a sweep needs to write the store"
+    if "unable to open" in text:
+        return f"{path}: cannot open the store ({text}); check the file and its folder"
+    return f"{path}: {text}"
+
+
+def _check_not_special(path: Path) -> None:
+    """A store is a regular file: refuse a device, FIFO, socket or folder at that path (nothing is opened)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read ({e.strerror})") from None
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(f"{path} is a folder; give the store's file, e.g. {path / 'runs.sqlite'}")
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"{path} is not a regular file (a device, FIFO or socket); give a store file")
+
+
+def _open_readonly(path: Path) -> sqlite3.Connection:
+    """Open an existing store for reading only: no WAL switch, no schema, nothing written."""
+    db = _check_is_store(path, keep=True)
+    if db is None:
+        raise ValueError(f"{path}: the store is being created by another process right now; try again in a moment")
+    return db
+
+
+def _connect_ro(path: Path) -> sqlite3.Connection:
+    """A read-only connection to the SQLite file at `path`. A WAL store in a folder we cannot write (where SQLite
+    cannot create its index file) is opened as an immutable snapshot instead."""
+    uri = "file:" + urllib.parse.quote(str(path.resolve()))
+    last: sqlite3.DatabaseError | None = None
+    for extra in ("?mode=ro", "?mode=ro&immutable=1"):
+        db = sqlite3.connect(uri + extra, uri=True, timeout=60, isolation_level=None)
+        try:
+            _retry_locked(lambda db=db: db.execute("SELECT name FROM sqlite_master").fetchall())
+            return db
+        except sqlite3.DatabaseError as e:
+            db.close()
+            last = e
+            if not (isinstance(e, sqlite3.OperationalError) and ("unable to open" in str(e) or "readonly" in str(e))):
+                break
+    raise ValueError(describe_database_error(path, last))
+
+
 def _retry_locked(fn, seconds: float = 60.0):
     """Run fn, retrying while another process holds the lock (switching to WAL does not wait by itself)."""
     deadline = time.monotonic() + seconds
@@ -218,27 +404,33 @@ def _retry_locked(fn, seconds: float = 60.0):
             time.sleep(0.05)
 
 
-def _check_is_store(path: Path) -> None:
-    """A clear error for a file that is not an mlplab store (nothing is written to it)."""
+def _check_is_store(path: Path, keep: bool = False) -> sqlite3.Connection | None:
+    """A clear error for a file that is not an mlplab store (nothing is written to it). With keep=True, returns
+    the read-only connection (None while another process is creating the store's tables)."""
     try:
         with open(path, "rb") as f:
             head = f.read(16)
     except OSError as e:
-        raise ValueError(f"{path}: cannot read ({e})") from None
+        raise ValueError(f"{path}: cannot read ({e.strerror})") from None
     if head != b"SQLite format 3\x00":
         raise ValueError(f"{path} is not an mlplab store (not an SQLite file); give a new path or an existing store")
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60)
+    db = _connect_ro(path)
     try:
         tables = {r[0] for r in _retry_locked(lambda: db.execute("SELECT name FROM sqlite_master").fetchall())}
         if not tables:
-            return  # a store another sweep is creating right now
+            db.close()
+            return None  # a store another sweep is creating right now
         row = db.execute("SELECT value FROM meta WHERE key='format'").fetchone() if "meta" in tables else None
-    except sqlite3.DatabaseError:
-        row = None
-    finally:
+    except sqlite3.DatabaseError as e:
         db.close()
-    if not row or not str(row[0]).startswith("mlplab-store-"):
+        raise ValueError(describe_database_error(path, e)) from None
+    if not row or not str(row[0]).startswith("mlplab-store-") or "trials" not in tables:
+        db.close()
         raise ValueError(f"{path} is an SQLite file but not an mlplab store; give a new path or an existing store")
+    if keep:
+        return db
+    db.close()
+    return None
 
 
 class _Transaction:

@@ -1,8 +1,8 @@
 """`mlplab study`: the whole hyperparameter case study, trained through the sweep engine, written as an executed
 notebook (plus HTML and figures) whose cells read the result store.
 
-    mlplab study                      # the full study: ~400 trials, 3 seeds, 3 epochs each
-    mlplab study --quick              # a reduced study for a quick look (and CI): 1 seed, 1 epoch
+    mlplab study                      # the full study: ~660 trials, 5 seeds, each trained to convergence
+    mlplab study --quick              # a reduced study for a quick look (and CI): 2 seeds, 3-epoch budget
     mlplab study --out report --store runs/study.sqlite --seeds 5
 
 Trials that are already in the store are reused, so a second run (or one after Ctrl-C) only trains what is missing
@@ -11,26 +11,48 @@ and re-executes the notebook. The notebook and HTML are written atomically.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import importlib.resources
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 from mlplab.config import TrainConfig
-from mlplab.files import atomic_write
+from mlplab.files import atomic_write, current_umask
 from mlplab.sweep import SweepSpec
 
-# The setting every one-at-a-time sweep varies around: the course's MLP (ReLU, SGD 0.1, batch 128) at a width that
-# keeps the study fast, with He's uniform init so that deep stacks train too. The init-scale experiments use the
-# course's uniform(-a, a) instead, where a is an absolute bound (the course's 0.01 is one of the values).
-BASE = {"hidden": [128], "activation": "relu", "init": "kaiming_uniform", "optimizer": "sgd", "lr": 0.1,
-        "batch_size": 128}
-GRID_WIDTH = 64  # the crossed grids use a narrower MLP: their cost is (cells x seeds x width)
+# How every experiment trains: to convergence under early stopping. A model stops once its validation loss has not
+# improved by more than MIN_DELTA for PATIENCE epochs in a row, or at its epoch budget; it reports the epoch with the
+# lowest validation loss (that epoch's weights and metrics). The learning rate is constant, so the budget (the
+# schedule's horizon) does not change what a model does before it stops.
+PATIENCE = 3
+MIN_DELTA = 1e-4
+BUDGET = 15  # max epochs of the sweeps (the course recipe gets RECIPE_BUDGET: plain SGD converges slower)
+RECIPE_BUDGET = 30
+QUICK_BUDGET, QUICK_PATIENCE = 3, 1
+
+# The setting every one-at-a-time sweep varies around: one hidden layer of 128 ReLU units (half the course's 256, to
+# keep the study's compute in budget), He-uniform init, SGD with momentum 0.9 at a constant learning rate of 0.05,
+# batch 128, bf16 matmuls (2.2x faster than float32 on the development CPU; float32 master weights). The
+# init-scale experiments use the course's uniform(-a, a), where a is an absolute bound.
+BASE = {"hidden": [128], "activation": "relu", "init": "kaiming_uniform", "optimizer": "sgd", "lr": 0.05,
+        "momentum": 0.9, "batch_size": 128, "precision": "bf16", "patience": PATIENCE, "min_delta": MIN_DELTA}
+GRID_WIDTH = 64  # the learning rate x init scale grid uses a narrower MLP: its cost is (cells x seeds x width)
+# The recipes compared on the course's own MLP (784-256-10), chosen by validation accuracy.
+RECIPES = {
+    "course": {"init": "uniform", "init_scale": 0.01, "lr": 0.1, "momentum": 0.0},
+    "momentum": {"init": "kaiming_uniform", "lr": 0.05, "momentum": 0.9},
+    "momentum_wd": {"init": "kaiming_uniform", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4},
+    "adam": {"init": "kaiming_uniform", "optimizer": "adam", "lr": 1e-3, "momentum": 0.0},
+}
 
 
 @dataclass(frozen=True)
@@ -38,45 +60,83 @@ class Experiment:
     name: str  # key used by the notebook
     title: str  # human title
     setting: str  # the setting it varies ("" for none)
-    spec: SweepSpec
+    specs: tuple[SweepSpec, ...]  # one or more sweeps (e.g. fewer seeds for the widest widths)
     unit: str = ""
+
+    @property
+    def spec(self) -> SweepSpec:
+        return self.specs[0]
+
+    def trials(self) -> list[TrainConfig]:
+        seen, out = set(), []
+        for spec in self.specs:
+            for t in spec.trials():
+                if t not in seen:
+                    seen.add(t)
+                    out.append(t)
+        return out
+
+    @property
+    def precision(self) -> str:
+        return "/".join(sorted({t.precision for t in self.trials()}))
 
 
 def experiments(quick: bool = False, seeds: int | None = None) -> dict[str, Experiment]:
-    """The study's experiments. Full: 3 seeds x 3 epochs; quick: 1 seed x 1 epoch and fewer values."""
-    n_seeds = seeds if seeds is not None else (1 if quick else 3)
-    epochs = 1 if quick else 3
-    base = {**BASE, "epochs": epochs}
-
-    def one(name, title, setting, values, unit="", base_over=None, grid=False, extra_axes=None, n=n_seeds):
-        axes = {setting: values} if setting else {}
-        axes.update(extra_axes or {})
-        spec = SweepSpec(base={**base, **(base_over or {})}, axes=axes, seeds=n, grid=grid, name=name,
-                         source=f"study:{name}")
-        return Experiment(name, title, setting, spec, unit)
-
+    """The study's experiments. Full: 5 seeds (fewer for the widest widths and the grids), every model trained to
+    convergence within BUDGET epochs; quick: 2 seeds, QUICK_BUDGET epochs, patience QUICK_PATIENCE, fewer values."""
     q = quick
+    n_seeds = seeds if seeds is not None else (2 if q else 5)
+    few = min(n_seeds, 2 if q else 3)  # the grids and the widest widths
+    budget = QUICK_BUDGET if q else BUDGET
+    base = {**BASE, "epochs": budget, **({"patience": QUICK_PATIENCE} if q else {})}
+
+    def spec(name, axes, n, base_over=None, grid=False):
+        return SweepSpec(base={**base, **(base_over or {})}, axes=axes, seeds=n, grid=grid, name=name,
+                         source=f"study:{name}")
+
+    def one(name, title, setting, values, unit="", base_over=None, n=n_seeds):
+        axes = {setting: values} if setting else {}
+        return Experiment(name, title, setting, (spec(name, axes, n, base_over),), unit)
+
+    def crossed(name, title, axes, n=few, base_over=None):
+        return Experiment(name, title, next(iter(axes)), (spec(name, axes, n, base_over, grid=True),))
+
+    recipe_budget = {"epochs": QUICK_BUDGET if q else RECIPE_BUDGET}
+    recipes = tuple(spec(f"recipe-{k}", {}, n_seeds, {"hidden": [256], **v, **recipe_budget})
+                    for k, v in RECIPES.items())
+    lrs = {"logspace": [-4, 1, 6 if q else 16]}  # 3 values per decade in the full study
+    grid_lrs = {"logspace": [-3, 0, 4 if q else 7]}  # 2 per decade
+    widths = [1, 4, 16, 64, 256, 1024] if q else [1, 2, 4, 16, 64, 128, 256, 512]
+    wide = [] if q else [1024, 2048]
     exps = [
+        Experiment("recipe", "Training recipe for the course MLP (784-256-10)", "recipe", recipes),
         one("linear", "Softmax regression", "", None, base_over={"hidden": []}),
-        one("hidden", "Hidden layer width", "hidden",
-            [1, 4, 16, 64, 256, 1024] if q else {"pow2": [0, 12]}, " units"),
+        Experiment("hidden", "Hidden layer width", "hidden",
+                   (spec("hidden", {"hidden": widths}, n_seeds),)
+                   + ((spec("hidden-wide", {"hidden": wide}, min(n_seeds, 2)),) if wide else ()), " units"),
         one("activation", "Activation function", "activation",
-            ["relu", "leaky_relu", "elu", "gelu", "tanh", "sigmoid", "softplus", "sin", "identity"]),
+            ["relu", "tanh", "sigmoid", "identity"] if q else
+            ["relu", "leaky_relu", "gelu", "tanh", "sigmoid", "identity"]),
         one("init", "Initialization scheme", "init",
-            ["zeros", "uniform:0.01", "uniform:0.05", "normal:0.01", "xavier_uniform", "xavier_normal",
-             "kaiming_uniform", "kaiming_normal"]),
+            ["zeros", "uniform:0.01", "normal:0.01", "xavier_uniform", "kaiming_uniform", "kaiming_normal"]),
         one("init_scale", "Initialization scale a of uniform(-a, a)", "init_scale",
             {"logspace": [-4, 1, 6 if q else 11]}, base_over={"init": "uniform"}),
-        one("lr", "Learning rate", "lr", {"logspace": [-4, 1, 6 if q else 11]}),
-        one("batch_size", "Batch size", "batch_size", [32, 128, 512, 2048] if q else {"pow2": [4, 12]}),
-        one("depth", "Depth (hidden layers of 128)", "depth", [0, 1, 2, 4] if q else [0, 1, 2, 3, 4, 5, 6]),
-        one("lr_x_init_scale", "Learning rate x init scale", "lr", {"logspace": [-3, 1, 5]},
-            base_over={"hidden": [GRID_WIDTH], "init": "uniform"}, grid=True,
-            extra_axes={"init_scale": {"logspace": [-3, 1, 5]}}),
-        one("lr_x_hidden", "Learning rate x hidden width", "lr", {"logspace": [-3, 1, 5]}, grid=True,
-            extra_axes={"hidden": [2, 16, 128] if q else [2, 8, 32, 128, 512]}),
-        one("seeds", "Init seed x data-order seed", "seed", list(range(3 if q else 5)), grid=True,
-            extra_axes={"data_seed": list(range(3 if q else 5))}, n=1),
+        one("lr", "Learning rate", "lr", lrs),
+        one("batch_size", "Batch size", "batch_size", [32, 128, 512, 2048] if q else {"pow2": [5, 12]},
+            " examples"),
+        one("depth", "Depth (hidden layers of 128)", "depth", [0, 1, 2, 4] if q else [0, 1, 2, 3, 4, 6, 8]),
+        crossed("depth_x_lr", "Depth x learning rate (the rate re-tuned per depth)",
+                {"lr": grid_lrs, "depth": [1, 2, 4] if q else [1, 2, 4, 8]}),
+        crossed("batch_x_lr", "Batch size x learning rate", {"lr": grid_lrs, "batch_size": [32, 512] if q else
+                                                             [32, 128, 2048]}),
+        crossed("lr_x_init_scale", "Learning rate x init scale", {"lr": grid_lrs, "init_scale":
+                                                                  {"logspace": [-3, 0.5, 4 if q else 6]}},
+                base_over={"hidden": [GRID_WIDTH], "init": "uniform"}),
+        crossed("lr_x_hidden", "Learning rate x hidden width", {"lr": grid_lrs, "hidden": [4, 64] if q else
+                                                                [4, 16, 64, 256]}),
+        Experiment("seeds", "Init seed x data-order seed", "seed",
+                   (spec("seeds", {"seed": list(range(3 if q else 5)), "data_seed": list(range(3 if q else 5))},
+                         1, grid=True),)),
     ]
     return {e.name: e for e in exps}
 
@@ -85,7 +145,7 @@ def all_trials(exps: dict[str, Experiment]) -> list[TrainConfig]:
     """Every trial of every experiment, each once (experiments share e.g. the base config)."""
     seen, out = set(), []
     for e in exps.values():
-        for t in e.spec.trials():
+        for t in e.trials():
             if t not in seen:
                 seen.add(t)
                 out.append(t)
@@ -97,7 +157,28 @@ def experiment_records(records: list[dict], exp: Experiment) -> list[dict]:
     from mlplab.store import trial_key
 
     by_key = {r["key"]: r for r in records}
-    return [by_key[k] for k in (trial_key(t) for t in exp.spec.trials()) if k in by_key]
+    return [by_key[k] for k in (trial_key(t) for t in exp.trials()) if k in by_key]
+
+
+def plan_lines(exps: dict[str, Experiment]) -> list[str]:
+    """The study's plan before training: per experiment its trials, model-epochs at the budget, matmul FLOPs and
+    predicted seconds (cost.py: FLOPs / an assumed throughput + steps x an assumed per-step overhead), and the
+    total. An upper bound: early stopping ends most models before their budget."""
+    from mlplab import cost
+
+    trials = all_trials(exps)
+    lines = [f"{'experiment':<18} {'precision':>9} {'trials':>6} {'model-epochs':>12} {'TFLOP':>7} "
+             f"{'predicted s':>11}"]
+    for e in exps.values():
+        est = cost.shares(trials, e.trials())
+        lines.append(f"{e.name:<18} {e.precision:>9} {len(e.trials()):>6} {est.model_epochs:>12} "
+                     f"{est.flops / 1e12:>7.1f} {est.seconds:>11.0f}")
+    total = cost.estimate(trials)
+    lines.append(f"{'all (each trial once)':<28} {len(trials):>14} {total.model_epochs:>12} {total.flops / 1e12:>7.1f} "
+                 f"{total.seconds:>11.0f}")
+    lines.append(f"predicted training time at most {total.seconds / 60:.1f} min (every model to its epoch budget; "
+                 "assumed throughput fp32 150, bf16 330 GFLOP/s, plus per-step overhead; see mlplab/cost.py)")
+    return lines
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -143,35 +224,51 @@ def build_notebook(params: dict):
 
 def execute(nb, cwd: Path, timeout: int = 900):
     """Run every cell in a fresh kernel of this Python (errors stop the run and are raised)."""
+    from jupyter_client import AsyncKernelManager
+    from jupyter_client.kernelspec import KernelSpecManager
     from nbclient import NotebookClient
 
-    env_kernel = _ensure_kernel()
-    client = NotebookClient(nb, timeout=timeout, kernel_name=env_kernel, resources={"metadata": {"path": str(cwd)}})
-    # The kernel's own log (e.g. its note on running over loopback TCP) is noise for a report: cell errors and
-    # warnings are captured in the notebook's outputs instead.
-    client.execute(stderr=subprocess.DEVNULL)
+    with _private_kernelspec() as (kernel_dir, name):
+        km = AsyncKernelManager(kernel_name=name, kernel_spec_manager=KernelSpecManager(kernel_dirs=[kernel_dir]))
+        client = NotebookClient(nb, km=km, timeout=timeout, kernel_name=name,
+                                resources={"metadata": {"path": str(cwd)}})
+        # The kernel's own log (e.g. its note on running over loopback TCP) is noise for a report: cell errors and
+        # warnings are captured in the notebook's outputs instead.
+        try:
+            client.execute(stderr=subprocess.DEVNULL)
+        except Exception:
+            # On Ctrl-C (SIGINT) or SIGTERM, nbclient's own handler shuts the kernel down and the cell then fails
+            # with "Kernel died": report it as the interruption it was (nbclient keeps that handler's future here).
+            if getattr(client, "_async_cleanup_kernel_future", None) is not None:
+                raise KeyboardInterrupt from None
+            raise
+        finally:
+            # jupyter_client leaves a few zmq sockets of the finished kernel to the garbage collector, which then
+            # warns (ResourceWarning) wherever it happens to run: collect them here, where they are known to be dead.
+            del client, km
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ResourceWarning)
+                gc.collect()
     return nb
 
 
-def _ensure_kernel() -> str:
-    """A kernelspec that runs this very interpreter (so the notebook sees the same mlplab and torch).
-
-    Its name and folder are keyed by the interpreter's path, so studies run from different virtual environments
-    at the same time never start each other's kernels. Jupyter finds it through JUPYTER_PATH.
-    """
-    import hashlib
-
-    name = "mlplab-" + hashlib.sha256(sys.executable.encode()).hexdigest()[:12]
-    target = Path(tempfile.gettempdir()) / f"mlplab-kernels-{os.getuid() if hasattr(os, 'getuid') else 0}"
-    spec_dir = target / "kernels" / name
-    spec_dir.mkdir(parents=True, exist_ok=True)
-    spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-            "display_name": "mlplab (Python 3)", "language": "python", "metadata": {"debugger": False}}
-    (spec_dir / "kernel.json").write_text(json.dumps(spec))
-    paths = os.environ.get("JUPYTER_PATH", "")
-    if str(target) not in paths.split(os.pathsep):
-        os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(target), paths) if p)
-    return name
+@contextlib.contextmanager
+def _private_kernelspec():
+    """A kernelspec that runs this very interpreter (so the notebook sees the same mlplab and torch), in a fresh
+    private folder (mkdtemp: mode 0700, a new name, so nothing another user planted is read or followed), found
+    by passing the folder to the kernel manager (the process environment, JUPYTER_PATH included, is not changed);
+    removed afterwards. Yields (kernels folder, kernel name)."""
+    root = tempfile.mkdtemp(prefix="mlplab-kernel-")
+    try:
+        name = "mlplab-python3"
+        spec_dir = Path(root) / name
+        spec_dir.mkdir(mode=0o700)
+        spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "mlplab (Python 3)", "language": "python", "metadata": {"debugger": False}}
+        (spec_dir / "kernel.json").write_text(json.dumps(spec))
+        yield root, name
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def to_html(nb) -> str:
@@ -190,39 +287,124 @@ def to_html(nb) -> str:
     html = re.sub(r'<script[^>]*src="https?://[^"]*"[^>]*>\s*</script>', "", html)
     html = re.sub(r'<link[^>]*href="https?://[^"]*"[^>]*>', "", html)
     html = re.sub(r"<script[^>]*>\s*(?:(?!</script>).)*?MathJax(?:(?!</script>).)*</script>", "", html, flags=re.S)
+    # ... and inline scripts that import modules from the network (nbconvert's Mermaid diagram loader).
+    html = re.sub(r"<script[^>]*>(?:(?!</script>).)*?\bfrom\s*[\"']https?://(?:(?!</script>).)*</script>", "", html,
+                  flags=re.S)
     return html
 
 
 def run_study(out: str | Path = "study", store: str | Path | None = None, quick: bool = False,
               device: str = "auto", seeds: int | None = None, progress: bool | None = None, log=print,
-              backend: str = "local", address: str | None = None, deterministic: bool = False) -> dict:
-    """Train what is missing, then write out/study.ipynb, out/study.html and out/figures/. Returns timings."""
-    import nbformat
-
+              backend: str = "local", address: str | None = None, deterministic: bool = False,
+              threads: int | None = None) -> dict:
+    """Train what is missing, then write out/study.ipynb, out/study.html and out/figures/. Returns timings and
+    `missing`: the keys of trials that are not finished (failed), listed in the notebook and on stderr."""
     from mlplab.device import resolve_device
     from mlplab.runner import run_sweep
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    store = Path(store) if store is not None else out / "study.sqlite"
-    dev = resolve_device(device)
-    exps = experiments(quick, seeds)
-    trials = all_trials(exps)
-    t0 = time.perf_counter()
-    report = run_sweep(trials, store, device=dev, progress=progress, name="study-quick" if quick else "study",
-                       log=log, backend=backend, address=address, deterministic=deterministic)
-    t_train = time.perf_counter() - t0
-    if report.failed:
-        raise RuntimeError(f"{report.failed} trial(s) failed; see `mlplab results {store}` (rerun to retry them)")
-    log(f"training: {report.trained} trained, {report.skipped} reused, {t_train:.1f} s; writing the report")
-    params = {"STORE": str(store.resolve()), "QUICK": quick, "SEEDS": seeds, "DEVICE": str(dev),
-              "FIGURES": str((out / "figures").resolve())}
-    t1 = time.perf_counter()
-    nb = execute(build_notebook(params), cwd=out)
-    for name, text in (("study.ipynb", nbformat.writes(nb)), ("study.html", to_html(nb))):
-        with atomic_write(out / name, "w") as f:
-            f.write(text)
-    t_report = time.perf_counter() - t1
-    log(f"wrote {out / 'study.ipynb'}, {out / 'study.html'} and {out / 'figures'} ({t_report:.1f} s)")
+    with out_lock(out):
+        store = Path(store) if store is not None else out / "study.sqlite"
+        dev = resolve_device(device)
+        exps = experiments(quick, seeds)
+        trials = all_trials(exps)
+        for line in plan_lines(exps):  # model-epochs, FLOPs and predicted time, before any training
+            log(line)
+        t0 = time.perf_counter()
+        report = run_sweep(trials, store, device=dev, progress=progress, name="study-quick" if quick else "study",
+                           log=log, backend=backend, address=address, deterministic=deterministic, threads=threads)
+        t_train = time.perf_counter() - t0
+        missing = missing_trials(store, trials)
+        if missing:
+            print(f"mlplab study: WARNING: {len(missing)} of {len(trials)} trials are missing (failed or not run); "
+                  f"the report lists them and leaves them out: {', '.join(m['label'] for m in missing[:10])}"
+                  f"{' ...' if len(missing) > 10 else ''} (see `mlplab results {store}`; rerun to retry them)",
+                  file=sys.stderr)
+        log(f"training: {report.trained} trained, {report.skipped} reused, {t_train:.1f} s; writing the report")
+        t1 = time.perf_counter()
+        write_report(out, store, quick, seeds, dev, missing)
+        t_report = time.perf_counter() - t1
+        log(f"wrote {out / 'study.ipynb'}, {out / 'study.html'} and {out / 'figures'} ({t_report:.1f} s)")
     return {"trials": len(trials), "trained": report.trained, "reused": report.skipped,
-            "train_seconds": t_train, "report_seconds": t_report, "store": str(store)}
+            "train_seconds": t_train, "report_seconds": t_report, "store": str(store),
+            "missing": [m["key"] for m in missing]}
+
+
+def missing_trials(store: Path, trials: list[TrainConfig]) -> list[dict]:
+    """The trials of `trials` that the store does not hold as finished: key, status and a short label."""
+    from mlplab.store import FINISHED, Store, trial_key
+
+    with Store(store, create=False) as s:
+        status = s.status(trials)
+    out = []
+    for t in trials:
+        st = status[trial_key(t)]
+        if st not in FINISHED:
+            label = (f"hidden {list(t.hidden)} {t.activation} {t.init}:{t.init_scale:g} lr {t.lr:g} "
+                     f"batch {t.batch_size} seed {t.seed}" + (f"/{t.data_seed}" if t.data_seed is not None else ""))
+            out.append({"key": trial_key(t), "status": st, "label": label})
+    return out
+
+
+def missing_cell(missing: list[dict], total: int):
+    """A markdown cell that lists the missing trials (the report's first words after its title)."""
+    import nbformat.v4 as nbf
+
+    rows = "\n".join(f"| `{m['key']}` | {m['status']} | {m['label']} |" for m in missing)
+    return nbf.new_markdown_cell(
+        f"**Warning: this report is incomplete.** {len(missing)} of {total} trials are missing from the store "
+        "(failed or not run); every figure and number below leaves them out. Rerun `mlplab study` to retry them.\n\n"
+        f"| key | status | trial |\n|---|---|---|\n{rows}")
+
+
+def write_report(out: Path, store: Path, quick: bool, seeds: int | None, dev, missing: list[dict]) -> None:
+    """Execute the notebook and write study.ipynb, study.html and figures/ (each file atomically; the figures
+    are drawn in a private folder and moved into figures/ once the notebook has run)."""
+    import nbformat
+
+    figures = out / "figures"
+    figures.mkdir(exist_ok=True)
+    drawing = Path(tempfile.mkdtemp(prefix=".figures-", dir=out))
+    try:
+        # Paths relative to the notebook's folder (the kernel runs there): no machine paths in the report.
+        params = {"STORE": os.path.relpath(store.resolve(), out.resolve()), "QUICK": quick, "SEEDS": seeds,
+                  "DEVICE": str(dev), "FIGURES": os.path.relpath(drawing.resolve(), out.resolve())}
+        nb = build_notebook(params)
+        if missing:
+            n_trials = len(all_trials(experiments(quick, seeds)))
+            nb.cells.insert(1, missing_cell(missing, n_trials))
+        nb = execute(nb, cwd=out)
+        for f in sorted(drawing.iterdir()):
+            os.chmod(f, 0o666 & ~current_umask())
+            os.replace(f, figures / f.name)
+        for name, text in (("study.ipynb", nbformat.writes(nb)), ("study.html", to_html(nb))):
+            with atomic_write(out / name, "w") as f:
+                f.write(text)
+    finally:
+        shutil.rmtree(drawing, ignore_errors=True)
+
+
+class StudyBusy(ValueError):
+    """Another study holds the output folder."""
+
+
+@contextlib.contextmanager
+def out_lock(out: Path):
+    """Hold OUT/.mlplab-study.lock while a study writes into OUT: a second study on the same folder is refused at
+    once (a ValueError) instead of the two overwriting each other's notebook and figures."""
+    try:
+        import fcntl
+    except ImportError:  # not a POSIX system: no lock
+        yield
+        return
+    fd = os.open(out / ".mlplab-study.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StudyBusy(f"another mlplab study is writing to {out} right now; wait for it to finish or give "
+                             "another --out") from None
+        yield
+    finally:
+        os.close(fd)

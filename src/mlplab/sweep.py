@@ -34,6 +34,10 @@ from mlplab.config import TrainConfig, parse_hidden, parse_init
 
 DERIVED_AXES = ("width", "depth")
 SWEEP_KEYS = ("seeds", "grid", "name")
+MAX_TRIALS = 50_000  # trials in one spec: a plan is refused above this before anything is built (split the spec)
+MAX_AXIS_VALUES = 10_000  # values of one axis (a linspace/logspace count, a pow2 range)
+MAX_POW2 = 62  # |exponent| of a pow2 range
+MAX_DEPTH = 1_000  # hidden layers from the derived depth axis
 
 
 @dataclass(frozen=True)
@@ -49,8 +53,16 @@ class SweepSpec:
         where = self.source
         if not isinstance(self.seeds, int) or isinstance(self.seeds, bool) or self.seeds < 1:
             raise ValueError(f"{where}: [sweep] seeds must be an integer >= 1, got {self.seeds!r}")
+        if self.seeds > MAX_TRIALS:
+            raise ValueError(f"{where}: [sweep] seeds = {self.seeds} is more than the {MAX_TRIALS} trials a spec may "
+                             "plan; use fewer seeds")
         if not isinstance(self.grid, bool):
             raise ValueError(f"{where}: [sweep] grid must be true or false, got {self.grid!r}")
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ValueError(f"{where}: [sweep] name must be a non-empty string, got {self.name!r}")
+        if not self.base and not self.axes:
+            raise ValueError(f"{where}: the spec has no [base] settings and no [axes], so it would train only the "
+                             "default model (10 epochs); add settings under [base] or an axis under [axes]")
         base = {_key(k): v for k, v in self.base.items()}
         object.__setattr__(self, "base", base)
         known = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -68,6 +80,12 @@ class SweepSpec:
                 raise ValueError(f"{where}: unknown axis {k!r}; known: {', '.join(sorted(known | set(DERIVED_AXES)))}")
             axes[key] = expand_axis(key, v, where)
         object.__setattr__(self, "axes", axes)
+        n_points = math.prod(len(v) for v in axes.values()) if self.grid else 1 + sum(len(v) for v in axes.values())
+        if n_points * self.seeds > MAX_TRIALS:
+            shape = " x ".join(f"{len(v)} {k}" for k, v in axes.items()) if self.grid else f"{n_points} points"
+            raise ValueError(f"{where}: the spec plans {n_points * self.seeds} trials ({shape}, x {self.seeds} seeds), "
+                             f"more than the {MAX_TRIALS} one spec may plan; split it into several specs or use "
+                             "fewer values")
         self.trials()  # every value must make a valid config: fail before anything is written
 
     @classmethod
@@ -97,13 +115,14 @@ class SweepSpec:
         return make_config({}, self.base)
 
     def points(self) -> list[dict]:
-        """The axis settings of every trial (before seeds): crossed, or one axis at a time (base first)."""
+        """The axis settings of every trial (before seeds): crossed, or one axis at a time (the base point first,
+        {}; `trials` drops a point that repeats the base config)."""
         if not self.axes:
             return [{}]
         if self.grid:
             names = list(self.axes)
             return [dict(zip(names, combo)) for combo in itertools.product(*self.axes.values())]
-        pts, seen = [], set()
+        pts, seen = [{}], set()
         for name, values in self.axes.items():
             for v in values:
                 marker = (name, repr(v))
@@ -146,8 +165,8 @@ def make_config(base: dict, overrides: dict, where: str = "") -> TrainConfig:
         hidden = list(d.get("hidden", TrainConfig().hidden))
         w = width if width is not None else (hidden[0] if hidden else 256)
         n = depth if depth is not None else len(hidden)
-        if not isinstance(n, int) or n < 0:
-            raise ValueError(f"{where}: depth must be an integer >= 0, got {n!r}")
+        if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= MAX_DEPTH:
+            raise ValueError(f"{where}: depth must be an integer in [0, {MAX_DEPTH}], got {n!r}")
         d["hidden"] = [w] * n
     try:
         return TrainConfig.from_dict(d)
@@ -165,26 +184,45 @@ def expand_axis(name: str, spec, where: str = "") -> list:
             raise ValueError(f"{where}: axis {name}: unknown range {kind!r}; use logspace, linspace, pow2 or a list")
         if not isinstance(args, list) or not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args):
             raise ValueError(f"{where}: axis {name}: {kind} needs a list of numbers, got {args!r}")
+        if not all(math.isfinite(a) for a in args):
+            raise ValueError(f"{where}: axis {name}: {kind} needs finite numbers, got {args}")
         if kind == "pow2":
             if len(args) != 2 or not all(float(a).is_integer() for a in args):
                 raise ValueError(f"{where}: axis {name}: pow2 = [first, last] exponents (integers), got {args}")
-            values = [2 ** int(e) for e in range(int(args[0]), int(args[1]) + 1)]
+            lo, hi = int(args[0]), int(args[1])
+            if not -MAX_POW2 <= lo <= hi <= MAX_POW2:
+                raise ValueError(f"{where}: axis {name}: pow2 = [first, last] needs -{MAX_POW2} <= first <= last <= "
+                                 f"{MAX_POW2}, got {args}")
+            values = [2 ** e for e in range(lo, hi + 1)]
         else:
             if len(args) != 3 or not float(args[2]).is_integer() or args[2] < 1:
                 raise ValueError(f"{where}: axis {name}: {kind} = [start, stop, count] with count >= 1, got {args}")
+            if args[2] > MAX_AXIS_VALUES:
+                raise ValueError(f"{where}: axis {name}: {kind} count {int(args[2])} is more than the "
+                                 f"{MAX_AXIS_VALUES} values an axis may have")
             a, b, n = float(args[0]), float(args[1]), int(args[2])
             lin = [a + (b - a) * i / (n - 1) for i in range(n)] if n > 1 else [a]
-            values = [10.0 ** v for v in lin] if kind == "logspace" else lin
+            values = [_pow10(v) for v in lin] if kind == "logspace" else lin
             values = [float(f"{v:.12g}") for v in values]  # 0.1 rather than 0.10000000000000002
     else:
         forms = "{logspace|linspace|pow2 = [...]}"
         raise ValueError(f"{where}: axis {name} must be a list or one of {forms}, got {spec!r}")
     if not values:
         raise ValueError(f"{where}: axis {name} has no values")
+    if len(values) > MAX_AXIS_VALUES:
+        raise ValueError(f"{where}: axis {name} has {len(values)} values, more than the {MAX_AXIS_VALUES} an axis "
+                         "may have")
     for v in values:
         if isinstance(v, float) and not math.isfinite(v):
             raise ValueError(f"{where}: axis {name}: non-finite value {v}")
     return values
+
+
+def _pow10(v: float) -> float:
+    try:
+        return 10.0 ** v
+    except OverflowError:
+        return math.inf  # refused below as non-finite, naming the axis
 
 
 def _key(k: str) -> str:

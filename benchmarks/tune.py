@@ -1,0 +1,261 @@
+"""`mlplab tune` measured three ways: against Optuna's own one-model-per-trial way, successive halving against the full
+grid, and population-based training against the best fixed member.
+
+    python benchmarks/tune.py                                  # all three on MNIST (50,000 / 10,000 split)
+    python benchmarks/tune.py --only optuna --threads 2 --json tune.json
+    python benchmarks/tune.py --quick                          # tiny settings on 2,000 images (a smoke run)
+
+1. optuna: the same search space, sampler (TPE, seed 0), pruner (median) and number of trials (64 of 3 epochs, batch
+   128) run by `mlplab tune` (16 trials per round, each round one population per shape) and by Optuna's PyTorch
+   example way (`study.optimize` with one torch.nn model, torch.optim.SGD and a DataLoader per trial, reporting the
+   validation accuracy each epoch and raising TrialPruned). Both store into an SQLite Optuna storage of their own.
+   Space "fixed": 784-64-10 ReLU, SGD with lr (log 1e-3..1), momentum (0..0.99), weight decay (log 1e-6..1e-2).
+   Space "width": the same plus the width (4..128, log), so every trial has its own shape. Each model uses its
+   library's default init (mlplab: kaiming_uniform; torch.nn.Linear: its own). Reported: wall seconds of the whole
+   search (data loading excluded), best validation accuracy, that trial's test accuracy, model-epochs trained.
+2. halving: a grid (lr 9 values x momentum 3 = 27 points, 784-64-10, 9 epochs) trained in full (sampler "grid",
+   pruner none) and with synchronous successive halving over the same 27 points in one round (eta 3: rungs after
+   epochs 1 and 3). Reported: best validation accuracy of each, model-epochs and wall seconds, and their ratios.
+3. pbt: 16 members of 784-512-10 (SGD; lr log 1e-3..0.5, momentum 0..0.95 drawn at random), 20 epochs, 3 seeds per
+   member (a member's value is the mean validation accuracy of its 3 models), trained once with PBT (every 2 epochs
+   the bottom quarter copies the top quarter and perturbs lr and momentum by 0.8 or 1.2) and once without (the same
+   16 draws, fixed): equal compute. Reported: the best member's validation accuracy (mean ± std over its seeds) and
+   test accuracy, with and without PBT, whichever way it falls.
+
+No result is claimed here: run it on a quiet machine (timings on a shared machine mean nothing) and record the output
+in BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+import torch
+
+import mlplab
+from mlplab import tune
+from mlplab.data import Splits, load_mnist, make_splits
+
+FIXED = {"lr": {"loguniform": [1e-3, 1.0]}, "momentum": {"uniform": [0.0, 0.99]},
+         "weight_decay": {"loguniform": [1e-6, 1e-2]}}
+WIDTH = {**FIXED, "width": {"int": [4, 128], "log": True}}
+FULL = {"trials": 64, "epochs": 3, "per_round": 16, "width": 64, "batch_size": 128,
+        "grid_lr": 9, "grid_momentum": [0.0, 0.5, 0.9], "grid_epochs": 9,
+        "pbt_members": 16, "pbt_width": 512, "pbt_epochs": 20, "pbt_seeds": 3, "pbt_interval": 2}
+QUICK = {"trials": 6, "epochs": 2, "per_round": 6, "width": 16, "batch_size": 200,
+         "grid_lr": 3, "grid_momentum": [0.0, 0.9], "grid_epochs": 3,
+         "pbt_members": 4, "pbt_width": 16, "pbt_epochs": 2, "pbt_seeds": 2, "pbt_interval": 1}
+
+
+def small_splits() -> Splits:
+    """2,000 training, 500 validation and 500 test images of MNIST (for --quick)."""
+    m = load_mnist()
+    return Splits(name="mnist-small", train_x=m.train_images[:2000], train_y=m.train_labels[:2000],
+                  val_x=m.train_images[-500:], val_y=m.train_labels[-500:], test_x=m.test_images[:500],
+                  test_y=m.test_labels[:500])
+
+
+# -- 1. mlplab tune against Optuna's one-model-per-trial way --------------------------------------------------------
+
+
+def run_mlplab(search: dict, s: dict, splits, url: str, name: str) -> dict:
+    spec = {"base": {"hidden": [s["width"]], "batch_size": s["batch_size"], "init": "kaiming_uniform"},
+            "search": search,
+            "tune": {"trials": s["trials"], "per_round": s["per_round"], "sampler": "tpe", "pruner": "median",
+                     "max_epochs": s["epochs"], "name": name}}
+    t = time.perf_counter()
+    summary = tune.run(spec, storage=url, splits=splits, device="cpu")
+    seconds = time.perf_counter() - t
+    return {"seconds": seconds, "best_val_accuracy": summary.best_value, "best_params": summary.best_params,
+            "best_test_accuracy": summary.best_test_accuracy, "model_epochs": summary.model_epochs,
+            "complete": summary.complete, "pruned": summary.pruned, "failed": summary.failed}
+
+
+def run_optuna_nn(search: dict, s: dict, splits, url: str, name: str) -> dict:
+    """Optuna's PyTorch example, adapted to this space: one torch.nn model per trial inside study.optimize."""
+    from torch import nn
+    from torch.utils.data import DataLoader, TensorDataset
+
+    def tensors(x, y):
+        return torch.from_numpy(np.ascontiguousarray(x)).float().div_(255.0), torch.from_numpy(np.asarray(y))
+
+    train_x, train_y = tensors(splits.train_x, splits.train_y)
+    val, test = tensors(splits.val_x, splits.val_y), tensors(splits.test_x, splits.test_y)
+    model_epochs = [0]
+
+    def accuracy(model, xy):
+        with torch.no_grad():
+            return (model(xy[0]).argmax(1) == xy[1]).float().mean().item()
+
+    def objective(trial: optuna.Trial) -> float:
+        lr = trial.suggest_float("lr", *search["lr"]["loguniform"], log=True)
+        momentum = trial.suggest_float("momentum", *search["momentum"]["uniform"])
+        wd = trial.suggest_float("weight_decay", *search["weight_decay"]["loguniform"], log=True)
+        width = trial.suggest_int("width", *search["width"]["int"], log=True) if "width" in search else s["width"]
+        g = torch.Generator().manual_seed(trial.number)
+        model = nn.Sequential(nn.Linear(784, width), nn.ReLU(), nn.Linear(width, 10))
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=wd)
+        loader = DataLoader(TensorDataset(train_x, train_y), batch_size=s["batch_size"], shuffle=True, generator=g)
+        value = 0.0
+        for epoch in range(1, s["epochs"] + 1):
+            model.train()
+            for xb, yb in loader:
+                opt.zero_grad()
+                nn.functional.cross_entropy(model(xb), yb).backward()
+                opt.step()
+            model.eval()
+            model_epochs[0] += 1
+            value = accuracy(model, val)
+            if not np.isfinite(value):
+                raise optuna.TrialPruned()
+            trial.report(value, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        trial.set_user_attr("test_accuracy", accuracy(model, test))
+        return value
+
+    study = optuna.create_study(storage=url, study_name=name, direction="maximize",
+                                sampler=optuna.samplers.TPESampler(seed=0), pruner=optuna.pruners.MedianPruner())
+    t = time.perf_counter()
+    study.optimize(objective, n_trials=s["trials"])
+    seconds = time.perf_counter() - t
+    states = [tr.state for tr in study.trials]
+    best = study.best_trial
+    return {"seconds": seconds, "best_val_accuracy": best.value, "best_params": best.params,
+            "best_test_accuracy": best.user_attrs.get("test_accuracy"), "model_epochs": model_epochs[0],
+            "complete": states.count(optuna.trial.TrialState.COMPLETE),
+            "pruned": states.count(optuna.trial.TrialState.PRUNED),
+            "failed": states.count(optuna.trial.TrialState.FAIL)}
+
+
+def compare_optuna(s: dict, splits, folder: Path) -> dict:
+    out = {}
+    for space, search in (("fixed", FIXED), ("width", WIDTH)):
+        mine = run_mlplab(search, s, splits, f"sqlite:///{folder / f'mlplab-{space}.sqlite3'}", f"mlplab-{space}")
+        theirs = run_optuna_nn(search, s, splits, f"sqlite:///{folder / f'optuna-{space}.sqlite3'}",
+                               f"optuna-{space}")
+        out[space] = {"mlplab": mine, "optuna_nn": theirs, "speedup": theirs["seconds"] / mine["seconds"]}
+    return out
+
+
+# -- 2. successive halving against the full grid ----------------------------------------------------------------------
+
+
+def compare_halving(s: dict, splits, folder: Path) -> dict:
+    lrs = [float(f"{v:.4g}") for v in np.geomspace(1e-3, 1.0, s["grid_lr"])]
+    search = {"lr": {"choice": lrs}, "momentum": {"choice": s["grid_momentum"]}}
+    n = len(lrs) * len(s["grid_momentum"])
+    out = {}
+    for how, pruner in (("grid", "none"), ("halving", "halving")):
+        spec = {"base": {"hidden": [s["width"]], "batch_size": s["batch_size"], "init": "kaiming_uniform"},
+                "search": search,
+                "tune": {"trials": n, "per_round": n, "sampler": "grid", "pruner": pruner,
+                         "max_epochs": s["grid_epochs"], "eta": 3, "name": how}}
+        t = time.perf_counter()
+        summary = tune.run(spec, storage=f"sqlite:///{folder / f'{how}.sqlite3'}", splits=splits, device="cpu")
+        out[how] = {"seconds": time.perf_counter() - t, "best_val_accuracy": summary.best_value,
+                    "best_params": summary.best_params, "best_test_accuracy": summary.best_test_accuracy,
+                    "model_epochs": summary.model_epochs, "trials": n}
+    g, h = out["grid"], out["halving"]
+    out["gap_points"] = 100 * (g["best_val_accuracy"] - h["best_val_accuracy"])
+    out["model_epochs_ratio"] = h["model_epochs"] / g["model_epochs"]
+    out["seconds_ratio"] = h["seconds"] / g["seconds"]
+    return out
+
+
+# -- 3. PBT against the best fixed member -----------------------------------------------------------------------------
+
+
+def compare_pbt(s: dict, splits, folder: Path) -> dict:
+    search = {"lr": {"loguniform": [1e-3, 0.5]}, "momentum": {"uniform": [0.0, 0.95]}}
+    out = {}
+    for how, scheduler in (("fixed", "none"), ("pbt", "pbt")):
+        spec = {"base": {"hidden": [s["pbt_width"]], "batch_size": s["batch_size"], "init": "kaiming_uniform"},
+                "search": search,
+                "tune": {"trials": s["pbt_members"], "per_round": s["pbt_members"], "sampler": "random",
+                         "pruner": "none", "scheduler": scheduler, "max_epochs": s["pbt_epochs"],
+                         "seeds": s["pbt_seeds"], "pbt_interval": s["pbt_interval"], "name": how}}
+        url = f"sqlite:///{folder / f'pbt-{how}.sqlite3'}"
+        t = time.perf_counter()
+        summary = tune.run(spec, storage=url, splits=splits, device="cpu")
+        seconds = time.perf_counter() - t
+        best = optuna.load_study(study_name=how, storage=url).best_trial
+        per_seed = best.user_attrs["history"][-1].get("per_seed", {}).get("val_accuracy", [best.value])
+        out[how] = {"seconds": seconds, "best_val_accuracy": best.value,
+                    "best_val_std": statistics.stdev(per_seed) if len(per_seed) > 1 else 0.0,
+                    "best_test_accuracy": best.user_attrs["test_accuracy"], "best_params": best.params,
+                    "model_epochs": summary.model_epochs, "lineage": best.user_attrs.get("lineage")}
+    out["difference_points"] = 100 * (out["pbt"]["best_val_accuracy"] - out["fixed"]["best_val_accuracy"])
+    return out
+
+
+# -- output -----------------------------------------------------------------------------------------------------------
+
+
+def report(results: dict) -> None:
+    def row(name, r):
+        return (f"  {name:<12} {r['seconds']:9.1f} s  best val {100 * r['best_val_accuracy']:6.2f}%  test "
+                f"{100 * (r['best_test_accuracy'] or 0):6.2f}%  {r['model_epochs']:6d} model-epochs")
+
+    if "optuna" in results:
+        for space, r in results["optuna"].items():
+            print(f"mlplab tune vs Optuna + torch.nn, space {space!r}:")
+            print(row("mlplab tune", r["mlplab"]))
+            print(row("optuna + nn", r["optuna_nn"]))
+            print(f"  mlplab tune took 1/{r['speedup']:.2f} of the wall time")
+    if "halving" in results:
+        r = results["halving"]
+        print(f"successive halving vs the full grid ({r['grid']['trials']} points):")
+        print(row("grid", r["grid"]))
+        print(row("halving", r["halving"]))
+        print(f"  grid's best - halving's best: {r['gap_points']:+.2f} points; halving used "
+              f"{r['model_epochs_ratio']:.2f} of the grid's model-epochs and {r['seconds_ratio']:.2f} of its wall time")
+    if "pbt" in results:
+        r = results["pbt"]
+        print("PBT vs the best fixed member (equal compute):")
+        for how in ("fixed", "pbt"):
+            x = r[how]
+            print(f"  {how:<6} best val {100 * x['best_val_accuracy']:6.2f}% ± {100 * x['best_val_std']:.2f} (over "
+                  f"its seeds), test {100 * x['best_test_accuracy']:6.2f}%, {x['seconds']:.1f} s")
+        print(f"  PBT - fixed: {r['difference_points']:+.2f} points")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="tiny settings on 2,000 images: a smoke run (seconds)")
+    p.add_argument("--only", choices=("optuna", "halving", "pbt"), action="append",
+                   help="run only this comparison (repeatable)")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's own choice)")
+    p.add_argument("--out", help="folder for the Optuna storages (default: a temporary folder)")
+    p.add_argument("--json", metavar="PATH", help="write every number to this JSON file")
+    args = p.parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # not a line per trial
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    s = QUICK if args.quick else FULL
+    splits = small_splits() if args.quick else make_splits(load_mnist())
+    which = args.only or ["optuna", "halving", "pbt"]
+    results = {"settings": s, "quick": args.quick, "threads": torch.get_num_threads(), "torch": torch.__version__,
+               "optuna_version": optuna.__version__, "mlplab": mlplab.__version__}
+    steps = {"optuna": compare_optuna, "halving": compare_halving, "pbt": compare_pbt}
+    with tempfile.TemporaryDirectory(prefix="mlplab-tune-bench-") as tmp:
+        folder = Path(args.out) if args.out else Path(tmp)
+        for name in which:
+            (folder / name).mkdir(parents=True, exist_ok=True)
+            results[name] = steps[name](s, splits, folder / name)
+    report(results)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""The study's statistics and claims on made-up stores whose answers are known (planted effects), and the outcome
+rule recomputed against the trainer itself."""
+
+import math
+import random
+import statistics
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from mlplab import analysis
+from mlplab.config import TrainConfig
+from mlplab.store import Store
+from mlplab.train import TrainResult, train
+
+
+def _history(val_accs, val_losses=None):
+    val_losses = val_losses or [1 - a for a in val_accs]
+    return [{"epoch": e + 1, "train_loss": 0.1, "val_loss": loss, "val_accuracy": a, "test_loss": loss,
+             "test_accuracy": a - 0.001, "seconds": e + 1.0} for e, (a, loss) in enumerate(zip(val_accs, val_losses))]
+
+
+def _store(tmp_path, runs):
+    """A real result store holding made-up results: runs = [(TrainConfig, reported val accuracy)]."""
+    path = tmp_path / "made-up.sqlite"
+    results = [TrainResult(config=c, history=_history([acc]), params={}, best_epoch=None, outcome="budget")
+               for c, acc in runs]
+    with Store(path) as s:
+        s.claim([c for c, _ in runs])
+        s.finish(results)
+        return s.records()
+
+
+def _seed_grid(effect_init, effect_data, noise=0.0005, n=5, rng_seed=0):
+    rng = random.Random(rng_seed)
+    return [(TrainConfig(hidden=(8,), epochs=1, seed=i, data_seed=j),
+             0.95 + effect_init * i + effect_data * j + rng.gauss(0, noise)) for i in range(n) for j in range(n)]
+
+
+def test_planted_data_order_effect_is_found_and_init_effect_is_not(tmp_path):
+    claim = analysis.anova_claim(_store(tmp_path, _seed_grid(0.0, 0.003)))
+    f = claim.facts
+    assert f["p_cols"] < 0.001 and f["p_rows"] > 0.05
+    assert (f["df_rows"], f["df_cols"], f["df_res"]) == (4, 4, 16)
+    assert "data order F(4, 16)" in claim.text and "(a detectable effect)." in claim.text
+    assert "(no detectable effect); data order" in claim.text
+
+
+def test_planted_init_effect_is_found(tmp_path):
+    f = analysis.anova_claim(_store(tmp_path, _seed_grid(0.003, 0.0, rng_seed=1))).facts
+    assert f["p_rows"] < 0.001 and f["p_cols"] > 0.05
+
+
+def test_anova_matches_a_regression_on_dummies():
+    rng = np.random.default_rng(3)
+    y = rng.normal(size=(4, 6)) + np.arange(6) * 0.5
+    a = analysis.anova_two_way(y.tolist())
+    # independent: residual sum of squares of the additive model fitted by least squares
+    rows, cols = np.indices(y.shape)
+    design = np.column_stack([np.ones(y.size)] + [(rows.ravel() == i) for i in range(1, 4)]
+                             + [(cols.ravel() == j) for j in range(1, 6)]).astype(float)
+    coef, *_ = np.linalg.lstsq(design, y.ravel(), rcond=None)
+    ss_res = float(((y.ravel() - design @ coef) ** 2).sum())
+    assert a["ss_res"] == pytest.approx(ss_res)
+    f_cols = (a["ss_cols"] / 5) / (ss_res / 15)
+    assert a["f_cols"] == pytest.approx(f_cols) and a["p_cols"] == pytest.approx(stats.f.sf(f_cols, 5, 15))
+
+
+def _sweep(tmp_path, means, n=5, noise=0.001, name="lr"):
+    rng = random.Random(0)
+    runs = [(TrainConfig(hidden=(8,), epochs=1, lr=v, seed=s), m + rng.gauss(0, noise))
+            for v, m in means.items() for s in range(n)]
+    return analysis.by_setting(_store(tmp_path, runs), name)
+
+
+def _kinds(claims):
+    return [c.kind for c in claims]
+
+
+def test_edge_optimum_is_flagged_and_the_low_end_is_bad(tmp_path):
+    claims = analysis.sweep_claims(_sweep(tmp_path, {0.01: 0.90, 0.1: 0.95, 1.0: 0.97}), "learning rate")
+    assert _kinds(claims) == ["sweep_best", "sweep_edge", "sweep_low_bad", "sweep_no_failures"]
+    assert claims[0].facts["best"] == 1.0 and claims[1].facts["edge"] == "largest"
+
+
+def test_a_plateau_is_stated_as_such(tmp_path):
+    claims = analysis.sweep_claims(_sweep(tmp_path, {0.01: 0.80, 0.1: 0.97, 1.0: 0.9698}), "learning rate")
+    assert _kinds(claims)[:3] == ["sweep_best", "sweep_low_bad", "sweep_high_ok"]
+    assert "A plateau, not an optimum: 1 cannot be told apart from the best" in claims[2].text
+
+
+def test_a_far_lower_end_with_wild_seeds_is_unclear_not_a_plateau(tmp_path):
+    runs = [(TrainConfig(hidden=(8,), epochs=1, lr=lr, seed=s), acc) for lr, accs in
+            {0.01: [0.90, 0.901], 0.1: [0.97, 0.971], 1.0: [0.3, 0.93]}.items() for s, acc in enumerate(accs)]
+    claims = analysis.sweep_claims(analysis.by_setting(_store(tmp_path, runs), "lr"), "learning rate")
+    assert _kinds(claims)[2] == "sweep_high_unclear" and "spread too widely" in claims[2].text
+
+
+def test_an_interior_optimum_has_two_bad_ends(tmp_path):
+    claims = analysis.sweep_claims(_sweep(tmp_path, {0.01: 0.90, 0.1: 0.97, 1.0: 0.91}), "learning rate")
+    assert _kinds(claims)[:3] == ["sweep_best", "sweep_low_bad", "sweep_high_bad"]
+    assert claims[0].facts["n_tied"] == 0 and "of the other 2 values, 0 cannot be told apart" in claims[0].text
+
+
+def test_welch_matches_scipy_and_handles_no_spread():
+    a, b = [0.9, 0.91, 0.92], [0.95, 0.97, 0.96, 0.955]
+    assert analysis.welch_p(a, b) == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    assert analysis.welch_p([0.5, 0.5], [0.5, 0.5]) == 1.0
+    assert analysis.welch_p([0.5, 0.5], [0.6, 0.6]) == 0.0
+    assert math.isnan(analysis.welch_p([0.5], [0.6, 0.7]))
+
+
+def test_outcome_rule_on_made_up_histories():
+    base = {"status": "done", "patience": 2, "min_delta": 0.01, "epochs": 10}
+    conv = analysis.outcome({**base, "history": _history([0.9, 0.95, 0.951, 0.952], [0.5, 0.3, 0.295, 0.31])})
+    assert conv == analysis.Outcome("converged", 2, 4)  # 0.295 is not 0.01 better than 0.3
+    budget = analysis.outcome({**base, "epochs": 3, "history": _history([0.5, 0.6, 0.7], [2.0, 1.5, 1.0])})
+    assert budget == analysis.Outcome("budget", 3, 3)
+    collapsed = analysis.outcome({**base, "history": _history([0.11, 0.11, 0.11], [2.3, 2.3, 2.3])})
+    assert collapsed.kind == "collapsed"
+    assert analysis.outcome({**base, "status": "diverged", "history": []}).kind == "diverged"
+
+
+@pytest.mark.parametrize("lr, patience", [(0.05, 1), (3.0, 1), (0.05, 0)])
+def test_outcome_recomputed_from_history_matches_the_trainer(small_splits, lr, patience):
+    cfg = TrainConfig(hidden=(16,), init="kaiming_uniform", lr=lr, momentum=0.9, epochs=4, batch_size=100,
+                      val_size=10_000, patience=patience, min_delta=1e-3, seed=2)
+    r = train(cfg, splits=small_splits, device="cpu", progress=False)
+    o = analysis.outcome({"status": "diverged" if r.diverged else "done", "history": r.history, **cfg.to_dict()})
+    assert o.kind == r.outcome
+    assert o.stopped_epoch == r.stopped_epoch
+    if patience and not r.diverged:
+        assert o.best_epoch == r.best_epoch
+
+
+def test_grid_counts_failed_seeds_and_best_is_on_validation(tmp_path):
+    runs = []
+    for lr in (0.01, 0.1):
+        for scale in (0.01, 1.0):
+            for s in range(3):
+                acc = 0.11 if (lr, scale, s) == (0.1, 1.0, 2) else 0.9 + (0.05 if lr == 0.1 else 0) + 0.001 * s
+                runs.append((TrainConfig(hidden=(8,), epochs=1, lr=lr, init="uniform", init_scale=scale, seed=s), acc))
+    rows, cols, cells = analysis.grid(_store(tmp_path, runs), "init_scale", "lr")
+    assert [[c.failed for c in r] for r in cells] == [[0, 0], [0, 1]]
+    assert cells[1][1].median == pytest.approx(statistics.median([0.951, 0.950, 0.11]))
+    claims = analysis.grid_claims(rows, cols, cells, "init scale")
+    assert claims[0].facts["n_failed_cells"] == 1 and claims[0].facts["col"] == 0.1
+
+
+def test_a_sentence_that_disagrees_with_its_facts_is_caught():
+    claim = analysis.Claim("misclassified", {"n_test": 100, "n_any": 10, "n_all": 3, "n_seeds": 5,
+                                             "n_expected": 0.01})
+    assert "3 by all of them" in claim.text
+    tampered = {**claim.as_dict(), "text": claim.text.replace("3 by all", "2 by all")}
+    assert analysis.render(tampered["kind"], tampered["facts"]) != tampered["text"]
+
+
+def test_ranking_orders_by_measurable_spread(tmp_path):
+    (tmp_path / "wide").mkdir(), (tmp_path / "flat").mkdir()
+    wide = _sweep(tmp_path / "wide", {0.01: 0.5, 0.1: 0.97})
+    flat = _sweep(tmp_path / "flat", {0.01: 0.97, 0.1: 0.9701})
+    claim = analysis.ranking_claim({"wide": wide, "flat": flat})
+    assert claim.facts["order"] == ["wide"]

@@ -1,0 +1,410 @@
+"""`mlplab tune` on a real Optuna: specs, pruning as `take`, PBT's exploit, kill and resume, export, Ray."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+import torch
+from conftest import write_idx
+from optuna.trial import TrialState
+
+from mlplab import TrainConfig, pbt, train, train_population, tune
+from mlplab.cli import main as cli_main
+from mlplab.data import to_tensors
+from mlplab.mlp import layer_sizes
+from mlplab.population import EpochPlan, Population
+
+TOL = {"rtol": 1e-5, "atol": 1e-6}  # a model in a population of another size (as in test_population.py)
+BASE = {"hidden": [16], "batch_size": 200, "init": "xavier_uniform"}
+SEARCH = {"lr": {"loguniform": [1e-2, 0.5]}, "momentum": {"uniform": [0.0, 0.9]}}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch thread for these tests: the tune and its references sum in the same order, and small populations
+    run fastest that way (more threads only wait on each other, the more so on a busy machine)."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
+def _spec(**tune_options):
+    return {"base": dict(BASE), "search": dict(SEARCH), "tune": {"sampler": "random", **tune_options}}
+
+
+def _study(url, name):
+    return optuna.load_study(study_name=name, storage=url)
+
+
+def _history_close(got: list[dict], want: list[dict]):
+    for g, w in zip(got, want, strict=True):
+        for k in ("val_loss", "train_loss", "test_loss"):
+            assert g[k] == pytest.approx(w[k], rel=TOL["rtol"], abs=TOL["atol"]), (k, g, w)
+        for k in ("val_accuracy", "test_accuracy"):
+            assert g[k] == pytest.approx(w[k], abs=2e-3), (k, g, w)  # one image of 500 may flip
+
+
+# -- the spec ---------------------------------------------------------------------------------------------------------
+
+
+def test_spec_from_toml(tmp_path):
+    path = tmp_path / "search.toml"
+    path.write_text("""
+[base]
+hidden = [32]
+batch-size = 64
+[search]
+lr = { loguniform = [1e-4, 1] }
+width = { int = [4, 128], log = true }
+activation = { choice = ["relu", "tanh"] }
+weight_decay = { uniform = [0, 0.01], step = 0.001 }
+[tune]
+trials = 10
+per_round = 5
+pruner = "halving"
+max_epochs = 4
+seeds = 2
+""")
+    spec = tune.TuneSpec.from_toml(path)
+    assert spec.name == "search" and spec.base["batch_size"] == 64 and spec.seeds == 2
+    d = spec.distributions()
+    assert isinstance(d["lr"], optuna.distributions.FloatDistribution) and d["lr"].log
+    assert isinstance(d["width"], optuna.distributions.IntDistribution) and d["width"].log
+    assert (d["width"].low, d["width"].high) == (4, 128)
+    assert d["activation"].choices == ("relu", "tanh") and d["weight_decay"].step == 0.001
+    c = spec.config({"lr": 0.1, "width": 7, "activation": "tanh", "weight_decay": 0.002}, seed=1)
+    assert c.hidden == (7,) and c.epochs == 4 and c.seed == 1 and c.batch_size == 64 and c.activation == "tanh"
+    assert tune.default_storage(spec) == tmp_path / "search.optuna.sqlite3"
+    assert tune.halving_rungs(9, 1, 3) == [1, 3] and tune.halving_model_epochs(27, 9) == 27 + 9 * 2 + 3 * 6
+    assert tune.halving_trials(27 * 9, 9) == 107  # a 27-point grid's compute at 9 epochs starts 107 halving trials
+    assert tune.halving_model_epochs(107, 9) == 27 * 9 < tune.halving_model_epochs(108, 9)
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"search": {"lr": {"loguniform": [0, 1]}}}, "a log scale needs low > 0"),
+    ({"search": {"lr": {"uniform": [1, 0.1]}}}, "needs low < high"),
+    ({"search": {"lr": {"normal": [0, 1]}}}, "[search] lr must be one of"),
+    ({"search": {"lr": [0.1, 0.2]}}, "[search] lr must be one of"),
+    ({"search": {"hidden": {"choice": [[8], [16]]}}}, "search width and depth instead"),
+    ({"search": {"widht": {"int": [4, 8]}}}, "unknown [search] key 'widht'"),
+    ({"search": {"width": {"int": [0, 8]}}}, "hidden sizes must be >= 1"),
+    ({"search": {"momentum": {"uniform": [0, 1.5]}}}, "momentum must be < 1"),
+    ({"search": {}}, "[search] is empty"),
+    ({"base": {"epochs": 3}}, "use [tune] max_epochs"),
+    ({"base": {"hiden": [3]}}, "unknown key 'hiden' in [base]"),
+    ({"tune": {"sampler": "cmaes"}}, "sampler must be one of"),
+    ({"tune": {"pruner": "median", "scheduler": "pbt"}}, "set [tune] pruner = 'none'"),
+    ({"tune": {"trials": 0}}, "trials must be an integer >= 1"),
+    ({"tune": {"sampler": "grid", "trials": 4}}, "needs every [search] entry to be a choice"),
+    ({"tune": {"per-round": 4}}, "unknown key(s) ['per-round'] in [tune]"),
+    ({"extra": {}}, "unknown section(s) ['extra']"),
+])
+def test_bad_specs_are_one_line_errors(tmp_path, capsys, change, message):
+    doc = _spec()
+    for section, value in change.items():
+        doc[section] = value if section in ("search", "extra") else {**doc[section], **value}
+    with pytest.raises(ValueError) as e:
+        tune.TuneSpec.from_dict(doc)
+    assert message in str(e.value) and "\n" not in str(e.value)
+    # The same spec through the command: one line on stderr, exit status 2, and no storage written.
+    path = tmp_path / "bad.toml"
+    path.write_text(_toml(doc))
+    assert cli_main(["tune", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mlplab tune: ") and message in err and err.count("\n") == 1
+    assert not (tmp_path / "bad.optuna.sqlite3").exists()
+
+
+def _toml(doc: dict) -> str:
+    import json
+
+    def value(v):
+        if isinstance(v, dict):
+            return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        return json.dumps(v)
+
+    return "".join(f"[{s}]\n" + "".join(f"{k} = {value(v)}\n" for k, v in body.items()) for s, body in doc.items())
+
+
+def test_command_line_errors_exit_2(tmp_path, capsys):
+    path = tmp_path / "ok.toml"
+    path.write_text(_toml(_spec(trials=1)))
+    for argv, message in ((["tune", str(tmp_path / "missing.toml")], "no such tune spec"),
+                          (["tune", str(path), "--storage", str(tmp_path / "nope" / "x.db")], "does not exist"),
+                          (["tune", str(path), "--storage", "redis://x"], "must be an Optuna RDB URL"),
+                          (["tune", str(path), "--backend", "spark"], "unknown backend"),
+                          (["export", str(tmp_path / "none.sqlite"), "--optuna", str(tmp_path / "o.db")], "")):
+        assert cli_main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err
+
+
+# -- pruning is take ---------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def halving(small_splits, tmp_path_factory):
+    """Synchronous successive halving over one round of 6 trials: rungs after epochs 1 and 2 (eta 2) keep 3, then 1,
+    which runs to max_epochs 3."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('halving') / 'h.sqlite3'}"
+    spec = _spec(trials=6, per_round=6, pruner="halving", eta=2, max_epochs=3, name="halving")
+    summary = tune.run(spec, storage=url, splits=small_splits, device="cpu")
+    return spec, url, summary, _study(url, "halving")
+
+
+def test_halving_prunes_synchronously(halving):
+    spec, url, summary, study = halving
+    trials = study.get_trials()
+    by_state = {s: [t for t in trials if t.state == s] for s in TrialState}
+    assert len(trials) == 6 and summary.trials == 6 and summary.ran == 6
+    assert [t.user_attrs["epochs"] for t in by_state[TrialState.PRUNED]].count(1) == 3  # 6 -> 3 after epoch 1
+    assert [t.user_attrs["epochs"] for t in by_state[TrialState.PRUNED]].count(2) == 2  # 3 -> 1 after epoch 2
+    assert len(by_state[TrialState.COMPLETE]) == 1 and summary.model_epochs == 6 + 3 + 1
+    assert summary.model_epochs == tune.halving_model_epochs(6, 3, 1, 2)
+    # at each rung the survivors had the best validation accuracy of those left
+    for epoch in (1, 2):
+        left = [t for t in trials if t.user_attrs["epochs"] >= epoch]
+        kept = [t for t in left if t.user_attrs["epochs"] > epoch]
+        assert min(t.intermediate_values[epoch] for t in kept) >= max(
+            t.intermediate_values[epoch] for t in left if t not in kept)
+    # a rerun resumes: nothing left to do
+    again = tune.run(spec, storage=url, splits=None, device="cpu")
+    assert again.ran == 0 and again.trials == 6 and again.model_epochs == 0
+    with pytest.raises(ValueError, match="made by a different spec"):
+        tune.run({**spec, "search": {"lr": {"loguniform": [1e-3, 0.5]}}}, storage=url, splits=None, device="cpu")
+
+
+def test_a_pruned_trajectory_equals_the_model_trained_alone(halving, small_splits):
+    """Up to the epoch it was pruned, a trial's numbers are those of its model trained on its own (M = 1)."""
+    spec, url, summary, study = halving
+    pruned = [t for t in study.get_trials() if t.state == TrialState.PRUNED and t.user_attrs["epochs"] == 2]
+    t = pruned[0]
+    config = TrainConfig.from_dict(t.user_attrs["config"])
+    assert config == tune.TuneSpec.from_dict(spec).config(t.params)
+    alone = train(config, splits=small_splits, device="cpu", progress=False)
+    _history_close(t.user_attrs["history"], alone.history[:2])
+    assert [t.intermediate_values[e] for e in (1, 2)] == [h["val_accuracy"] for h in t.user_attrs["history"]]
+
+
+def test_survivors_equal_a_run_without_the_pruned(halving, small_splits):
+    """The trials kept at the first rung, trained as a population of their own from the start, give the same numbers
+    as in the tune (where three more models shared their population for the first epoch)."""
+    spec, url, summary, study = halving
+    kept = sorted((t for t in study.get_trials() if t.user_attrs["epochs"] >= 2), key=lambda t: t.number)
+    configs = [TrainConfig.from_dict(t.user_attrs["config"]) for t in kept]
+    results = train_population(configs, splits=small_splits, device="cpu", progress=False)
+    for t, r in zip(kept, results):
+        _history_close(t.user_attrs["history"], r.history[:t.user_attrs["epochs"]])
+
+
+def test_trials_carry_their_provenance_and_test_accuracy_is_never_the_objective(halving):
+    spec, url, summary, study = halving
+    for t in study.get_trials():
+        a = t.user_attrs
+        assert a["config"]["epochs"] == 3 and a["mlplab_version"].startswith(tune.__version__) and a["seconds"] > 0
+        assert a["population"].endswith("-0") and a["population_size"] == 6 and a["outcome"] in ("complete", "pruned")
+        assert "test_accuracy" in a and 0 < a["test_accuracy"] <= 1
+        assert t.value == a["history"][-1]["val_accuracy"] == t.intermediate_values[a["epochs"]]
+        assert "test_accuracy" not in t.params
+    best = study.best_trial
+    assert best.value == max(t.value for t in study.get_trials() if t.state == TrialState.COMPLETE)
+    assert summary.best_value == best.value and summary.best_test_accuracy == best.user_attrs["test_accuracy"]
+    assert study.metric_names == ["val_accuracy"]
+
+
+# -- population-based training ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_pbt_exploit_is_an_exact_copy(small_splits, optimizer):
+    base = TrainConfig(hidden=(12,), epochs=3, batch_size=100, optimizer=optimizer, init="kaiming_uniform",
+                       momentum=0.9 if optimizer == "sgd" else 0.0, lr=0.05 if optimizer == "sgd" else 2e-3)
+    configs = [base.replace(seed=0, ema=0.9, dropout=0.1), base.replace(seed=1, lr=base.lr / 3, max_norm=3.0),
+               base.replace(seed=2, data_seed=7, dropout=0.2), base.replace(seed=3, data_seed=7, lr=base.lr * 2)]
+    X, Y = to_tensors(small_splits.train_x, small_splits.train_y, "cpu")
+    pop = Population.create(configs, layer_sizes(784, base.hidden, 10), torch.device("cpu"))
+    plan = EpochPlan.of(base, len(X))
+    pop.train_epoch(X, Y, plan)
+    before = _state(pop)
+    pbt.exploit(pop, dst=[1, 3], src=[2, 0])
+    after = _state(pop)
+    for k in after:
+        for d, s in ((1, 2), (3, 0)):
+            assert torch.equal(after[k][d], before[k][s]), (k, d, s)  # bit for bit
+        assert torch.equal(after[k][0], before[k][0]) and torch.equal(after[k][2], before[k][2])
+    assert pop.configs[1].lr == configs[2].lr and pop.configs[1].seed == 1 and pop.configs[1].max_norm == 0.0
+    assert pop.configs[3].ema == 0.9 and pop.configs[3].data_seed == 7
+    pbt.set_hyperparameters(pop, 1, {"lr": 0.0123})
+    assert pop.hp["lr"][1].item() == pytest.approx(0.0123) and pop.configs[1].lr == 0.0123
+    assert pop.hp["lr"][2].item() == pytest.approx(configs[2].lr)
+    loss, steps = pop.train_epoch(X, Y, plan)  # training goes on from the copies
+    assert torch.isfinite(loss).all() and bool(pop.alive.all())
+
+
+def _state(pop):
+    """Every per-model tensor, by name."""
+    out = {f"p.{k}": v.detach().clone() for k, v in pop.params.items()}
+    for part, d in pop.opt_state.items():
+        if isinstance(d, dict):
+            out.update({f"{part}.{k}": v.clone() for k, v in d.items()})
+    out.update({f"ema.{k}": v.clone() for k, v in (pop.ema or {}).items()})
+    out.update({f"hp.{k}": v.clone() for k, v in pop.hp.items() if isinstance(v, torch.Tensor)})
+    if pop.cap is not None:
+        out["cap"] = pop.cap.clone()
+    return out
+
+
+def test_pbt_through_tune_stores_lineage_and_schedule(small_splits, tmp_path):
+    url = f"sqlite:///{tmp_path / 'pbt.sqlite3'}"
+    spec = _spec(trials=4, per_round=4, pruner="none", scheduler="pbt", max_epochs=3, name="pbt")
+    summary = tune.run(spec, storage=url, splits=small_splits, device="cpu")
+    study = _study(url, "pbt")
+    members = tune.pbt_members(study)
+    assert summary.complete == 4 and len(members) == 4
+    copies = [s for m in members for s in m["hp_schedule"] if s["from"] is not None]
+    assert len(copies) == 2  # one member (a quarter of 4) copies another after epochs 1 and 2
+    for m in members:
+        t = study.trials[m["number"]]
+        last = m["hp_schedule"][-1]["hp"]
+        assert t.user_attrs["final_config"]["lr"] == pytest.approx(last["lr"])
+        assert m["lineage"] == [s["from"] for s in m["hp_schedule"] if s["from"] is not None]
+        for s in m["hp_schedule"]:
+            assert 1e-2 <= s["hp"]["lr"] <= 0.5 and 0 <= s["hp"]["momentum"] <= 0.9  # perturbed within the space
+    pbt.plot_schedules(members, "lr", tmp_path / "lr.png")
+    assert (tmp_path / "lr.png").stat().st_size > 1000
+
+
+# -- kill and resume --------------------------------------------------------------------------------------------------
+
+
+def _idx_folder(path, mnist):
+    """The first 2,500 training and 500 test images of MNIST as IDX files (val_size 500 leaves 2,000 to train)."""
+    path.mkdir()
+    write_idx(path / "train-images-idx3-ubyte", mnist.train_images[:2500].reshape(-1, 28, 28))
+    write_idx(path / "train-labels-idx1-ubyte", mnist.train_labels[:2500])
+    write_idx(path / "t10k-images-idx3-ubyte", mnist.test_images[:500].reshape(-1, 28, 28))
+    write_idx(path / "t10k-labels-idx1-ubyte", mnist.test_labels[:500])
+    return path
+
+
+def _states(db) -> list[str]:
+    """The state of every trial in an Optuna SQLite storage ([] while it is still being created)."""
+    if not db.exists():
+        return []
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:
+        return [s for (s,) in con.execute("SELECT state FROM trials")]
+    except sqlite3.OperationalError:  # no tables yet
+        return []
+    finally:
+        con.close()
+
+
+def test_killed_tune_resumes_without_counting_a_trial_twice(tmp_path, mnist):
+    data = _idx_folder(tmp_path / "data", mnist)
+    spec = tmp_path / "kill.toml"
+    spec.write_text(_toml({"base": {**BASE, "data": str(data), "val_size": 500}, "search": SEARCH,
+                           "tune": {"trials": 6, "per_round": 2, "sampler": "tpe", "pruner": "median",
+                                    "max_epochs": 2}}))
+    db = tmp_path / "kill.optuna.sqlite3"
+    cmd = [sys.executable, "-m", "mlplab", "tune", str(spec), "--quiet", "--heartbeat", "1", "--threads", "1"]
+    log = tmp_path / "first.log"
+    with open(log, "wb") as err:
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
+        deadline = time.monotonic() + 120
+        try:
+            while time.monotonic() < deadline and p.poll() is None:
+                states = _states(db)
+                if "RUNNING" in states and "COMPLETE" in states:
+                    break
+                time.sleep(0.02)
+            assert p.poll() is None, log.read_text()
+        finally:
+            os.kill(p.pid, signal.SIGKILL)
+            p.wait()
+    running = _states(db).count("RUNNING")
+    assert running >= 1
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    study = _study(f"sqlite:///{db}", "kill")
+    trials = study.get_trials()
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    retry_of = {t.system_attrs["failed_trial"]: t for t in trials if "failed_trial" in t.system_attrs}
+    stale = [t for t in trials if t.number in retry_of]
+    assert len(stale) == running and len(retry_of) == running  # the killed run's trials, each retried once
+    for s in stale:  # failed, not counted; its retry has the same parameters and finished
+        assert s.state == TrialState.FAIL and s.user_attrs["outcome"] == "driver died"
+        assert retry_of[s.number].params == s.params
+        assert retry_of[s.number].state in (TrialState.COMPLETE, TrialState.PRUNED)
+    counted = [t for t in trials if t not in stale]
+    assert len(counted) == 6 == tune.counted(study)
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in counted)
+
+
+def test_trials_whose_heartbeat_stopped_are_failed_and_retried(small_splits, tmp_path):
+    """A trial left running by a driver elsewhere (not a process of this machine) is failed once its heartbeat is
+    older than the grace period, and retried."""
+    url = f"sqlite:///{tmp_path / 'hb.sqlite3'}"
+    spec = tune.TuneSpec.from_dict(_spec(trials=2, per_round=2, pruner="none", max_epochs=1, name="hb"))
+    study = tune.open_study(spec, url)
+    t = study.ask(spec.distributions())
+    t.set_user_attr("driver", "another-machine:123:456")
+    hb = tune._open_storage(url, heartbeat=1, grace=1)
+    hb.record_heartbeat(t._trial_id)
+    time.sleep(2.2)
+    summary = tune.run(spec, storage=url, splits=small_splits, device="cpu", heartbeat=1, grace=1)
+    trials = _study(url, "hb").get_trials()
+    assert summary.retried == 1 and trials[0].state == TrialState.FAIL
+    assert [x.state for x in trials[1:]] == [TrialState.COMPLETE] * 2 and trials[1].params == trials[0].params
+    assert trials[1].system_attrs["failed_trial"] == 0 and summary.trials == 2
+
+
+# -- export -----------------------------------------------------------------------------------------------------------
+
+
+def test_export_a_sweep_store_to_optuna(small_splits, tmp_path, capsys):
+    from mlplab.store import Store
+
+    configs = [TrainConfig(hidden=(8,), epochs=2, batch_size=100, lr=lr, seed=s) for lr in (0.05, 0.2) for s in (0, 1)]
+    results = train_population(configs, splits=small_splits, device="cpu", progress=False)
+    with Store(tmp_path / "sweep.sqlite") as store:
+        store.claim(configs)
+        store.finish(results)
+    url = f"sqlite:///{tmp_path / 'export.sqlite3'}"
+    assert cli_main(["export", str(tmp_path / "sweep.sqlite"), "--optuna", url]) == 0
+    assert "4 trial(s) added" in capsys.readouterr().err
+    study = _study(url, "sweep")
+    trials = study.get_trials()
+    assert len(trials) == 4 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert {(t.params["lr"], t.params["seed"]) for t in trials} == {(c.lr, c.seed) for c in configs}
+    by_key = {r.config: r for r in results}
+    for t in trials:
+        r = by_key[TrainConfig.from_dict(t.user_attrs["config"])]
+        assert t.value == r.val_accuracy and t.user_attrs["test_accuracy"] == r.test_accuracy
+        assert t.intermediate_values == {h["epoch"]: h["val_accuracy"] for h in r.history}
+    assert tune.export(tmp_path / "sweep.sqlite", url) == (0, 4)  # again: nothing new
+
+
+# -- Ray --------------------------------------------------------------------------------------------------------------
+
+
+def test_ray_backend_gives_the_local_numbers(small_splits, tmp_path):
+    pytest.importorskip("ray", reason="the ray extra is part of .[test]")
+    spec = _spec(trials=4, per_round=4, pruner="halving", eta=2, max_epochs=2, name="ray")
+    threads = torch.get_num_threads()
+    values = {}
+    for backend in ("local", "ray"):
+        url = f"sqlite:///{tmp_path / backend}.sqlite3"
+        tune.run(spec, storage=url, splits=small_splits, device="cpu", backend=backend, threads=1)
+        values[backend] = [(t.state, t.params, [h["val_loss"] for h in t.user_attrs["history"]])
+                           for t in _study(url, "ray").get_trials()]
+    assert torch.get_num_threads() == threads
+    assert values["ray"] == values["local"]  # same threads, same floating-point sums: the same bits
