@@ -342,7 +342,8 @@ def test_killed_tune_resumes_without_counting_a_trial_twice(tmp_path, mnist):
     assert len(stale) == running and len(retry_of) == running  # the killed run's trials, each retried once
     for s in stale:  # failed, not counted; its retry has the same parameters and finished
         assert s.state == TrialState.FAIL and s.user_attrs["outcome"] == "driver died"
-        assert retry_of[s.number].params == s.params
+        # same parameters (a driver killed inside `ask` may have left some or all of them unsampled)
+        assert {k: retry_of[s.number].params[k] for k in s.params} == s.params
         assert retry_of[s.number].state in (TrialState.COMPLETE, TrialState.PRUNED)
     counted = [t for t in trials if t not in stale]
     assert len(counted) == 6 == tune.counted(study)

@@ -79,6 +79,7 @@ MAX_TRIALS = 100_000
 OBJECTIVE = "val_accuracy"
 HEARTBEAT_SECONDS = 10  # how often the driver records that its running trials are alive
 GRACE_SECONDS = 30  # a running trial without a heartbeat for this long is failed (and retried) by the next run
+ORPHAN_SECONDS = 5.0  # a running trial still naming no driver this long after its start was orphaned
 MAX_RETRY = 3  # a trial whose driver died is retried this many times
 
 
@@ -472,7 +473,9 @@ class _Heartbeat:
             optuna.storages.fail_stale_trials(self.study)
             retry = self.storage.get_heartbeat_stale_trial_callback()
             for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-                if process_ended(t.user_attrs.get("driver")):
+                if "driver" not in t.user_attrs:  # created, but its driver died before naming itself?
+                    t = self._wait_for_driver(t)
+                if t is not None and ("driver" not in t.user_attrs or process_ended(t.user_attrs["driver"])):
                     with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
                         # it may have died while recording its end: say why it failed
                         self.storage.set_trial_user_attr(t._trial_id, "outcome", "driver died")
@@ -480,6 +483,20 @@ class _Heartbeat:
                             retry(self.study, self.storage.get_trial(t._trial_id))
         after = {t.number for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))}
         return len(after - before)
+
+    def _wait_for_driver(self, t):
+        """A running trial that names no driver: a live driver names itself (and starts its heartbeat) right after
+        `ask`, so one still nameless ORPHAN_SECONDS after its start was left by a driver killed in between.
+        Returns the trial as it is then (None if it has finished meanwhile)."""
+        import datetime
+
+        age = (datetime.datetime.now() - t.datetime_start).total_seconds() if t.datetime_start else ORPHAN_SECONDS
+        if age < ORPHAN_SECONDS:
+            time.sleep(ORPHAN_SECONDS - age)
+        t = self.storage.get_trial(t._trial_id)
+        if t.state != _optuna().trial.TrialState.RUNNING:
+            return None
+        return t
 
     def give_back(self, trial) -> None:
         """Fail a trial this driver will not finish (interrupted) and queue it again, as a stale one would be."""
