@@ -40,6 +40,18 @@ MAX_POW2 = 62  # |exponent| of a pow2 range
 MAX_DEPTH = 1_000  # hidden layers from the derived depth axis
 
 
+def read_spec(path: Path, kind: str) -> dict:
+    """The TOML document of a `kind` ("sweep", "tune") spec at `path`, with one-line errors for the usual mistakes."""
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such {kind} spec") from None
+    except IsADirectoryError:
+        raise IsADirectoryError(f"{path} is a folder; give the {kind} spec, a TOML file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not valid TOML ({e})") from None
+
+
 @dataclass(frozen=True)
 class SweepSpec:
     base: dict = field(default_factory=dict)  # TrainConfig fields (flag names with - or _)
@@ -91,13 +103,7 @@ class SweepSpec:
     @classmethod
     def from_toml(cls, path: str | Path) -> SweepSpec:
         path = Path(path)
-        try:
-            doc = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{path}: no such sweep spec") from None
-        except tomllib.TOMLDecodeError as e:
-            raise ValueError(f"{path}: not valid TOML ({e})") from None
-        return cls.from_dict(doc, source=str(path), default_name=path.stem)
+        return cls.from_dict(read_spec(path, "sweep"), source=str(path), default_name=path.stem)
 
     @classmethod
     def from_dict(cls, doc: dict, source: str = "<dict>", default_name: str = "sweep") -> SweepSpec:

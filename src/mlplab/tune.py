@@ -48,7 +48,6 @@ import secrets
 import sys
 import threading
 import time
-import tomllib
 import traceback
 import warnings
 from dataclasses import dataclass, field
@@ -63,7 +62,7 @@ from mlplab.config import TrainConfig
 from mlplab.device import arithmetic, keep_freed_memory, matmul_precision, resolve_device, synchronize
 from mlplab.mlp import layer_sizes
 from mlplab.population import EpochPlan, Population
-from mlplab.sweep import DERIVED_AXES, make_config
+from mlplab.sweep import DERIVED_AXES, make_config, read_spec
 from mlplab.train import _json_safe
 
 SAMPLERS = ("random", "qmc", "tpe", "grid")
@@ -171,15 +170,7 @@ class TuneSpec:
     @classmethod
     def from_toml(cls, path: str | Path) -> TuneSpec:
         path = Path(path)
-        try:
-            doc = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{path}: no such tune spec") from None
-        except IsADirectoryError:
-            raise IsADirectoryError(f"{path} is a folder; give the tune spec, a TOML file") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-            raise ValueError(f"{path}: not valid TOML ({e})") from None
-        return cls.from_dict(doc, source=str(path), default_name=path.stem)
+        return cls.from_dict(read_spec(path, "tune"), source=str(path), default_name=path.stem)
 
     @classmethod
     def from_dict(cls, doc: dict, source: str = "<dict>", default_name: str = "tune") -> TuneSpec:
