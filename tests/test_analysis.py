@@ -162,3 +162,116 @@ def test_ranking_orders_by_measurable_spread(tmp_path):
     flat = _sweep(tmp_path / "flat", {0.01: 0.97, 0.1: 0.9701})
     claim = analysis.ranking_claim({"wide": wide, "flat": flat})
     assert claim.facts["order"] == ["wide"]
+
+
+# -- the search comparison: made-up trials whose answers are known ----------------------------------------------------
+
+
+def _trial(number, state, value, epochs, population, seconds, params=None, test=None):
+    return {"number": number, "state": state, "value": value, "params": params or {"lr": 0.1 * (number + 1)},
+            "epochs": epochs, "seconds": seconds, "population": population,
+            "round": population.rsplit("-", 1)[0], "test_accuracy": test, "outcome": state}
+
+
+def _halving_like():
+    """Two rounds (the second asked later, its trials numbered after the first's), one population each; trial 4 ties
+    trial 1's value but comes later, trial 2 diverged after one epoch."""
+    return [_trial(0, "pruned", None, 1, "ab-0-0", 1.0), _trial(1, "complete", 0.95, 3, "ab-0-0", 4.0, test=0.94),
+            _trial(2, "fail", None, 1, "ab-0-0", 1.0), _trial(3, "pruned", None, 1, "cd-0-0", 2.0),
+            _trial(4, "complete", 0.95, 3, "cd-0-0", 5.0, test=0.90), _trial(5, "complete", 0.97, 3, "cd-0-0", 5.5)]
+
+
+def test_search_summary_counts_compute_once_per_population_and_picks_the_earliest_best():
+    s = analysis.search_summary(_halving_like())
+    assert (s["trials"], s["complete"], s["pruned"], s["failed"]) == (6, 3, 2, 1)
+    assert s["model_epochs"] == 1 + 3 + 1 + 1 + 3 + 3
+    assert s["seconds"] == pytest.approx(4.0 + 5.5)  # each population's longest trial: its wall time
+    assert s["best_val"] == 0.97 and s["best_number"] == 5 and s["best_test"] is None
+    tie = analysis.search_summary(_halving_like()[:5])
+    assert tie["best_number"] == 1 and tie["best_test"] == 0.94  # a tie goes to the earlier trial, as tune.py does
+    assert analysis.search_summary(_halving_like(), seeds=2)["model_epochs"] == 2 * 12
+    nothing = analysis.search_summary([_trial(0, "pruned", None, 1, "x-0-0", 1.0)])
+    assert nothing["best_val"] is None and nothing["best_params"] == {}
+
+
+def test_search_curve_steps_at_each_round_in_the_order_asked():
+    trials = _halving_like()
+    assert analysis.search_curve(trials[::-1]) == [(5, 0.95), (12, 0.97)]  # input order does not matter
+    first = analysis.search_curve([trials[0], trials[3], trials[4]])
+    assert first[0][0] == 1 and math.isnan(first[0][1]) and first[1] == (5, 0.95)
+
+
+def test_shared_settings_counts_exact_parameter_matches():
+    a = [{"params": {"lr": 0.1, "momentum": 0.5}}, {"params": {"lr": 0.2, "momentum": 0.5}}]
+    b = [{"params": {"momentum": 0.5, "lr": 0.1}}, {"params": {"lr": 0.3, "momentum": 0.5}}]
+    assert analysis.shared_settings(a, b) == 1 and analysis.shared_settings(a, a) == 2
+
+
+def _summaries(grid, random_, halving):
+    return {m: {"trials": n, "complete": n, "pruned": pruned, "failed": 0, "model_epochs": 80, "seconds": 1.0,
+                "best_val": v, "best_test": v, "best_params": {}, "best_number": 0}
+            for m, v, n, pruned in (("grid", grid, 20, 0), ("random", random_, 20, 0), ("halving", halving, 44, 36))}
+
+
+TITLES = {"grid": "grid search", "random": "random search", "halving": "successive halving"}
+NOISE = [0.950, 0.951, 0.952, 0.953, 0.954]  # sd 0.00158 over 5 seeds
+
+
+def test_search_claims_call_a_gap_beyond_noise_and_one_within():
+    claims = analysis.search_claims(_summaries(0.950, 0.9595, 0.960), TITLES, 4, 20, NOISE,
+                                    {"lr": 0.05, "momentum": 0.9}, 20)
+    assert _kinds(claims) == ["search_compute", "search_noise", "search_best"]
+    compute, noise, best = (c.facts for c in claims)
+    assert compute["budget"] == 80 and compute["halving_pruned"] == 36 and compute["n_shared"] == 20
+    sd = float(np.std(NOISE, ddof=1))
+    assert noise["sd"] == pytest.approx(sd) and noise["df"] == 4
+    assert noise["threshold"] == pytest.approx(stats.t.ppf(0.975, 4) * math.sqrt(2) * sd)
+    assert (best["first_method"], best["second_method"], best["third_method"]) == ("halving", "random", "grid")
+    # independent: the difference of two single runs has sd * sqrt(2); over its estimate it is t with n - 1 dof
+    for place, gap in (("second", 0.0005), ("third", 0.010)):
+        assert best[f"{place}_gap"] == pytest.approx(gap)
+        assert best[f"{place}_p"] == pytest.approx(2 * stats.t.sf(gap / (sd * math.sqrt(2)), 4))
+    assert (best["second_verdict"], best["third_verdict"]) == ("within", "beyond")
+    assert best["conclusion"] == ("successive halving is ahead of grid search beyond seed noise, but cannot be told "
+                                  "apart from random search")
+    assert "**successive halving** found the best setting, 96.00%" in claims[2].text
+    assert "(1.00 points lower: beyond seed noise, p = " in claims[2].text
+
+
+def test_search_claims_do_not_rank_methods_within_noise_or_without_a_noise_measure():
+    claims = analysis.search_claims(_summaries(0.9579, 0.9582, 0.9586), TITLES, 4, 20, NOISE,
+                                    {"lr": 0.05, "momentum": 0.9}, 20)
+    best = claims[2].facts
+    assert (best["second_verdict"], best["third_verdict"]) == ("within", "within")
+    assert "does not rank the three methods" in claims[2].text
+    clear = analysis.search_claims(_summaries(0.90, 0.91, 0.96), TITLES, 4, 20, NOISE, {"lr": 0.05, "momentum": 0.9},
+                                   0)[2]
+    assert clear.facts["conclusion"] == "successive halving is ahead of both beyond seed noise"
+    one_seed = analysis.search_claims(_summaries(0.90, 0.91, 0.96), TITLES, 4, 20, NOISE[:1],
+                                      {"lr": 0.05, "momentum": 0.9}, 0)
+    assert _kinds(one_seed) == ["search_compute", "search_noise_none", "search_best_unmeasured"]
+    assert "not called" in one_seed[2].text
+
+
+def test_search_trials_read_back_what_tune_reported(tmp_path, small_splits):
+    """A real (tiny) halving search through tune.run: the study's reader of its storage agrees with tune's summary."""
+    import torch
+
+    from mlplab import study, tune
+
+    spec = {"base": {"hidden": [16], "batch_size": 200}, "search": {"lr": {"loguniform": [0.01, 0.5]}},
+            "tune": {"trials": 8, "per_round": 4, "sampler": "random", "pruner": "halving", "eta": 2, "max_epochs": 2,
+                     "name": "made-up"}}
+    saved = torch.get_num_threads()
+    try:
+        ran = tune.run(spec, storage=tmp_path / "s.sqlite3", splits=small_splits, device="cpu", threads=1)
+    finally:
+        torch.set_num_threads(saved)
+    trials = study.search_trials(tmp_path / "s.sqlite3", "made-up")
+    s = analysis.search_summary(trials)
+    assert (s["trials"], s["complete"], s["pruned"]) == (ran.trials, ran.complete, ran.pruned) == (8, 4, 4)
+    assert s["model_epochs"] == ran.model_epochs == 2 * tune.halving_model_epochs(4, 2, 1, 2)
+    assert s["best_val"] == ran.best_value and s["best_test"] == ran.best_test_accuracy
+    assert s["best_params"] == ran.best_params
+    curve = analysis.search_curve(trials)
+    assert [x for x, _ in curve] == [6, 12] and curve[-1][1] == ran.best_value

@@ -1,11 +1,15 @@
 """`mlplab study --quick` end to end, as a user runs it (the slowest test: a few minutes), and every claim in its
 text recomputed from the store by code independent of mlplab.analysis (numpy and scipy on the stored records)."""
 
+import datetime
+import functools
 import json
+import math
 import re
 import statistics
 import subprocess
 import sys
+import warnings
 from collections import Counter
 
 import numpy as np
@@ -17,8 +21,9 @@ from mlplab.store import Store, trial_key
 
 SECTIONS = ["## 1. The data and the protocol", "## 2. An MLP in thirty lines", "## 3. The course MLP",
             "## 4. Why not initialize with zeros", "## 5. One hyperparameter at a time", "## 6. Failure modes",
-            "## 7. Interactions", "## 8. Randomness", "## 9. Inside the networks", "## 10. What the study cost",
-            "## 11. Summary", "## 12. Reflection", "## 13. Appendix"]
+            "## 7. Interactions", "## 8. Randomness", "## 9. Grid, random search and successive halving",
+            "## 10. Inside the networks", "## 11. What the study cost", "## 12. Summary", "## 13. Reflection",
+            "## 14. Appendix"]
 
 
 @pytest.fixture(scope="module")
@@ -27,9 +32,10 @@ def quick_study(tmp_path_factory):
     cmd = [sys.executable, "-m", "mlplab", "study", "--quick", "--out", str(out), "--quiet"]
     first = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     assert first.returncode == 0, first.stderr[-3000:]
+    between = datetime.datetime.now()  # naive local time, as Optuna stores a trial's start
     second = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     assert second.returncode == 0, second.stderr[-3000:]
-    return out, first, second
+    return out, first, second, between
 
 
 @pytest.fixture(scope="module")
@@ -54,17 +60,60 @@ def _claims(out):
 
 
 def test_second_run_reuses_every_trial(quick_study):
-    out, first, second = quick_study
+    out, first, second, _ = quick_study
     n = len(study.all_trials(study.experiments(quick=True)))
     assert f"{n} trials ({n} trained, 0 reused)" in first.stdout
     assert f"{n} trials (0 trained, {n} reused)" in second.stdout
 
 
+def test_second_run_trains_no_search_trial_again(quick_study):
+    out, _, _, between = quick_study
+    for s in study.searches(quick=True).values():
+        trials = _optuna_trials(out / s.storage, s.name)
+        assert len(trials) == s.spec["tune"]["trials"], s.method
+        assert all(t.datetime_start < between for t in trials), f"{s.method}: the rerun trained a trial again"
+
+
 def test_plan_is_printed_before_training(tmp_path):
-    lines = study.plan_lines(study.experiments(quick=True))
+    lines = study.plan_lines(study.experiments(quick=True), quick=True)
     assert lines[0].split()[:2] == ["experiment", "precision"] and "predicted" in lines[-1]
     total = lines[-2].split()
-    assert int(total[-4]) == len(study.all_trials(study.experiments(quick=True)))
+    searches = study.searches(quick=True)
+    n_search = sum(s.spec["tune"]["trials"] for s in searches.values())
+    assert int(total[-4]) == len(study.all_trials(study.experiments(quick=True))) + n_search
+    for s in searches.values():
+        row = next(line.split() for line in lines if line.startswith(f"search-{s.method} "))
+        assert (int(row[2]), int(row[3])) == (s.spec["tune"]["trials"], s.budget)
+
+
+@pytest.mark.parametrize("quick", [True, False])
+def test_searches_share_one_space_and_one_budget(quick):
+    """The three searches: the grid's lattice spans the box the others sample, every method has the same budget of
+    model-epochs per round, halving starts as many trials as fit it, and the noise experiment trains exactly what a
+    search trial at its setting trains."""
+    from mlplab import tune
+
+    s = study.searches(quick)
+    grid, random_, halving = s["grid"].spec, s["random"].spec, s["halving"].spec
+    for key, kind in (("lr", "loguniform"), ("momentum", "uniform")):
+        values = grid["search"][key]["choice"]
+        assert random_["search"][key] == halving["search"][key] == {kind: [min(values), max(values)]}
+    assert grid["base"] == random_["base"] == halving["base"]
+    n_grid = math.prod(len(v["choice"]) for v in grid["search"].values())
+    assert grid["tune"]["trials"] == random_["tune"]["trials"] == n_grid
+    assert (random_["tune"]["sampler"], random_["tune"]["pruner"]) == ("random", "none")
+    assert (halving["tune"]["sampler"], halving["tune"]["pruner"]) == ("random", "halving")
+    t = halving["tune"]
+    per_round = s["grid"].round_epochs
+    assert per_round == grid["tune"]["per_round"] * grid["tune"]["max_epochs"]
+    assert tune.halving_model_epochs(t["per_round"], t["max_epochs"], t["min_epochs"], t["eta"]) <= per_round
+    assert tune.halving_model_epochs(t["per_round"] + 1, t["max_epochs"], t["min_epochs"], t["eta"]) > per_round
+    assert t["trials"] == t["per_round"] * s["halving"].rounds and len({x.budget for x in s.values()}) == 1
+    assert sum(c.epochs for c in study.search_round_configs(s["halving"])) == per_round
+    assert len({x.name for x in s.values()} | {x.name for x in study.searches(not quick).values()}) == 6
+    noise = study.experiments(quick)["search_noise"].trials()
+    spec = tune.TuneSpec.from_dict(random_)
+    assert noise == [spec.config(study.SEARCH_NOISE, seed=k) for k in range(len(noise))]
 
 
 def test_notebook_is_executed_with_no_errors_or_warnings(quick_study):
@@ -91,7 +140,7 @@ def test_every_figure_section_has_images_and_files(quick_study):
         for o in c.get("outputs", []):
             if "image/png" in o.get("data", {}):
                 images[section] = images.get(section, 0) + 1
-    for s in range(1, 11):
+    for s in range(1, 12):
         assert images.get(s, 0) >= 1, f"section {s} has no figure"
     assert images[5] >= 8  # one per one-at-a-time sweep and the depth x learning rate grid
     pngs = sorted(p.stem for p in (out / "figures").glob("*.png"))
@@ -108,7 +157,7 @@ def test_html_is_self_contained_linked_and_has_no_machine_paths(quick_study):
             assert not re.match(r"(https?:)?//", m.group(1)), f"<{tag} {attr}={m.group(1)}> loads from the network"
     assert not re.search(r"import\s[^;]*from\s*[\"']https?://", html), "a script imports a module from the network"
     targets = set(re.findall(r'href="#(s\d+)"', html))
-    assert len(targets) == 13 and all(f'id="{t}"' in html for t in targets)
+    assert len(targets) == 14 and all(f'id="{t}"' in html for t in targets)
     ipynb = (out / "study.ipynb").read_text()
     for text in (html, ipynb):
         assert str(out) not in text and str(out.resolve()) not in text
@@ -160,7 +209,9 @@ def _groups(recs, name):
 def _welch(a, b):
     if np.var(a) == 0 and np.var(b) == 0:
         return 1.0 if np.mean(a) == np.mean(b) else 0.0
-    return stats.ttest_ind(a, b, equal_var=False).pvalue
+    with warnings.catch_warnings():  # nearly identical seeds: scipy warns of lost precision; the p-value stands
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return stats.ttest_ind(a, b, equal_var=False).pvalue
 
 
 def _experiment_of(records, name, quick=True):
@@ -254,13 +305,13 @@ def test_every_claim_renders_to_its_sentence_and_its_facts_recompute_from_the_st
     claims = _claims(out)
     kinds = Counter(c["kind"] for c, _ in claims)
     for needed in ("sweep_best", "anova", "recipe", "grid_best", "zero_stored", "threads", "misclassified",
-                   "compute", "ranking", "linear_vs_mlp"):
+                   "compute", "ranking", "linear_vs_mlp", "search_compute", "search_noise", "search_best"):
         assert kinds[needed] >= 1, f"no {needed} claim in the notebook"
     recomputed = 0
     for claim, markdown in claims:
         assert analysis.render(claim["kind"], claim["facts"]) == claim["text"], claim
         assert claim["text"] in markdown
-        check = CHECKS.get(claim["kind"].split("_")[0])
+        check = {**CHECKS, "search": functools.partial(_check_search, out)}.get(claim["kind"].split("_")[0])
         if check is not None and check(claim, records):
             recomputed += 1
     assert recomputed >= 20
@@ -292,3 +343,63 @@ def test_compute_claim_adds_up_the_stored_histories(quick_study, records):
     assert f["model_epochs"] == sum(len(r["history"]) for r in mine)
     assert f["budget_epochs"] == sum(t.epochs for t in trials)
     assert f["model_epochs"] <= f["budget_epochs"]
+
+
+# -- the search comparison, recomputed from the Optuna storages with Optuna's own API --------------------------------
+
+
+def _optuna_trials(path, name):
+    import optuna
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{path}")
+    try:
+        return storage.get_all_trials(storage.get_study_id_from_name(name), deepcopy=False)
+    finally:
+        storage.engine.dispose()
+
+
+def _search_facts(out):
+    """Per method its best value (max over complete trials), model-epochs (epochs summed), trials and pruned trials,
+    read with Optuna's own API."""
+    from optuna.trial import TrialState
+
+    facts = {}
+    for m, s in study.searches(quick=True).items():
+        trials = _optuna_trials(out / s.storage, s.name)
+        facts[m] = {"best": max(t.value for t in trials if t.state == TrialState.COMPLETE),
+                    "epochs": sum(t.user_attrs["epochs"] for t in trials), "trials": len(trials),
+                    "pruned": sum(t.state == TrialState.PRUNED for t in trials), "budget": s.budget}
+    return facts
+
+
+def _check_search(out, claim, records):
+    f, kind, got = claim["facts"], claim["kind"], _search_facts(out)
+    noise = [_val(r) for r in _experiment_of(records, "search_noise")]
+    n, sd = len(noise), float(np.std(noise, ddof=1))
+    if kind == "search_compute":
+        assert f["budget"] == got["grid"]["budget"] and f["halving_pruned"] == got["halving"]["pruned"]
+        for m, g in got.items():
+            assert (f[f"{m}_trials"], f[f"{m}_epochs"]) == (g["trials"], g["epochs"]) and g["epochs"] <= g["budget"]
+    elif kind == "search_noise":
+        assert f["n"] == n and f["sd"] == pytest.approx(sd)
+        assert f["threshold"] == pytest.approx(stats.t.ppf(0.975, n - 1) * math.sqrt(2) * sd)
+    elif kind == "search_best":
+        best = {m: g["best"] for m, g in got.items()}
+        top = max(best.values())
+        assert f["first_val"] == top and best[f["first_method"]] == top
+        assert {f["first_method"], f["second_method"], f["third_method"]} == set(best)
+        for place in ("second", "third"):
+            gap = top - best[f[f"{place}_method"]]
+            p = 2 * stats.t.sf(gap / (sd * math.sqrt(2)), n - 1) if sd > 0 else float(gap == 0)
+            assert f[f"{place}_gap"] == pytest.approx(gap) and f[f"{place}_p"] == pytest.approx(p)
+            assert f[f"{place}_verdict"] == ("beyond" if p < 0.05 else "within")
+    else:
+        return False
+    return True
+
+
+def test_search_claims_recompute_from_the_optuna_storages(quick_study, records):
+    out, *_ = quick_study
+    claims = [c for c, _ in _claims(out) if c["kind"].startswith("search")]
+    assert sorted(c["kind"] for c in claims) == ["search_best", "search_compute", "search_noise"]
+    assert all(_check_search(out, c, records) for c in claims)

@@ -310,6 +310,25 @@ TEMPLATES = {
                   "predicted, not the true one.",
     "ranking": "Ranked by the spread of median validation accuracy they cause (only sweeps whose best and worst "
                "values differ beyond seed noise): {ranking}.",
+    "search_compute": "Each method could spend {budget} model-epochs ({rounds} rounds of {round_epochs}). The grid "
+                      "spent {grid_epochs} on {grid_trials} trials, random search {random_epochs} on {random_trials}, "
+                      "and successive halving {halving_epochs} on {halving_trials}, {halving_pruned} of which it "
+                      "stopped early; {n_failed} trials in all diverged or failed. Random search and halving draw "
+                      "from the same seeded stream: halving tried {n_shared} of random search's {random_trials} "
+                      "settings too.",
+    "search_noise": "The noise of one run, measured on {n} seeds of one setting of this model and budget (learning "
+                    "rate {lr:v}, momentum {momentum:v}): a standard deviation of {sd:pp} points of validation "
+                    "accuracy, so two single runs of one setting differ by more than {threshold:pp} points in only 5% "
+                    "of cases (a t distribution, df = {df}).",
+    "search_noise_none": "The noise of one run was not measured ({n} seed of the noise setting), so no difference "
+                         "between the methods is called.",
+    "search_best": "On validation, **{first}** found the best setting, {first_val:pct}, against {second_val:pct} for "
+                   "{second} ({second_gap:pp} points lower: {second_verdict} seed noise, p {second_p:p}) and "
+                   "{third_val:pct} for {third} ({third_gap:pp} points lower: {third_verdict} seed noise, p "
+                   "{third_p:p}); {conclusion}.",
+    "search_best_unmeasured": "On validation, **{first}** found the best setting, {first_val:pct}, against "
+                              "{second_val:pct} for {second} and {third_val:pct} for {third}; without a measured "
+                              "noise (or a completed trial in every search) these differences are not called.",
 }
 
 
@@ -425,6 +444,107 @@ def ranking_claim(sweeps: dict[str, list[Point]]) -> Claim:
     measured = sorted(((s, name) for name, pts in sweeps.items() for s, ok in [spread(pts)] if ok), reverse=True)
     text = ", ".join(f"{name} ({100 * s:.1f} points)" for s, name in measured) or "none"
     return Claim("ranking", {"ranking": text, "order": [name for _, name in measured]})
+
+
+# -- searches at equal compute (a search's trials as plain dicts: study.search_trials) --------------------------------
+
+
+def search_summary(trials: list[dict], seeds: int = 1) -> dict:
+    """One search: trials that ended (complete, pruned, failed), model-epochs spent (epochs trained x seeds), seconds
+    (each population's wall time once: the longest of its trials'), and its best trial on validation (ties: the
+    earliest, as tune.py picks it) with that trial's test accuracy and setting (None without a complete trial)."""
+    ended = [t for t in trials if t["state"] in ("complete", "pruned", "fail")]
+    done = [t for t in ended if t["state"] == "complete" and t["value"] is not None]
+    b = max(done, key=lambda t: (t["value"], -t["number"])) if done else None
+    pops: dict = {}
+    for t in ended:
+        if t["population"] is not None:
+            pops[t["population"]] = max(pops.get(t["population"], 0.0), t["seconds"] or 0.0)
+    return {"trials": len(ended), "complete": len(done), "pruned": sum(t["state"] == "pruned" for t in ended),
+            "failed": sum(t["state"] == "fail" for t in ended),
+            "model_epochs": sum(t["epochs"] for t in ended) * seeds, "seconds": sum(pops.values()),
+            "best_val": b["value"] if b else None, "best_test": b["test_accuracy"] if b else None,
+            "best_params": dict(b["params"]) if b else {}, "best_number": b["number"] if b else None}
+
+
+def search_curve(trials: list[dict], seeds: int = 1) -> list[tuple[int, float]]:
+    """Best validation accuracy so far against model-epochs spent, at the end of each round of a search (rounds in
+    the order they were asked: by their first trial's number): [(model-epochs, best value, nan before any)]."""
+    rounds: dict = {}
+    for t in sorted(trials, key=lambda t: t["number"]):
+        if t["round"] is not None and t["state"] in ("complete", "pruned", "fail"):
+            rounds.setdefault(t["round"], []).append(t)
+    spent, top, out = 0, -math.inf, []
+    for ts in rounds.values():
+        spent += sum(t["epochs"] for t in ts) * seeds
+        top = max([top] + [t["value"] for t in ts if t["state"] == "complete" and t["value"] is not None])
+        out.append((spent, top if top > -math.inf else math.nan))
+    return out
+
+
+def shared_settings(a: list[dict], b: list[dict]) -> int:
+    """How many of search a's trials have exactly the parameters of one of search b's trials."""
+    seen = {tuple(sorted(t["params"].items())) for t in b}
+    return sum(tuple(sorted(t["params"].items())) in seen for t in a)
+
+
+def noise_p(gap: float, sd: float, n: int) -> float:
+    """Two-sided p-value of a gap between two single runs of one setting whose seeds have standard deviation sd
+    (measured on n seeds): gap / (sd sqrt 2) follows a t distribution with n - 1 degrees of freedom. nan for n < 2;
+    with sd = 0, any gap is real (0) and none is not (1)."""
+    from scipy import stats
+
+    if n < 2 or math.isnan(gap):
+        return math.nan
+    if sd == 0:
+        return 0.0 if gap != 0 else 1.0
+    return float(2 * stats.t.sf(abs(gap) / (sd * math.sqrt(2)), n - 1))
+
+
+def search_claims(summaries: dict[str, dict], titles: dict[str, str], rounds: int, round_epochs: int,
+                  noise: list[float], noise_setting: dict, shared: int) -> list[Claim]:
+    """The search comparison (methods grid, random, halving, as search_summary gives them): what each spent, the
+    noise of one run (validation accuracies of `noise`'s seeds at `noise_setting`) and which method found the best
+    validation accuracy, each gap called beyond or within that noise (noise_p < ALPHA). `shared`: how many of random
+    search's settings halving tried too."""
+    from scipy import stats
+
+    assert list(summaries) == ["grid", "random", "halving"], f"expected grid, random, halving, got {list(summaries)}"
+    s = summaries
+    compute = {"budget": rounds * round_epochs, "rounds": rounds, "round_epochs": round_epochs,
+               **{f"{m}_epochs": v["model_epochs"] for m, v in s.items()},
+               **{f"{m}_trials": v["trials"] for m, v in s.items()},
+               "halving_pruned": s["halving"]["pruned"], "n_failed": sum(v["failed"] for v in s.values()),
+               "n_shared": shared}
+    out = [Claim("search_compute", compute)]
+    n = len(noise)
+    sd = statistics.stdev(noise) if n >= 2 else math.nan
+    base = {k: noise_setting[k] for k in ("lr", "momentum")}
+    if n >= 2:
+        out.append(Claim("search_noise", {**base, "n": n, "sd": sd, "df": n - 1,
+                                          "threshold": float(stats.t.ppf(1 - ALPHA / 2, n - 1)) * math.sqrt(2) * sd}))
+    else:
+        out.append(Claim("search_noise_none", {**base, "n": n}))
+    ranked = sorted(s, key=lambda m: -(s[m]["best_val"] if s[m]["best_val"] is not None else -math.inf))
+    facts = {}
+    for place, m in zip(("first", "second", "third"), ranked):
+        facts[place], facts[f"{place}_method"], facts[f"{place}_val"] = titles[m], m, s[m]["best_val"]
+    if n < 2 or any(s[m]["best_val"] is None for m in s):
+        out.append(Claim("search_best_unmeasured", facts))
+        return out
+    beyond = []
+    for place in ("second", "third"):
+        gap = facts["first_val"] - facts[f"{place}_val"]
+        p = noise_p(gap, sd, n)
+        facts.update({f"{place}_gap": gap, f"{place}_p": p, f"{place}_verdict": "beyond" if p < ALPHA else "within"})
+        beyond.append(p < ALPHA)
+    first, second, third = facts["first"], facts["second"], facts["third"]
+    facts["conclusion"] = (f"{first} is ahead of both beyond seed noise" if all(beyond) else
+                           f"{first} is ahead of {third} beyond seed noise, but cannot be told apart from {second}"
+                           if beyond[1] else
+                           "no gap exceeds seed noise, so this comparison does not rank the three methods")
+    out.append(Claim("search_best", facts))
+    return out
 
 
 # -- formatting -----------------------------------------------------------------------------------------------------

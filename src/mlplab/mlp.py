@@ -73,21 +73,36 @@ def linear(x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
     """x @ w + b for every model (x @ w when b is None).
 
     x: (B, D) shared by all models, or (M, B, D); w: (M, D, H); b: (M, 1, H). Returns (M, B, H).
-    A shared input to narrow layers (H < 16) is multiplied by all models' weights in ONE matmul, (B, D) @ (D, M*H),
-    since M products of width H would each be too narrow to run fast. Wider layers take one batched product over a
-    broadcast view of x instead: that skips copying w into the (D, M*H) layout and leaves its gradient contiguous,
-    copies that cost more than the wide product gains from H = 16 on (2-core CPU, torch 2.13; see
-    benchmarks/population.py and BENCHMARKS.md).
+    A shared input to narrow layers (H < 16) of several models is multiplied by all models' weights in ONE matmul,
+    (B, D) @ (D, M*H), since M products of width H would each be too narrow to run fast. Wider layers (and a single
+    model) take one batched product over a broadcast view of x instead: that skips copying w into the (D, M*H)
+    layout and leaves its gradient contiguous, copies that cost more than the wide product gains from H = 16 on
+    (2-core CPU, torch 2.13; see benchmarks/population.py and BENCHMARKS.md); for one model it is also the fewest
+    operations (a view and one fused product-plus-bias), which is what a single small model's step time is made of.
     """
     M, D, H = w.shape
-    if x.dim() == 2 and (M == 1 or H < 16):
+    low = _autocast_dtype(x.device)  # bf16 under mlplab's bf16 precision, else None
+    if x.dim() == 2 and M > 1 and (H < 16 or (low is not None and H <= WIDE_LOW_PRECISION_MAX_H)):
         B = x.shape[0]
-        wide = w.permute(1, 0, 2).reshape(D, M * H)  # (D, M*H); a view when M == 1
-        out = (x @ wide).view(B, M, H).transpose(0, 1)  # (M, B, H)
+        # (D, M*H) in one pass that also casts (under autocast the cast is a copy anyway, so the layout is free)
+        wide = w.permute(1, 0, 2).to(low or w.dtype, memory_format=torch.contiguous_format).reshape(D, M * H)
+        out = (x.to(wide.dtype) @ wide).view(B, M, H).transpose(0, 1)  # (M, B, H)
         return out if b is None else out + b.to(out.dtype)  # under bf16 autocast keep the activations bf16 too
     if x.dim() == 2:
         x = x.expand(M, *x.shape)  # (M, B, D): a view, nothing is copied
     return torch.bmm(x, w) if b is None else torch.baddbmm(b, x, w)  # (M, B, H)
+
+
+# Shared-input layers of several models up to this width take the one wide product in bf16 (see linear): 15% faster
+# than the batched product for 40 x 784-128-10 (5 streams of 8), the same at 64 units, no better at 256 (2-core CPU)
+WIDE_LOW_PRECISION_MAX_H = 128
+
+
+def _autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """The lower precision autocast is running matmuls in on `device` now, or None when it is off."""
+    if not torch.is_autocast_enabled(device.type):
+        return None
+    return torch.get_autocast_dtype(device.type)
 
 
 def forward(params: Params, x: Tensor, activation: str, drop: Drop | None = None, norm: Norm | None = None) -> Tensor:

@@ -15,8 +15,9 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import LogNorm
+from matplotlib.ticker import FuncFormatter
 
-from mlplab.analysis import Point, best, fmt_value
+from mlplab.analysis import Point, best, fmt_value, pct
 
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p"]
@@ -297,4 +298,31 @@ def compute_bars(names: list[str], model_epochs: list[int], budget_epochs: list[
     a2.barh(y, seconds, color=OKABE_ITO[2])
     a2.set_xlabel("seconds of training (its share of each population)")
     fig.suptitle(title)
+    return fig
+
+
+def search_progress(curves: dict[str, list[tuple[int, float]]], budget: int, title: str):
+    """Best validation error so far (log axis) against model-epochs spent: one step line per search, a marker at the
+    end of each of its rounds (each its own colour, line style and marker), and the common budget as a vertical
+    line. `curves`: label -> [(model-epochs, best validation accuracy so far; nan before any)]."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.3))
+    errs = []
+    for k, (label, points) in enumerate(curves.items()):
+        pts = [(x, y) for x, y in points if y is not None and math.isfinite(y)]
+        if not pts:
+            continue
+        xs, ys = [x for x, _ in pts], [100 * (1 - y) for _, y in pts]
+        errs += ys
+        ax.plot(xs, ys, drawstyle="steps-post", color=OKABE_ITO[k % 8], ls=LINESTYLES[k % 4],
+                marker=MARKERS[k % len(MARKERS)], ms=7, mfc="none" if k % 2 else OKABE_ITO[k % 8], lw=1.6,
+                label=f"{label}: best {pct(pts[-1][1], 2)}")
+    ax.axvline(budget, color="gray", ls=":", lw=1, label=f"budget: {budget} model-epochs")
+    _error_axis(ax, errs, "best validation error so far (%, log scale)")
+    plain = FuncFormatter(lambda v, _: f"{v:g}")  # the range spans less than a decade: 4, not 4 x 10^0
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(plain)
+    ax.set_xlim(0, budget * 1.05)
+    ax.set_xlabel("model-epochs spent")
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="best")
     return fig

@@ -30,8 +30,8 @@ from mlplab import optim
 from mlplab import regularization as reg
 from mlplab.config import TrainConfig
 from mlplab.device import autocast
-from mlplab.losses import correct, cross_entropy
-from mlplab.mlp import Params, forward, forward_streams, init_mlp
+from mlplab.losses import correct, cross_entropy, one_hot
+from mlplab.mlp import Params, forward, forward_streams, init_mlp, n_layers
 from mlplab.schedules import lr_factor
 from mlplab.seeds import generator
 
@@ -83,6 +83,7 @@ class Population:
     best_epoch: list[int] = field(default_factory=list)
     bad_epochs: list[int] = field(default_factory=list)
     best: Params | None = None  # evaluated parameters at each model's best epoch; None when no model stops early
+    all_alive: bool = True  # a cached "alive.all()" (False is always safe: it only means the masked update is used)
 
     # -- building and compacting ---------------------------------------------------------------------------------
     @classmethod
@@ -151,6 +152,7 @@ class Population:
             gens={k: None if g is None else [g[i] for i in idx] for k, g in self.gens.items()},
             order_gens={s: g for s, g in self.order_gens.items() if any(c.order_seed == s for c in configs)},
             alive=self.alive.index_select(0, at),
+            all_alive=bool(self.alive.index_select(0, at).all()),
             died_at=self.died_at.index_select(0, at),
             best_loss=[self.best_loss[i] for i in idx],
             best_epoch=[self.best_epoch[i] for i in idx],
@@ -186,27 +188,36 @@ class Population:
         M, dev = self.size, self.alive.device
         groups = self.groups()
         orders = torch.stack([data_mod.epoch_order(len(X), g) for g in self.order_gens.values()]).to(dev)  # (S, N)
-        loss_sum = torch.zeros(M, device=dev)
-        loss_steps = torch.zeros(M, device=dev)
+        hot = one_hot(Y, self.n_classes()).float()  # (N, C): each step picks its batch's rows
         host_checks = dev.type == "cpu"
+        step_losses, step_ok = [], []  # per step (M,): summed once at the end, not with two operations per step
         for sl in plan.slices:
-            losses, ok = self._step(X, Y, orders[:, sl], groups, plan, host_checks)
-            loss_sum += torch.where(ok, losses, 0.0)
-            loss_steps += ok
+            losses, ok = self._step(X, hot, orders[:, sl], groups, plan, host_checks)
+            step_losses.append(losses)
+            step_ok.append(ok)
             if on_step is not None:
                 on_step()
             if self.step % CHECK_EVERY == 0 and not bool(self.alive.any()):
                 break
-        return loss_sum, loss_steps
+        if not step_losses:
+            return torch.zeros(M, device=dev), torch.zeros(M, device=dev)
+        ok = torch.stack(step_ok)  # (steps, M)
+        return torch.where(ok, torch.stack(step_losses), 0.0).sum(0), ok.sum(0, dtype=torch.float32)
 
-    def _step(self, X, Y, idx: Tensor, groups: list[slice], plan: EpochPlan, host_checks: bool):
-        """One optimizer step of every model on the batch rows idx (S, B). Returns (losses (M,), finite (M,))."""
+    def n_classes(self) -> int:
+        return self.params[f"w{n_layers(self.params) - 1}"].shape[-1]
+
+    def _step(self, X, hot, idx: Tensor, groups: list[slice], plan: EpochPlan, host_checks: bool):
+        """One optimizer step of every model on the batch rows idx (S, B); hot (N, C) the one-hot labels of X.
+        Returns (losses (M,), finite (M,)). On the CPU with every model alive, this is a short, fixed list of
+        operations (a single small model's step time is mostly per-operation overhead, not arithmetic)."""
         c0, M, hp, params = self.configs[0], self.size, self.hp, self.params
-        xs = [X[i] for i in idx]  # S batches (B, D)
         if len(groups) == 1:
-            yb = Y[idx[0]]  # (B,): shared by all models
+            xs = [X[idx[0]]]  # (B, D)
+            hb = hot[idx[0]]  # (B, C): shared by all models
         else:
-            yb = torch.cat([Y[i].expand(g.stop - g.start, -1) for i, g in zip(idx, groups)])  # (M, B)
+            xs = [X[i] for i in idx]  # S batches (B, D)
+            hb = torch.cat([hot[i].expand(g.stop - g.start, -1, -1) for i, g in zip(idx, groups)])  # (M, B, C)
         hidden_gens, noise_gens = self.gens["hidden_dropout"], self.gens["noise"]
         input_gens = self.gens["input_dropout"]
         drop = None if hidden_gens is None else (lambda h: reg.dropout(h, hp["dropout"], hidden_gens))
@@ -230,16 +241,21 @@ class Population:
             else:
                 logits = forward_streams(params, xs, groups, c0.activation, drop, norm)  # (M, B, C)
         smoothing = hp["label_smoothing"] if isinstance(hp["label_smoothing"], float) else hp["label_smoothing"].view(M)
-        losses = cross_entropy(logits.float(), yb, smoothing)  # (M,)
+        losses = cross_entropy(logits.float(), None, smoothing, hot=hb)  # (M,)
         grads = dict(zip(params, torch.autograd.grad(losses.sum(), list(params.values()))))
         ok = _finite_per_model(losses, grads)  # (M,)
-        self.died_at = torch.where(self.alive & ~ok, self.step, self.died_at)
-        self.alive &= ok
         # Frozen models keep their parameters and optimizer state; the masked update gives the others the same
-        # bits as the unmasked one. On the CPU a host check is free, so the all-alive case skips the mask.
-        keep = None if host_checks and bool(self.alive.all()) else self.alive.view(M, 1, 1)
-        lr = hp["lr"] * lr_factor(c0.schedule, self.step, plan.total_steps, plan.steps_per_epoch, c0.step_size,
-                                  c0.gamma, c0.warmup_steps)
+        # bits as the unmasked one. On the CPU a host check is free, so the all-alive case skips the mask (and the
+        # bookkeeping of who died when).
+        clean = host_checks and self.all_alive and bool(ok.all())
+        if not clean:
+            self.died_at = torch.where(self.alive & ~ok, self.step, self.died_at)
+            self.alive &= ok
+            self.all_alive = host_checks and bool(self.alive.all())
+        keep = None if clean or self.all_alive else self.alive.view(M, 1, 1)
+        factor = lr_factor(c0.schedule, self.step, plan.total_steps, plan.steps_per_epoch, c0.step_size, c0.gamma,
+                           c0.warmup_steps)
+        lr = hp["lr"] if factor == 1.0 else hp["lr"] * factor  # (M, 1, 1)
         if c0.optimizer == "sgd":
             optim.sgd_step(params, grads, self.opt_state, lr, hp["momentum"], hp["weight_decay"], c0.nesterov, keep)
         else:
@@ -322,10 +338,8 @@ def evaluate(params: Params, evals: dict[str, tuple[Tensor, Tensor]], activation
 
 def _finite_per_model(losses: Tensor, grads: Params) -> Tensor:
     """(M,) True where the loss and every gradient entry of that model are finite (one reduction per tensor)."""
-    total = losses.detach().clone()  # (M,)
-    for g in grads.values():
-        total += g.flatten(1).sum(dim=1)  # a NaN or inf anywhere makes the model's sum non-finite
-    return torch.isfinite(total)
+    sums = torch.stack([g.sum(dim=tuple(range(1, g.dim()))) for g in grads.values()])  # (tensors, M)
+    return torch.isfinite(losses.detach() + sums.sum(0))  # a NaN or inf anywhere makes the model's sum non-finite
 
 
 def check_compatible(configs: list[TrainConfig]) -> None:

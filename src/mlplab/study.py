@@ -6,15 +6,19 @@ notebook (plus HTML and figures) whose cells read the result store.
     mlplab study --out report --store runs/study.sqlite --seeds 5
 
 Trials that are already in the store are reused, so a second run (or one after Ctrl-C) only trains what is missing
-and re-executes the notebook. The notebook and HTML are written atomically.
+and re-executes the notebook. The three searches of the notebook's section 9 (grid, random search and successive
+halving, through `mlplab.tune`) go into Optuna storages in the output folder, OUT/search-METHOD.optuna.sqlite3,
+and resume the same way. The notebook and HTML are written atomically.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
+import hashlib
 import importlib.resources
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -22,7 +26,7 @@ import sys
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mlplab.config import TrainConfig
@@ -53,6 +57,142 @@ RECIPES = {
     "momentum_wd": {"init": "kaiming_uniform", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4},
     "adam": {"init": "kaiming_uniform", "optimizer": "adam", "lr": 1e-3, "momentum": 0.0},
 }
+
+
+# The search comparison (the notebook's section 9): the grid, random search and successive halving on ONE search space,
+# the learning rate (log scale) x momentum of a narrow MLP (784-32-10, plain fp32: bf16 does not pay at this width)
+# trained for a few epochs without early stopping, each run through `mlplab.tune` with one seed per trial and a fixed
+# sampler seed. The grid is a lattice of the box [min, max] of its values, which random search and halving sample
+# (the learning rate log-uniformly, momentum uniformly). Equal compute: every method trains in SEARCH_ROUNDS rounds,
+# each of the same budget of model-epochs (a grid round: its trials x SEARCH_EPOCHS); a halving round starts the most
+# trials whose schedule fits that budget (tune.halving_trials). Full: 20 grid points, 4 rounds of 20 model-epochs,
+# 80 per method; quick: 4 points, 2 rounds of 4.
+SEARCH_BASE = {"hidden": [32], "activation": "relu", "init": "kaiming_uniform", "optimizer": "sgd",
+               "batch_size": 128, "precision": "fp32"}
+SEARCH_GRID = {"lr": [0.001, 0.00562, 0.0316, 0.178, 1.0], "momentum": [0.0, 0.3, 0.6, 0.9]}  # 10^(-3 + 0.75 k)
+QUICK_SEARCH_GRID = {"lr": [0.01, 0.1], "momentum": [0.0, 0.9]}
+SEARCH_EPOCHS, SEARCH_ROUNDS = 4, 4
+QUICK_SEARCH_EPOCHS, QUICK_SEARCH_ROUNDS = 2, 2
+SEARCH_ETA = 2  # halving keeps the best half after epochs 1, 2, 4, ... (rungs: tune.halving_rungs)
+SEARCH_SEED = 0  # the samplers' seed (the grid's order, random search's and halving's draws)
+SEARCH_NOISE = {"lr": 0.05, "momentum": 0.9}  # the setting whose seeds measure one run's noise (search_noise)
+SEARCH_TITLES = {"grid": "grid search", "random": "random search", "halving": "successive halving"}
+
+
+@dataclass(frozen=True)
+class Search:
+    method: str  # grid | random | halving
+    title: str
+    spec: dict  # tune.run's spec in its TOML form; [tune] name carries a digest of the rest
+    rounds: int  # rounds of equal model-epochs
+    round_epochs: int  # model-epochs of one round (the grid's trials per round x epochs), the same for every method
+
+    @property
+    def name(self) -> str:
+        return self.spec["tune"]["name"]
+
+    @property
+    def storage(self) -> str:
+        """The Optuna storage's file name, inside the study's output folder."""
+        return f"search-{self.method}.optuna.sqlite3"
+
+    @property
+    def budget(self) -> int:
+        """Model-epochs the method may spend (if no model diverges, it spends exactly this)."""
+        return self.rounds * self.round_epochs
+
+
+def searches(quick: bool = False) -> dict[str, Search]:
+    """The three searches of the comparison, at equal compute (see the comment above SEARCH_BASE)."""
+    from mlplab.tune import halving_trials
+
+    grid = QUICK_SEARCH_GRID if quick else SEARCH_GRID
+    epochs, rounds = (QUICK_SEARCH_EPOCHS, QUICK_SEARCH_ROUNDS) if quick else (SEARCH_EPOCHS, SEARCH_ROUNDS)
+    n = math.prod(len(v) for v in grid.values())
+    assert n % rounds == 0, f"the grid's {n} points must split into {rounds} equal rounds"
+    per_round = n // rounds
+    round_epochs = per_round * epochs
+    n_halving = halving_trials(round_epochs, epochs, 1, SEARCH_ETA)  # per round
+    box = {"lr": {"loguniform": [min(grid["lr"]), max(grid["lr"])]},
+           "momentum": {"uniform": [min(grid["momentum"]), max(grid["momentum"])]}}
+    lattice = {k: {"choice": list(v)} for k, v in grid.items()}
+    plans = {"grid": (lattice, "grid", "none", per_round), "random": (box, "random", "none", per_round),
+             "halving": (box, "random", "halving", n_halving)}
+    out = {}
+    for method, (space, sampler, pruner, k) in plans.items():
+        doc = {"base": dict(SEARCH_BASE), "search": space,
+               "tune": {"trials": rounds * k, "per_round": k, "sampler": sampler, "pruner": pruner,
+                        "max_epochs": epochs, "seeds": 1, "seed": SEARCH_SEED, "eta": SEARCH_ETA, "min_epochs": 1}}
+        # A changed spec makes a new Optuna study beside the old one (tune refuses to resume a study of another spec)
+        digest = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:8]
+        doc["tune"]["name"] = f"{method}-{digest}"
+        out[method] = Search(method, SEARCH_TITLES[method], doc, rounds, round_epochs)
+    return out
+
+
+def search_round_configs(s: Search) -> list[TrainConfig]:
+    """One round's models at the epochs each trains when none diverges (halving: dropped at its rung), for the plan."""
+    from mlplab.sweep import make_config
+    from mlplab.tune import halving_rungs
+
+    t = s.spec["tune"]
+    c = make_config(s.spec["base"], {**SEARCH_NOISE, "epochs": t["max_epochs"]})
+    if t["pruner"] != "halving":
+        return [c] * t["per_round"]
+    alive, epochs = t["per_round"], []
+    for rung in halving_rungs(t["max_epochs"], t["min_epochs"], t["eta"]):
+        keep = max(1, alive // t["eta"])
+        epochs += [rung] * (alive - keep)
+        alive = keep
+    epochs += [t["max_epochs"]] * alive
+    return [replace(c, epochs=e) for e in epochs]
+
+
+def run_searches(out: Path, quick: bool, device, threads: int | None = None, backend: str = "local",
+                 address: str | None = None, deterministic: bool = False, log=print) -> dict:
+    """Run (or resume) the three searches into OUT/search-METHOD.optuna.sqlite3; a rerun finds their trials counted
+    and trains nothing. Returns {method: tune.TuneSummary of this run}."""
+    from mlplab import tune
+
+    done = {}
+    for m, s in searches(quick).items():
+        done[m] = tune.run(s.spec, storage=Path(out) / s.storage, device=device, backend=backend, address=address,
+                           threads=threads, deterministic=deterministic,
+                           log=lambda line, m=m: log(f"search {m}: {line}"))
+    return done
+
+
+def search_trials(storage: str | Path, name: str) -> list[dict]:
+    """The trials of one search as plain dicts: number, state (complete, pruned, fail, running, waiting; "retried"
+    for a trial whose driver stopped and that Optuna queued again, which tune.py does not count either), value
+    (validation accuracy), params, epochs trained, seconds and population (its wall time and where it trained),
+    round (the population's round), test_accuracy and outcome (user attributes that tune.py records)."""
+    from tqdm import TqdmWarning
+
+    from mlplab.tune import storage_url
+
+    with warnings.catch_warnings():
+        # optuna imports tqdm.auto, which warns inside a Jupyter kernel without ipywidgets (the notebook calls this);
+        # optuna draws no progress bar here, so the warning is noise in the report.
+        warnings.filterwarnings("ignore", "IProgress not found", TqdmWarning)
+        import optuna
+
+    rdb = optuna.storages.RDBStorage(storage_url(storage))
+    try:
+        trials = rdb.get_all_trials(rdb.get_study_id_from_name(name), deepcopy=False)
+    finally:
+        rdb.engine.dispose()  # close its connections now, not when garbage is collected (a ResourceWarning)
+    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}  # set by Optuna's retry callback
+    out = []
+    for t in trials:
+        a = t.user_attrs
+        population = a.get("population")
+        state = "retried" if t.number in retried else t.state.name.lower()
+        out.append({"number": t.number, "state": state, "value": t.value, "params": dict(t.params),
+                    "epochs": a.get("epochs", 0), "seconds": a.get("seconds"), "population": population,
+                    "round": population.rsplit("-", 1)[0] if population else None,
+                    "test_accuracy": a.get("test_accuracy"), "outcome": a.get("outcome")})
+    return out
 
 
 @dataclass(frozen=True)
@@ -122,12 +262,12 @@ def experiments(quick: bool = False, seeds: int | None = None) -> dict[str, Expe
         one("init_scale", "Initialization scale a of uniform(-a, a)", "init_scale",
             {"logspace": [-4, 1, 6 if q else 11]}, base_over={"init": "uniform"}),
         one("lr", "Learning rate", "lr", lrs),
-        one("batch_size", "Batch size", "batch_size", [32, 128, 512, 2048] if q else {"pow2": [5, 12]},
+        one("batch_size", "Batch size", "batch_size", [64, 128, 512, 2048] if q else {"pow2": [5, 12]},
             " examples"),
         one("depth", "Depth (hidden layers of 128)", "depth", [0, 1, 2, 4] if q else [0, 1, 2, 3, 4, 6, 8]),
         crossed("depth_x_lr", "Depth x learning rate (the rate re-tuned per depth)",
                 {"lr": grid_lrs, "depth": [1, 2, 4] if q else [1, 2, 4, 8]}),
-        crossed("batch_x_lr", "Batch size x learning rate", {"lr": grid_lrs, "batch_size": [32, 512] if q else
+        crossed("batch_x_lr", "Batch size x learning rate", {"lr": grid_lrs, "batch_size": [64, 512] if q else
                                                              [32, 128, 2048]}),
         crossed("lr_x_init_scale", "Learning rate x init scale", {"lr": grid_lrs, "init_scale":
                                                                   {"logspace": [-3, 0.5, 4 if q else 6]}},
@@ -137,6 +277,12 @@ def experiments(quick: bool = False, seeds: int | None = None) -> dict[str, Expe
         Experiment("seeds", "Init seed x data-order seed", "seed",
                    (spec("seeds", {"seed": list(range(3 if q else 5)), "data_seed": list(range(3 if q else 5))},
                          1, grid=True),)),
+        # One setting of the search comparison's model, trained like its trials (no early stopping), over seeds: the
+        # noise of a single run, against which the searches' best values are compared.
+        Experiment("search_noise", "Seed noise of the searches' model (784-32-10)", "",
+                   (SweepSpec(base={**SEARCH_BASE, **SEARCH_NOISE,
+                                    "epochs": QUICK_SEARCH_EPOCHS if q else SEARCH_EPOCHS},
+                              seeds=n_seeds, name="search_noise", source="study:search_noise"),)),
     ]
     return {e.name: e for e in exps}
 
@@ -160,10 +306,11 @@ def experiment_records(records: list[dict], exp: Experiment) -> list[dict]:
     return [by_key[k] for k in (trial_key(t) for t in exp.trials()) if k in by_key]
 
 
-def plan_lines(exps: dict[str, Experiment]) -> list[str]:
+def plan_lines(exps: dict[str, Experiment], quick: bool = False) -> list[str]:
     """The study's plan before training: per experiment its trials, model-epochs at the budget, matmul FLOPs and
-    predicted seconds (cost.py: FLOPs / an assumed throughput + steps x an assumed per-step overhead), and the
-    total. An upper bound: early stopping ends most models before their budget."""
+    predicted seconds (cost.py: FLOPs / an assumed throughput + steps x an assumed per-step overhead); then per
+    search of section 9 the trials it starts and the model-epochs it may spend; and the total. An upper bound: early
+    stopping ends most models before their budget."""
     from mlplab import cost
 
     trials = all_trials(exps)
@@ -173,8 +320,15 @@ def plan_lines(exps: dict[str, Experiment]) -> list[str]:
         est = cost.shares(trials, e.trials())
         lines.append(f"{e.name:<18} {e.precision:>9} {len(e.trials()):>6} {est.model_epochs:>12} "
                      f"{est.flops / 1e12:>7.1f} {est.seconds:>11.0f}")
-    total = cost.estimate(trials)
-    lines.append(f"{'all (each trial once)':<28} {len(trials):>14} {total.model_epochs:>12} {total.flops / 1e12:>7.1f} "
+    total, n_total = cost.estimate(trials), len(trials)
+    for s in searches(quick).values():
+        configs = search_round_configs(s)
+        est = cost.population_estimate(configs)  # one round; every round has the same shape
+        est = cost.Estimate(est.model_epochs * s.rounds, est.flops * s.rounds, est.seconds * s.rounds)
+        total, n_total = total + est, n_total + s.spec["tune"]["trials"]
+        lines.append(f"{'search-' + s.method:<18} {configs[0].precision:>9} {s.spec['tune']['trials']:>6} "
+                     f"{est.model_epochs:>12} {est.flops / 1e12:>7.1f} {est.seconds:>11.0f}")
+    lines.append(f"{'all (each trial once)':<28} {n_total:>14} {total.model_epochs:>12} {total.flops / 1e12:>7.1f} "
                  f"{total.seconds:>11.0f}")
     lines.append(f"predicted training time at most {total.seconds / 60:.1f} min (every model to its epoch budget; "
                  "assumed throughput fp32 150, bf16 330 GFLOP/s, plus per-step overhead; see mlplab/cost.py)")
@@ -297,8 +451,10 @@ def run_study(out: str | Path = "study", store: str | Path | None = None, quick:
               device: str = "auto", seeds: int | None = None, progress: bool | None = None, log=print,
               backend: str = "local", address: str | None = None, deterministic: bool = False,
               threads: int | None = None) -> dict:
-    """Train what is missing, then write out/study.ipynb, out/study.html and out/figures/. Returns timings and
-    `missing`: the keys of trials that are not finished (failed), listed in the notebook and on stderr."""
+    """Train what is missing (the experiments into `store`, then the three searches into OUT's Optuna storages),
+    then write out/study.ipynb, out/study.html and out/figures/. Returns timings, `missing`: the keys of trials
+    that are not finished (failed), listed in the notebook and on stderr, and `searches`: per method its trials,
+    those run now and their model-epochs."""
     from mlplab.device import resolve_device
     from mlplab.runner import run_sweep
 
@@ -309,11 +465,17 @@ def run_study(out: str | Path = "study", store: str | Path | None = None, quick:
         dev = resolve_device(device)
         exps = experiments(quick, seeds)
         trials = all_trials(exps)
-        for line in plan_lines(exps):  # model-epochs, FLOPs and predicted time, before any training
+        for line in plan_lines(exps, quick):  # model-epochs, FLOPs and predicted time, before any training
             log(line)
         t0 = time.perf_counter()
         report = run_sweep(trials, store, device=dev, progress=progress, name="study-quick" if quick else "study",
                            log=log, backend=backend, address=address, deterministic=deterministic, threads=threads)
+        t_searches = time.perf_counter()
+        searched = run_searches(out, quick, dev, threads=threads, backend=backend, address=address,
+                                deterministic=deterministic, log=log)
+        log("searches: " + ", ".join(f"{m} {s.trials} trials ({s.ran} run now, {s.model_epochs} model-epochs)"
+                                     for m, s in searched.items())
+            + f", {time.perf_counter() - t_searches:.1f} s")
         t_train = time.perf_counter() - t0
         missing = missing_trials(store, trials)
         if missing:
@@ -328,7 +490,9 @@ def run_study(out: str | Path = "study", store: str | Path | None = None, quick:
         log(f"wrote {out / 'study.ipynb'}, {out / 'study.html'} and {out / 'figures'} ({t_report:.1f} s)")
     return {"trials": len(trials), "trained": report.trained, "reused": report.skipped,
             "train_seconds": t_train, "report_seconds": t_report, "store": str(store),
-            "missing": [m["key"] for m in missing]}
+            "missing": [m["key"] for m in missing],
+            "searches": {m: {"trials": s.trials, "ran": s.ran, "model_epochs": s.model_epochs}
+                         for m, s in searched.items()}}
 
 
 def missing_trials(store: Path, trials: list[TrainConfig]) -> list[dict]:

@@ -20,11 +20,12 @@
 # 6. [Failure modes](#s6)
 # 7. [Interactions](#s7)
 # 8. [Randomness](#s8)
-# 9. [Inside the networks](#s9)
-# 10. [What the study cost](#s10)
-# 11. [Summary](#s11)
-# 12. [Reflection on the low-level interface](#s12)
-# 13. [Appendix: mlplab's model code](#s13)
+# 9. [Grid, random search and successive halving at equal compute](#s9)
+# 10. [Inside the networks](#s10)
+# 11. [What the study cost](#s11)
+# 12. [Summary](#s12)
+# 13. [Reflection on the low-level interface](#s13)
+# 14. [Appendix: mlplab's model code](#s14)
 
 # %% tags=["parameters", "hide-input"]
 STORE = "study.sqlite"
@@ -499,9 +500,70 @@ say([Claim("threads", {"t_a": 1, "t_b": 2, "repeat": "bit-identical" if same els
 
 # %% [markdown]
 # <a id="s9"></a>
-# ## 9. Inside the networks
+# ## 9. Grid, random search and successive halving at equal compute
 #
-# ### 9.1 Signal and gradient through depth, at initialization
+# Sections 5 and 7 searched by brute force: every value, or every cell of a grid, trained with several seeds to
+# convergence. Here three ways of searching one space are compared at the same compute, each run through
+# `mlplab tune` (Optuna) on a narrow MLP (784-32-10, ReLU, He-uniform weights, SGD, batch 128) trained for a fixed
+# few epochs, with one seed per trial and fixed sampler seeds. The space is the learning rate (log scale) x momentum:
+#
+# - **Grid**: a lattice of the box, every point trained once, in a seeded random order.
+# - **Random search**: settings drawn from the same box (the learning rate log-uniformly, momentum uniformly). When
+#   only some dimensions matter, random search tries more distinct values of them than a grid of the same size
+#   (Bergstra & Bengio, 2012).
+# - **Successive halving**: random settings too, but many more of them, each trained for one epoch; after epochs 1,
+#   2, 4, ... only the best half on validation train on (synchronously: the whole round trains as one population and
+#   the others leave it; Jamieson & Talwalkar, 2016). It spends its compute on the settings that look good early.
+#
+# **Equal compute** is counted in model-epochs (one model trained for one epoch). Every method trains in the same number
+# of rounds, each with the same budget: a grid round trains its trials for every epoch, a random-search round as many
+# trials, and a halving round starts the most trials whose schedule fits the same budget (`tune.halving_trials`). A
+# model that diverges stops early and spends less. Each method is judged by the best **validation** accuracy it found (a
+# trial's value: its accuracy after the last epoch); the test accuracy of each method's best trial is read once, for the
+# table, and never used to choose. This is one run of each search (one sampler seed, one training seed per trial): a gap
+# between methods is compared with the noise of a single run, measured on several seeds of one setting of the same
+# model, which assumes that the best settings are as noisy as that one. The best of many noisy trials is also biased
+# upward, the more so the more settings a method tries; how much the ranking itself would change with other seeds is
+# not measured here.
+
+# %% tags=["hide-input"]
+SEARCHES = study.searches(QUICK)
+S_TRIALS = {m: study.search_trials(s.storage, s.name) for m, s in SEARCHES.items()}
+S_SUM = {m: analysis.search_summary(S_TRIALS[m]) for m in SEARCHES}
+s0, halving = SEARCHES["grid"], SEARCHES["halving"].spec["tune"]
+lattice = s0.spec["search"]
+display(Markdown(
+    f"Here: a {' x '.join(str(len(v['choice'])) for v in lattice.values())} grid (learning rates "
+    f"{', '.join(fmt_value(v) for v in lattice['lr']['choice'])}; momentum "
+    f"{', '.join(fmt_value(v) for v in lattice['momentum']['choice'])}), {s0.spec['tune']['max_epochs']} epochs per "
+    f"trial, {s0.rounds} rounds of {s0.round_epochs} model-epochs per method; a halving round starts "
+    f"{halving['per_round']} trials and keeps the best 1/{halving['eta']} at each rung. Seconds are each "
+    "population's training wall time (including evaluation), summed."))
+
+
+def setting_text(params):
+    return ", ".join(f"{'learning rate' if k == 'lr' else k} {fmt_value(v)}" for k, v in sorted(params.items()))
+
+
+table(["method", "trials (complete / pruned / failed)", "model-epochs", "seconds", "best val. accuracy",
+       "its test accuracy", "best setting"],
+      [[s.title, f"{v['trials']} ({v['complete']} / {v['pruned']} / {v['failed']})", v["model_epochs"],
+        f"{v['seconds']:.0f}", pct(v["best_val"], 2), pct(v["best_test"], 2), setting_text(v["best_params"])]
+       for s, v in ((SEARCHES[m], S_SUM[m]) for m in SEARCHES)])
+show(plots.search_progress({s.title: analysis.search_curve(S_TRIALS[m]) for m, s in SEARCHES.items()}, s0.budget,
+                           "Best validation accuracy so far (as error), at equal compute"), "search_progress")
+noise_recs = REC["search_noise"]
+search_said = analysis.search_claims(
+    S_SUM, {m: s.title for m, s in SEARCHES.items()}, s0.rounds, s0.round_epochs,
+    [analysis.val_accuracy(r) for r in noise_recs], study.SEARCH_NOISE,
+    analysis.shared_settings(S_TRIALS["random"], S_TRIALS["halving"]))
+say(search_said)
+
+# %% [markdown]
+# <a id="s10"></a>
+# ## 10. Inside the networks
+#
+# ### 10.1 Signal and gradient through depth, at initialization
 #
 # For an 8-hidden-layer ReLU network of width 128, the standard deviation of each layer's activations and of the
 # gradient of the loss with respect to each layer's weights, on 512 training images, before any training. He
@@ -535,7 +597,7 @@ table(["init", "activation std, layer 1", "layer 8", "ratio 8/1", "gradient std,
         f"{grad_std[k][-1]:.2e}"] for k in act_std])
 
 # %% [markdown]
-# ### 9.2 Which test images are hard for every seed?
+# ### 10.2 Which test images are hard for every seed?
 #
 # The chosen recipe's seeds (section 3) are trained again here (the store keeps metrics, not weights) and their
 # mistakes on the test set compared: are the same images misclassified by every seed? For a few that every seed
@@ -587,14 +649,15 @@ display(Markdown(
     "that such changes alter the bits, and training can amplify them)."))
 
 # %% [markdown]
-# <a id="s10"></a>
-# ## 10. What the study cost
+# <a id="s11"></a>
+# ## 11. What the study cost
 #
 # Before training, `mlplab study` prints its plan: model-epochs at the budget, matmul FLOPs (`mlplab.cost`) and a
 # predicted time from an assumed throughput and per-step overhead. Below, per experiment, what that plan predicted
 # against what was trained: model-epochs actually run (early stopping ends most models before their budget) and
 # seconds of training (each trial's share of its population's wall time; trials shared by several experiments are
-# counted in each).
+# counted in each). The three searches of section 9 are not in this table (they live in their own Optuna storages);
+# their model-epochs and seconds are in section 9's table.
 
 # %% tags=["hide-input"]
 all_t = study.all_trials(EXPS)
@@ -621,8 +684,8 @@ say([Claim("compute", {"model_epochs": sum(len(r["history"]) for r in mine), "bu
                    "benchmark.")
 
 # %% [markdown]
-# <a id="s11"></a>
-# ## 11. Summary
+# <a id="s12"></a>
+# ## 12. Summary
 
 # %% tags=["hide-input"]
 sweep_pts = {EXPS[n].title: POINTS[n] for n in SWEEPS}
@@ -640,8 +703,8 @@ table(["sweep", "best on validation", "its median val. accuracy", "spread of med
 say([ranking, analysis.recipe_claim(RP, "recipe")], lead="**Summary.** ")
 
 # %% [markdown]
-# <a id="s12"></a>
-# ## 12. Reflection on the low-level interface
+# <a id="s13"></a>
+# ## 13. Reflection on the low-level interface
 #
 # Writing the MLP from plain tensors shows what a framework takes off one's hands:
 #
@@ -663,8 +726,8 @@ say([ranking, analysis.recipe_claim(RP, "recipe")], lead="**Summary.** ")
 # a whole sweep into one batched computation possible.
 
 # %% [markdown]
-# <a id="s13"></a>
-# ## 13. Appendix: mlplab's model code
+# <a id="s14"></a>
+# ## 14. Appendix: mlplab's model code
 #
 # The functions that trained every stored model (from mlplab's source): initialization, the forward pass with a
 # leading model axis M, log-softmax and cross-entropy, and the SGD step.
