@@ -409,3 +409,21 @@ def test_ray_backend_gives_the_local_numbers(small_splits, tmp_path):
                            for t in _study(url, "ray").get_trials()]
     assert torch.get_num_threads() == threads
     assert values["ray"] == values["local"]  # same threads, same floating-point sums: the same bits
+
+
+
+@pytest.mark.parametrize("sampler", ["random", "tpe"])
+def test_a_resumed_search_draws_new_settings_not_its_first_ones_again(tmp_path, sampler):
+    """Reopening a study (a resume) must not re-seed the sampler to the draws of its first trials; a new study with
+    the same spec still starts from the same draws (the seed is honoured)."""
+    spec = tune.TuneSpec.from_dict(_spec(sampler=sampler, trials=6, per_round=3))
+    dist = {"lr": optuna.distributions.FloatDistribution(1e-4, 1.0, log=True)}
+
+    def ask(url, n=3):
+        study = tune.open_study(spec, url)
+        return [study.ask(dist).params["lr"] for _ in range(n)]
+
+    url = f"sqlite:///{tmp_path / 'a.sqlite3'}"
+    first, resumed = ask(url), ask(url)
+    assert not set(first) & set(resumed), (first, resumed)
+    assert ask(f"sqlite:///{tmp_path / 'b.sqlite3'}") == first

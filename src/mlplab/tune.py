@@ -338,13 +338,16 @@ def _sqlite_connector(path: str):
     return connect
 
 
-def _sampler(spec: TuneSpec):
+def _sampler(spec: TuneSpec, resumed: int = 0):
+    """The spec's sampler. `resumed`: trials the study holds already. Random and TPE draw from a generator seeded
+    with spec.seed + resumed, so a resumed search goes on with new draws instead of repeating its first ones (grid
+    and QMC take their next point from the study itself)."""
     optuna = _optuna()
     s = spec.sampler
     if s == "random":
-        return optuna.samplers.RandomSampler(seed=spec.seed)
-    if s == "tpe":
-        return optuna.samplers.TPESampler(seed=spec.seed)  # constant liar (the default): running trials count
+        return optuna.samplers.RandomSampler(seed=spec.seed + resumed)
+    if s == "tpe":  # constant liar (the default): running trials count
+        return optuna.samplers.TPESampler(seed=spec.seed + resumed)
     if s == "grid":
         return _GridSampler({k: v["choice"] for k, v in spec.search.items()}, seed=spec.seed)
     # QMCSampler is experimental in Optuna 5.0; we choose it on purpose when the spec asks for "qmc".
@@ -389,6 +392,9 @@ def open_study(spec: TuneSpec, storage):
     storage = _open_storage(storage) if isinstance(storage, str) else storage
     study = optuna.create_study(storage=storage, study_name=spec.name, direction="maximize",
                                 sampler=_sampler(spec), pruner=_pruner(spec), load_if_exists=True)
+    resumed = len(study.get_trials(deepcopy=False))
+    if resumed:
+        study.sampler = _sampler(spec, resumed)
     made_by = study.user_attrs.get("mlplab_spec")
     if made_by is None:
         study.set_user_attr("mlplab_spec", spec.identity())
