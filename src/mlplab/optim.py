@@ -13,6 +13,7 @@ The update rules follow the usual definitions (and torch.optim's, which the test
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -79,10 +80,7 @@ def _sgd_all(params: Params, grads: Params, state: dict, lr, momentum, weight_de
     (a population's step is mostly memory traffic over its parameters)."""
     keys = list(params)
     ps, gs = [params[k] for k in keys], [grads[k] for k in keys]
-    n = len(ps)
-
-    def each(x):  # a per-model tensor is passed once per parameter tensor (a scalar passes as it is)
-        return [x] * n if isinstance(x, Tensor) else x
+    each = functools.partial(_each, n=len(ps))
 
     def plus_scaled_(a, b, scale):  # a += scale * b, as _plus_scaled
         if isinstance(scale, Tensor):
@@ -143,10 +141,7 @@ def _adam_all(params: Params, grads: Params, state: dict, lr, b1, b2, eps, weigh
     the masked loop, in one dispatch per operation instead of one per tensor."""
     ps, ms, vs = list(params.values()), [state["m"][k] for k in params], [state["v"][k] for k in params]
     gs = [grads[k] for k in params]
-    n = len(ps)
-
-    def each(x):
-        return [x] * n if isinstance(x, Tensor) else x
+    each = functools.partial(_each, n=len(ps))
 
     if not _is_zero(weight_decay) and not decoupled:
         gs = torch._foreach_add(gs, torch._foreach_mul(ps, each(weight_decay)))  # g + wd * p
@@ -159,6 +154,11 @@ def _adam_all(params: Params, grads: Params, state: dict, lr, b1, b2, eps, weigh
     torch._foreach_add_(denom, each(eps))
     torch._foreach_mul_(denom, each(c1 / lr))
     torch._foreach_addcdiv_(ps, ms, denom, value=-1.0)
+
+
+def _each(x, n: int):
+    """A `_foreach_` operand for n tensors: a per-model tensor once per tensor; a scalar as it is."""
+    return [x] * n if isinstance(x, Tensor) else x
 
 
 def _is_zero(x) -> bool:
