@@ -2,7 +2,7 @@
 
 import pytest
 
-from mlplab import cost, study
+from mlplab import cost, planner, study
 from mlplab.config import TrainConfig
 
 
@@ -27,6 +27,23 @@ def test_bf16_is_predicted_faster_and_shares_add_up_to_the_estimate():
     assert parts.seconds == pytest.approx(whole.seconds) and parts.flops == pytest.approx(whole.flops)
 
 
+# Measured on the full study at b270b13: early stopping trained 7,984 of the 10,170 model-epochs its budgets allowed
+# (79%), and writing the notebook and HTML took 144 s.
+TRAINED_SHARE, REPORT_SECONDS = 0.79, 150
+
+
 def test_full_study_is_predicted_within_its_budget():
+    """The study's scope fits its 30 minutes on the development CPU, by the calibrated cost model."""
     est = cost.estimate(study.all_trials(study.experiments()))
-    assert est.seconds <= 20 * 60, f"the full study is predicted to take {est.seconds / 60:.1f} min at its budget"
+    expected = est.seconds * TRAINED_SHARE + REPORT_SECONDS
+    assert expected <= 30 * 60, (f"the full study is predicted to take {expected / 60:.1f} min "
+                                 f"({est.seconds / 60:.1f} min of training at its full budgets)")
+
+
+def test_population_cost_grows_with_parameters_and_populations_are_capped_on_a_cpu():
+    small, big = TrainConfig(hidden=(64,), epochs=2), TrainConfig(hidden=(256,), epochs=2)
+    assert cost.population_estimate([big]).seconds > cost.population_estimate([small]).seconds
+    many = [small.replace(seed=s) for s in range(400)]  # 400 x 51k parameters: more than one CPU population holds
+    pops = cost.populations(many)
+    assert len(pops) > 1 and sum(map(len, pops)) == 400
+    assert all(len(p) * planner.n_params(small) <= planner.CPU_MAX_PARAMS for p in pops)

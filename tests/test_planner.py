@@ -21,3 +21,19 @@ def test_the_budget_splits_a_large_group_into_equal_parts():
     assert all(p.size * per <= 4 * per for p in pops)
     assert [c for p in pops for c in p.configs] == trials  # nothing lost, order kept
     assert [p.size for p in plan(trials, budget_bytes=0)] == [1] * 10  # never fewer than one model
+
+
+def test_a_parameter_cap_cuts_a_group_into_chunks_of_whole_seed_sets():
+    from mlplab.planner import n_params
+
+    # 13 settings x 5 seeds (each seed its own data order), listed setting by setting as a sweep lists them
+    trials = [TrainConfig(hidden=(64,), lr=0.01 * (i + 1), seed=s) for i in range(13) for s in range(5)]
+    cap = 30 * n_params(trials[0])  # room for 30 models
+    pops = plan(trials, budget_bytes=1 << 34, params_cap=cap)
+    assert [p.size for p in pops] == [25, 20, 20]  # multiples of the 5 data orders, near-equal, none over 30
+    assert [c for p in pops for c in p.configs] == trials
+    for p in pops:  # every chunk reads each of its data orders for as many models
+        counts = [sum(c.order_seed == s for c in p.configs) for s in range(5)]
+        assert len(set(counts)) == 1
+    assert n_params(trials[0]) == 784 * 64 + 64 + 64 * 10 + 10
+    assert [p.size for p in plan(trials, budget_bytes=1 << 34)] == [65]  # no cap: one population

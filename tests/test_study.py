@@ -323,6 +323,8 @@ def test_linear_vs_mlp_and_zero_init_claims_follow_the_store(quick_study, record
     lin = [_val(r) for r in _experiment_of(records, "linear")]
     mlp = [_val(r) for r in _experiment_of(records, "depth") if len(r["hidden"]) == 1]
     f = claims["linear_vs_mlp"]
+    assert [f["width"]] == study.BASE["hidden"] == list({r["hidden"][0] for r in _experiment_of(records, "depth")
+                                                          if len(r["hidden"]) == 1})
     assert f["lin_val"] == pytest.approx(statistics.median(lin))
     assert f["mlp_val"] == pytest.approx(statistics.median(mlp))
     z = [r for r in _experiment_of(records, "init") if r["init"] == "zeros"]

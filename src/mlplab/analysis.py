@@ -277,13 +277,13 @@ TEMPLATES = {
              "{p_cols:p} ({data_verdict}). Validation accuracy ranges from {min:pct} to {max:pct}.",
     "grid_best": "The best cell on validation is {row_name} {row:v} with learning rate {col:v} (median "
                  "{best_val:pct}); of the other {n_others} cells, {n_tied} cannot be told apart from it (Welch p "
-                 "≥ 0.05). {n_failed_cells} cells have at least one collapsed or diverged seed.",
+                 "≥ 0.05). Cells with at least one collapsed or diverged seed: {n_failed_cells}.",
     "grid_best_lr": "The best learning rate per {row_name}: {per_row}.",
     "recipe": "Chosen on validation: **{recipe}** (median validation accuracy {best_val:pct} over {n} seeds; of the "
               "other {n_others} recipes, {n_tied} cannot be told apart from it). Its test accuracy, read once: median "
               "{test:pct} (range {test_min:pct} to {test_max:pct}), {verdict} the 98% the course expects.",
     "linear_vs_mlp": "Trained with the same recipe and stopping rule, softmax regression reaches a median "
-                     "validation accuracy of {lin_val:pct} and the 784-128-10 MLP {mlp_val:pct}: {gap:pp} points "
+                     "validation accuracy of {lin_val:pct} and the 784-{width}-10 MLP {mlp_val:pct}: {gap:pp} points "
                      "apart (Welch p {p:p}).",
     "zero_exact": "In this run the zero-initialized units stayed exact copies of each other: their spread was exactly "
                   "0.0 at all {n_checks} checks up to step {last_step}, while the random init's spread was "

@@ -16,18 +16,30 @@ from dataclasses import dataclass
 from mlplab.config import MNIST_TRAIN_SIZE, TrainConfig
 
 IN_DIM, N_CLASSES, N_TEST = 784, 10, 10_000
-# Assumed matmul throughput, FLOP/s. fp32: the low end of the 150-220 GFLOP/s measured on the development CPU (2
-# cores; BENCHMARKS.md); bf16 autocast: 2.2x that (measured 2.24x for 784-1024-10, batch 256). tf32 is fp32 here.
-ASSUMED_FLOPS = {"fp32": 150e9, "tf32": 150e9, "bf16": 330e9}
-STEP_SECONDS = 1.0e-3  # assumed fixed cost of one optimizer step of a population with one hidden layer
-LAYER_STEP_SECONDS = 0.3e-3  # ... plus this per further hidden layer
-STREAM_STEP_SECONDS = 0.2e-3  # ... plus this per further data-order stream (its batch gather and matmul)
+# The model: matmul FLOPs / ASSUMED_FLOPS, plus per parameter and optimizer step PARAM_STEP_SECONDS (a population
+# step on a CPU is bound by memory traffic over its parameters: casts, gradient, finiteness check, momentum, update),
+# plus per population step the overheads below. ASSUMED_FLOPS: what products of the study's shapes reach on the
+# development CPU (2 cores; 2048^3 products peak at 296 fp32, 599 bf16). The other constants are a non-negative
+# least-squares fit to the wall times of the 28 populations of the full study at commit b270b13 that held at most
+# planner.CPU_MAX_PARAMS parameters (median error 29%; the fit put the per-step constant at 0, kept here at the
+# 0.3 ms one small model's step measures). Faster engines or machines make it an overestimate.
+ASSUMED_FLOPS = {"fp32": 250e9, "tf32": 250e9, "bf16": 450e9}
+PARAM_STEP_SECONDS = 5.0e-9  # per parameter of every model, per optimizer step
+STEP_SECONDS = 0.3e-3  # fixed cost of one optimizer step of a population with one hidden layer
+LAYER_STEP_SECONDS = 1.2e-3  # ... plus this per further hidden layer
+STREAM_STEP_SECONDS = 0.7e-3  # ... plus this per further data-order stream (its batch gather and product)
 
 
 def macs(config: TrainConfig) -> int:
     """Multiply-adds of one example's forward pass: the sum of the weight matrices' sizes."""
     sizes = [IN_DIM, *config.hidden, N_CLASSES]
     return sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+
+
+def n_params(config: TrainConfig) -> int:
+    from mlplab.planner import n_params
+
+    return n_params(config)
 
 
 def n_train(config: TrainConfig) -> int:
@@ -69,39 +81,41 @@ def population_estimate(configs: list[TrainConfig]) -> Estimate:
     streams = len({c.order_seed for c in configs})
     per_step = STEP_SECONDS + LAYER_STEP_SECONDS * max(0, len(c0.hidden) - 1) + STREAM_STEP_SECONDS * (streams - 1)
     steps = steps_per_epoch(c0) * max(c.epochs for c in configs)
-    return Estimate(model_epochs, flops, flops / ASSUMED_FLOPS[c0.precision] + steps * per_step)
+    param_steps = steps_per_epoch(c0) * sum(c.epochs * n_params(c) for c in configs)
+    seconds = flops / ASSUMED_FLOPS[c0.precision] + steps * per_step + param_steps * PARAM_STEP_SECONDS
+    return Estimate(model_epochs, flops, seconds)
+
+
+def populations(trials: list[TrainConfig]) -> list[list[TrainConfig]]:
+    """`trials` grouped into populations as a sweep on a CPU groups them (by their shared fields, each population
+    within planner.CPU_MAX_PARAMS parameters; memory is assumed ample)."""
+    from mlplab import planner
+
+    return [list(p.configs) for p in planner.plan(trials, 1 << 62, params_cap=planner.CPU_MAX_PARAMS)]
 
 
 def estimate(trials: list[TrainConfig]) -> Estimate:
-    """All `trials`, grouped into populations as the planner groups them (by their shared fields)."""
-    from mlplab.planner import group_key
-
-    groups: dict = {}
-    for t in trials:
-        groups.setdefault(group_key(t), []).append(t)
+    """All `trials`, grouped into populations as the planner groups them on a CPU."""
     total = NOTHING
-    for members in groups.values():
+    for members in populations(trials):
         total = total + population_estimate(members)
     return total
 
 
 def shares(trials: list[TrainConfig], part: list[TrainConfig]) -> Estimate:
-    """The part of `estimate(trials)` that belongs to the trials in `part`: their own FLOPs, and a share of each
-    population's step overhead in proportion to their number of models in it."""
-    from mlplab.planner import group_key
-
-    groups: dict = {}
-    for t in trials:
-        groups.setdefault(group_key(t), []).append(t)
+    """The part of `estimate(trials)` that belongs to the trials in `part`: their own FLOPs and parameter steps, and
+    a share of each population's step overhead in proportion to their number of models in it."""
     mine = set(part)
     total = NOTHING
-    for members in groups.values():
+    for members in populations(trials):
         own = [c for c in members if c in mine]
         if not own:
             continue
-        whole = population_estimate(members)
-        flops = sum(epoch_flops(c) * c.epochs for c in own)
-        overhead = whole.seconds - whole.flops / ASSUMED_FLOPS[members[0].precision]
-        seconds = flops / ASSUMED_FLOPS[members[0].precision] + overhead * len(own) / len(members)
-        total = total + Estimate(sum(c.epochs for c in own), flops, seconds)
+        whole, alone = population_estimate(members), population_estimate(own)
+        rate = ASSUMED_FLOPS[members[0].precision]
+        per_model = alone.flops / rate + steps_per_epoch(own[0]) * sum(c.epochs * n_params(c) for c in own) \
+            * PARAM_STEP_SECONDS
+        overhead = whole.seconds - whole.flops / rate - steps_per_epoch(members[0]) * PARAM_STEP_SECONDS \
+            * sum(c.epochs * n_params(c) for c in members)
+        total = total + Estimate(alone.model_epochs, alone.flops, per_model + overhead * len(own) / len(members))
     return total

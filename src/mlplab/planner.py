@@ -23,6 +23,11 @@ IN_DIM, N_CLASSES = 784, 10
 N_EXAMPLES, N_TRAIN = 70_000, 60_000  # MNIST: every image (training, validation, test) and the training part
 EVAL_BYTES = 3 * (4 << 26)  # evaluation works in chunks of at most 2**26 floats: a layer's input, output, logits
 MAX_MODELS = 4096  # models per population
+# On a CPU a population step reads and writes every parameter about 40 bytes' worth (bf16 casts, gradient, finiteness
+# check, momentum, update), so it runs at the speed of memory once its parameters outgrow the caches: 194 models of
+# 784-128-10 (20 M parameters) train 1.4x slower per model-epoch than the same models in 3 populations of ~65
+# (2-core CPU, BENCHMARKS.md). Populations on a CPU therefore hold at most this many parameters in all.
+CPU_MAX_PARAMS = 8_000_000
 
 
 @dataclass(frozen=True)
@@ -114,9 +119,24 @@ def group_key(config: TrainConfig) -> tuple:
     return tuple(getattr(config, f) for f in SHARED_FIELDS)
 
 
-def plan(configs: list[TrainConfig], budget_bytes: int, max_models: int = MAX_MODELS) -> list[Population]:
+def n_params(config: TrainConfig, in_dim: int = IN_DIM, n_classes: int = N_CLASSES) -> int:
+    """Trainable numbers of one model (weights, biases, batch norm's scales)."""
+    sizes = [in_dim, *config.hidden, n_classes]
+    return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:])) + (sum(config.hidden) if config.batch_norm else 0)
+
+
+def max_params(device: torch.device) -> int | None:
+    """The most parameters one population should hold on `device` (CPU_MAX_PARAMS on a CPU; no limit elsewhere)."""
+    return CPU_MAX_PARAMS if torch.device(device).type == "cpu" else None
+
+
+def plan(configs: list[TrainConfig], budget_bytes: int, max_models: int = MAX_MODELS,
+         params_cap: int | None = None) -> list[Population]:
     """Split `configs` into populations: compatible trials together, each within `budget_bytes` (one model per
-    population at least; `check_fits` refuses a model that does not fit alone)."""
+    population at least; `check_fits` refuses a model that does not fit alone) and, given `params_cap`, holding
+    at most that many parameters in all. A split group is cut into near-equal chunks, in the given order, whose
+    sizes are multiples of its number of data-order seeds where they can be (a sweep lists each setting's seeds
+    together, so every chunk then has as many models per data order)."""
     groups: dict[tuple, list[TrainConfig]] = {}
     for c in configs:
         groups.setdefault(group_key(c), []).append(c)
@@ -127,15 +147,29 @@ def plan(configs: list[TrainConfig], budget_bytes: int, max_models: int = MAX_MO
         if len({c.order_seed for c in members}) > 1:  # each model may bring its own stream
             per += stream_bytes(c0)
         room = max(1, min(max_models, (budget_bytes - fixed_bytes() - stream_bytes(c0)) // per))
-        n_chunks = -(-len(members) // room)
-        base, extra = divmod(len(members), n_chunks)  # near-equal chunks rather than full ones and a tiny one
-        start = 0
-        for k in range(n_chunks):
-            size = base + (1 if k < extra else 0)
-            chunk = tuple(members[start:start + size])
+        if params_cap is not None:
+            room = max(1, min(room, params_cap // max(n_params(c) for c in members)))
+        for chunk in _chunks(members, room, len({c.order_seed for c in members})):
             out.append(Population(chunk, per, population_bytes(chunk)))
-            start += size
     return out
+
+
+def _chunks(members: list, room: int, streams: int) -> list[tuple]:
+    """`members` in order, cut into the fewest chunks of at most `room`, near-equal (not full ones and a tiny
+    one), each a multiple of `streams` long where room allows."""
+    n_chunks = -(-len(members) // room)
+    if n_chunks == 1:
+        return [tuple(members)]
+    unit = streams if 1 < streams <= room else 1
+    units = -(-len(members) // unit)
+    n_chunks = max(n_chunks, -(-units // (room // unit)))
+    base, extra = divmod(units, n_chunks)
+    out, start = [], 0
+    for k in range(n_chunks):
+        size = (base + (1 if k < extra else 0)) * unit
+        out.append(tuple(members[start:start + size]))
+        start += size
+    return [c for c in out if c]
 
 
 def sequential(configs: list[TrainConfig]) -> list[Population]:

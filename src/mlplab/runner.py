@@ -88,7 +88,8 @@ def run_sweep(trials: list[TrainConfig], store: Store | str, *, device="auto", s
                     skipped = len(trials) - len(todo) - len(store.held_elsewhere(trials))
                 tried.update(trial_key(t) for t in todo)
                 if todo:
-                    pops = planner.sequential(todo) if sequential else planner.plan(todo, budget)
+                    pops = planner.sequential(todo) if sequential else planner.plan(
+                        todo, budget, params_cap=planner.max_params(dev))
                     if log:
                         _log_plan(log, trials, todo, pops, dev, budget, backend)
                     bar.total += len(todo)

@@ -1,7 +1,7 @@
 """`mlplab study`: the whole hyperparameter case study, trained through the sweep engine, written as an executed
 notebook (plus HTML and figures) whose cells read the result store.
 
-    mlplab study                      # the full study: ~660 trials, 5 seeds, each trained to convergence
+    mlplab study                      # the full study: ~560 trials, 3-5 seeds, each trained to convergence
     mlplab study --quick              # a reduced study for a quick look (and CI): 2 seeds, 3-epoch budget
     mlplab study --out report --store runs/study.sqlite --seeds 5
 
@@ -43,19 +43,22 @@ BUDGET = 15  # max epochs of the sweeps (the course recipe gets RECIPE_BUDGET: p
 RECIPE_BUDGET = 30
 QUICK_BUDGET, QUICK_PATIENCE = 3, 1
 
-# The setting every one-at-a-time sweep varies around: one hidden layer of 128 ReLU units (half the course's 256, to
-# keep the study's compute in budget), He-uniform init, SGD with momentum 0.9 at a constant learning rate of 0.05,
-# batch 128, bf16 matmuls (2.2x faster than float32 on the development CPU; float32 master weights). The
-# init-scale experiments use the course's uniform(-a, a), where a is an absolute bound.
-BASE = {"hidden": [128], "activation": "relu", "init": "kaiming_uniform", "optimizer": "sgd", "lr": 0.05,
+# The setting every sweep and grid varies around: one hidden layer of BASE_WIDTH ReLU units (a quarter of the course's
+# 256: on a CPU a population step costs about its parameters' memory traffic, so this width keeps the study within
+# its 30 minutes), He-uniform init, SGD with momentum 0.9 at a constant learning rate of 0.05, batch 128, bf16 matmuls
+# (float32 master weights). The init-scale experiments use the course's uniform(-a, a), where a is an absolute bound.
+BASE_WIDTH = 64
+BASE = {"hidden": [BASE_WIDTH], "activation": "relu", "init": "kaiming_uniform", "optimizer": "sgd", "lr": 0.05,
         "momentum": 0.9, "batch_size": 128, "precision": "bf16", "patience": PATIENCE, "min_delta": MIN_DELTA}
-GRID_WIDTH = 64  # the learning rate x init scale grid uses a narrower MLP: its cost is (cells x seeds x width)
-# The recipes compared on the course's own MLP (784-256-10), chosen by validation accuracy.
+# The recipes compared on the course's own MLP (784-256-10), chosen by validation accuracy. Each trains to its own
+# epoch budget (RECIPE_BUDGET unless it names one): the cosine schedule's horizon is its budget.
 RECIPES = {
     "course": {"init": "uniform", "init_scale": 0.01, "lr": 0.1, "momentum": 0.0},
     "momentum": {"init": "kaiming_uniform", "lr": 0.05, "momentum": 0.9},
-    "momentum_wd": {"init": "kaiming_uniform", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4},
     "adam": {"init": "kaiming_uniform", "optimizer": "adam", "lr": 1e-3, "momentum": 0.0},
+    # mlplab's `fast` preset's recipe: Adam at 3e-3 decayed to 0 along a cosine over 10 epochs, label smoothing 0.1
+    "adam_cosine": {"init": "kaiming_uniform", "optimizer": "adam", "lr": 3e-3, "momentum": 0.0,
+                    "schedule": "cosine", "label_smoothing": 0.1, "epochs": 10},
 }
 
 
@@ -222,11 +225,12 @@ class Experiment:
 
 
 def experiments(quick: bool = False, seeds: int | None = None) -> dict[str, Experiment]:
-    """The study's experiments. Full: 5 seeds (fewer for the widest widths and the grids), every model trained to
-    convergence within BUDGET epochs; quick: 2 seeds, QUICK_BUDGET epochs, patience QUICK_PATIENCE, fewer values."""
+    """The study's experiments. Full: 5 seeds for the recipes, softmax regression, the learning rate and the seed
+    experiments, 3 for the other sweeps and the grids, 2 for the widest widths, every model trained to convergence
+    within its budget (BUDGET epochs for the sweeps); quick: 2 seeds, QUICK_BUDGET epochs, patience QUICK_PATIENCE, fewer values."""
     q = quick
     n_seeds = seeds if seeds is not None else (2 if q else 5)
-    few = min(n_seeds, 2 if q else 3)  # the grids and the widest widths
+    few = min(n_seeds, 2 if q else 3)  # the grids and the sweeps other than the learning rate's
     budget = QUICK_BUDGET if q else BUDGET
     base = {**BASE, "epochs": budget, **({"patience": QUICK_PATIENCE} if q else {})}
 
@@ -234,25 +238,25 @@ def experiments(quick: bool = False, seeds: int | None = None) -> dict[str, Expe
         return SweepSpec(base={**base, **(base_over or {})}, axes=axes, seeds=n, grid=grid, name=name,
                          source=f"study:{name}")
 
-    def one(name, title, setting, values, unit="", base_over=None, n=n_seeds):
+    def one(name, title, setting, values, unit="", base_over=None, n=few):
         axes = {setting: values} if setting else {}
         return Experiment(name, title, setting, (spec(name, axes, n, base_over),), unit)
 
     def crossed(name, title, axes, n=few, base_over=None):
         return Experiment(name, title, next(iter(axes)), (spec(name, axes, n, base_over, grid=True),))
 
-    recipe_budget = {"epochs": QUICK_BUDGET if q else RECIPE_BUDGET}
-    recipes = tuple(spec(f"recipe-{k}", {}, n_seeds, {"hidden": [256], **v, **recipe_budget})
+    recipes = tuple(spec(f"recipe-{k}", {}, n_seeds, {"hidden": [256], **v, "epochs": QUICK_BUDGET if q else
+                                                      v.get("epochs", RECIPE_BUDGET)})
                     for k, v in RECIPES.items())
     lrs = {"logspace": [-4, 1, 6 if q else 16]}  # 3 values per decade in the full study
-    grid_lrs = {"logspace": [-3, 0, 4 if q else 7]}  # 2 per decade
+    grid_lrs = {"logspace": [-3, 0, 4 if q else 5]}  # 10^-3 to 1 in steps of 3/4 of a decade
     widths = [1, 4, 16, 64, 256, 1024] if q else [1, 2, 4, 16, 64, 128, 256, 512]
     wide = [] if q else [1024, 2048]
     exps = [
         Experiment("recipe", "Training recipe for the course MLP (784-256-10)", "recipe", recipes),
-        one("linear", "Softmax regression", "", None, base_over={"hidden": []}),
+        one("linear", "Softmax regression", "", None, base_over={"hidden": []}, n=n_seeds),
         Experiment("hidden", "Hidden layer width", "hidden",
-                   (spec("hidden", {"hidden": widths}, n_seeds),)
+                   (spec("hidden", {"hidden": widths}, few),)
                    + ((spec("hidden-wide", {"hidden": wide}, min(n_seeds, 2)),) if wide else ()), " units"),
         one("activation", "Activation function", "activation",
             ["relu", "tanh", "sigmoid", "identity"] if q else
@@ -261,17 +265,17 @@ def experiments(quick: bool = False, seeds: int | None = None) -> dict[str, Expe
             ["zeros", "uniform:0.01", "normal:0.01", "xavier_uniform", "kaiming_uniform", "kaiming_normal"]),
         one("init_scale", "Initialization scale a of uniform(-a, a)", "init_scale",
             {"logspace": [-4, 1, 6 if q else 11]}, base_over={"init": "uniform"}),
-        one("lr", "Learning rate", "lr", lrs),
+        one("lr", "Learning rate", "lr", lrs, n=n_seeds),
         one("batch_size", "Batch size", "batch_size", [64, 128, 512, 2048] if q else {"pow2": [5, 12]},
             " examples"),
-        one("depth", "Depth (hidden layers of 128)", "depth", [0, 1, 2, 4] if q else [0, 1, 2, 3, 4, 6, 8]),
+        one("depth", f"Depth (hidden layers of {BASE_WIDTH})", "depth", [0, 1, 2, 4] if q else [0, 1, 2, 3, 4, 6, 8]),
         crossed("depth_x_lr", "Depth x learning rate (the rate re-tuned per depth)",
                 {"lr": grid_lrs, "depth": [1, 2, 4] if q else [1, 2, 4, 8]}),
         crossed("batch_x_lr", "Batch size x learning rate", {"lr": grid_lrs, "batch_size": [64, 512] if q else
                                                              [32, 128, 2048]}),
         crossed("lr_x_init_scale", "Learning rate x init scale", {"lr": grid_lrs, "init_scale":
                                                                   {"logspace": [-3, 0.5, 4 if q else 6]}},
-                base_over={"hidden": [GRID_WIDTH], "init": "uniform"}),
+                base_over={"init": "uniform"}),
         crossed("lr_x_hidden", "Learning rate x hidden width", {"lr": grid_lrs, "hidden": [4, 64] if q else
                                                                 [4, 16, 64, 256]}),
         Experiment("seeds", "Init seed x data-order seed", "seed",
@@ -331,7 +335,9 @@ def plan_lines(exps: dict[str, Experiment], quick: bool = False) -> list[str]:
     lines.append(f"{'all (each trial once)':<28} {n_total:>14} {total.model_epochs:>12} {total.flops / 1e12:>7.1f} "
                  f"{total.seconds:>11.0f}")
     lines.append(f"predicted training time at most {total.seconds / 60:.1f} min (every model to its epoch budget; "
-                 "assumed throughput fp32 150, bf16 330 GFLOP/s, plus per-step overhead; see mlplab/cost.py)")
+                 f"assumed throughput fp32 {cost.ASSUMED_FLOPS['fp32'] / 1e9:.0f}, bf16 "
+                 f"{cost.ASSUMED_FLOPS['bf16'] / 1e9:.0f} GFLOP/s, plus {cost.PARAM_STEP_SECONDS * 1e9:.0f} ns per "
+                 "parameter and step and per-step overheads; see mlplab/cost.py)")
     return lines
 
 
