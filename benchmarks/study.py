@@ -2,6 +2,8 @@
 
     python benchmarks/study.py                 # the full study (what `mlplab study` runs), into a fresh store
     python benchmarks/study.py --quick         # the reduced study
+    python benchmarks/study.py --store study/study.sqlite   # the table for a study already run (e.g. by the
+                                               # README's command), against the ceiling measured now
 
 Method: the study's plan (model-epochs at the budget, FLOPs, predicted seconds: mlplab/cost.py) is printed first;
 then the study runs end to end (training through the population engine, then the notebook and HTML) into a fresh
@@ -33,19 +35,26 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--store", help="read this study store instead of running the study (measure it on the same "
+                                   "machine, in the same session)")
     args = p.parse_args()
 
     exps = study.experiments(args.quick)
     print("\n".join(study.plan_lines(exps)))
     load_mnist()  # build the cache outside the timed region
     ceiling = {p: matmul_ceiling(2048, 2048, 2048, seconds=2.0, precision=p) * 1e9 for p in ("fp32", "bf16")}
-    with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        info = study.run_study(Path(tmp) / "study", quick=args.quick, device=args.device, progress=False,
-                               log=lambda m: None)
-        wall = time.perf_counter() - t0
-        with Store(info["store"], create=False) as s:
+    info = wall = None
+    if args.store:
+        with Store(args.store, create=False) as s:
             by_key = {r["key"]: r for r in s.records()}
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            info = study.run_study(Path(tmp) / "study", quick=args.quick, device=args.device, progress=False,
+                                   log=lambda m: None)
+            wall = time.perf_counter() - t0
+            with Store(info["store"], create=False) as s:
+                by_key = {r["key"]: r for r in s.records()}
     for p in ceiling:  # the same product again, now that the machine is warm: the better reading counts
         ceiling[p] = max(ceiling[p], matmul_ceiling(2048, 2048, 2048, seconds=2.0, precision=p) * 1e9)
     usage = (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
@@ -62,6 +71,9 @@ def main():
         _row(e.name, recs, ceiling)
     _row("all", [by_key[trial_key(t)] for t in all_t if trial_key(t) in by_key], ceiling)
     predicted = cost.estimate(all_t).seconds
+    if info is None:
+        print(f"predicted training at most {predicted:.0f} s (every model to its budget)")
+        return
     print(f"training {info['train_seconds']:.1f} s (predicted at most {predicted:.0f} s), notebook + HTML "
           f"{info['report_seconds']:.1f} s, whole study {wall:.1f} s, peak memory {peak / 2**20:.2f} GiB")
 

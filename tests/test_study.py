@@ -272,10 +272,13 @@ def _check_recipe(claim, records):
     f = claim["facts"]
     g = {}
     for r in _experiment_of(records, "recipe"):
-        g.setdefault((r["optimizer"], r["lr"], r["momentum"], r["weight_decay"], r["init"]), []).append(r)
+        g.setdefault((r["optimizer"], r["lr"], r["momentum"], r["weight_decay"], r["init"], r["schedule"],
+                      r["label_smoothing"]), []).append(r)
     med = {k: statistics.median(_val(r) for r in rs) for k, rs in g.items()}
     best = max(med, key=med.get)
     tests = [r["test_accuracy"] for r in g[best]]
+    # the recipe's name says everything that sets it apart (a cosine schedule, label smoothing)
+    assert (best[5] != "constant") == (best[5] in f["recipe"]) and bool(best[6]) == ("label smoothing" in f["recipe"])
     assert f["best_val"] == pytest.approx(med[best]) and f["test"] == pytest.approx(statistics.median(tests))
     assert f["verdict"] == ("above" if statistics.median(tests) >= 0.98 else "below")
     return True

@@ -141,7 +141,10 @@ def setting(record: dict, name: str):
         kind = ("Adam" if opt == "adam" else "AdamW" if opt == "adamw" else
                 f"SGD, momentum {record['momentum']:g}" if record.get("momentum") else "plain SGD")
         wd = f", weight decay {record['weight_decay']:g}" if record.get("weight_decay") else ""
-        return f"{kind}, lr {record['lr']:g}{wd}, init {setting(record, 'init')}"
+        schedule = record.get("schedule", "constant")
+        sched = "" if schedule == "constant" else f" ({schedule} over {record['epochs']} epochs)"
+        ls = f", label smoothing {record['label_smoothing']:g}" if record.get("label_smoothing") else ""
+        return f"{kind}, lr {record['lr']:g}{sched}{wd}{ls}, init {setting(record, 'init')}"
     value = record.get(name)
     if name == "data_seed" and value is None:
         return record.get("seed")

@@ -250,7 +250,7 @@ def experiments(quick: bool = False, seeds: int | None = None) -> dict[str, Expe
                     for k, v in RECIPES.items())
     lrs = {"logspace": [-4, 1, 6 if q else 16]}  # 3 values per decade in the full study
     grid_lrs = {"logspace": [-3, 0, 4 if q else 5]}  # 10^-3 to 1 in steps of 3/4 of a decade
-    widths = [1, 4, 16, 64, 256, 1024] if q else [1, 2, 4, 16, 64, 128, 256, 512]
+    widths = [1, 4, 16, 64, 256, 512] if q else [1, 2, 4, 16, 64, 128, 256, 512]
     wide = [] if q else [1024, 2048]
     exps = [
         Experiment("recipe", "Training recipe for the course MLP (784-256-10)", "recipe", recipes),
@@ -271,7 +271,7 @@ def experiments(quick: bool = False, seeds: int | None = None) -> dict[str, Expe
         one("depth", f"Depth (hidden layers of {BASE_WIDTH})", "depth", [0, 1, 2, 4] if q else [0, 1, 2, 3, 4, 6, 8]),
         crossed("depth_x_lr", "Depth x learning rate (the rate re-tuned per depth)",
                 {"lr": grid_lrs, "depth": [1, 2, 4] if q else [1, 2, 4, 8]}),
-        crossed("batch_x_lr", "Batch size x learning rate", {"lr": grid_lrs, "batch_size": [64, 512] if q else
+        crossed("batch_x_lr", "Batch size x learning rate", {"lr": grid_lrs, "batch_size": [128, 2048] if q else
                                                              [32, 128, 2048]}),
         crossed("lr_x_init_scale", "Learning rate x init scale", {"lr": grid_lrs, "init_scale":
                                                                   {"logspace": [-3, 0.5, 4 if q else 6]}},
