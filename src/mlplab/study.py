@@ -227,7 +227,8 @@ class Experiment:
 def experiments(quick: bool = False, seeds: int | None = None) -> dict[str, Experiment]:
     """The study's experiments. Full: 5 seeds for the recipes, softmax regression, the learning rate and the seed
     experiments, 3 for the other sweeps and the grids, 2 for the widest widths, every model trained to convergence
-    within its budget (BUDGET epochs for the sweeps); quick: 2 seeds, QUICK_BUDGET epochs, patience QUICK_PATIENCE, fewer values."""
+    within its budget (BUDGET epochs for the sweeps); quick: 2 seeds, QUICK_BUDGET epochs, patience QUICK_PATIENCE,
+    fewer values."""
     q = quick
     n_seeds = seeds if seeds is not None else (2 if q else 5)
     few = min(n_seeds, 2 if q else 3)  # the grids and the sweeps other than the learning rate's
