@@ -151,7 +151,8 @@ def test_grid_counts_failed_seeds_and_best_is_on_validation(tmp_path):
 def test_a_sentence_that_disagrees_with_its_facts_is_caught():
     claim = analysis.Claim("misclassified", {"n_test": 100, "n_any": 10, "n_all": 3, "n_seeds": 5,
                                              "n_expected": 0.01})
-    assert "3 by all of them" in claim.text
+    assert "3 by all of them" in claim.text and "fewer than 0.1 would be" in claim.text
+    assert "about 2.5 would be" in analysis.render("misclassified", {**claim.facts, "n_expected": 2.5})
     tampered = {**claim.as_dict(), "text": claim.text.replace("3 by all", "2 by all")}
     assert analysis.render(tampered["kind"], tampered["facts"]) != tampered["text"]
 

@@ -235,7 +235,8 @@ def anova_two_way(y: list[list[float]]) -> dict:
 
 class _Formatter(string.Formatter):
     """Format specs for facts: pct (accuracy as %, 2 decimals), pct1, pp (a difference in percentage points), p (a
-    p-value), f (an F statistic), v (a setting's value); anything else is Python's own."""
+    p-value), f (an F statistic), v (a setting's value), count (an expected count: "about 3.2", or "fewer than 0.1");
+    anything else is Python's own."""
 
     def format_field(self, value, spec):
         if spec in ("pct", "pct1"):
@@ -248,6 +249,8 @@ class _Formatter(string.Formatter):
             return "inf" if value == math.inf else f"{value:.2f}"
         if spec == "v":
             return fmt_value(value)
+        if spec == "count":
+            return "fewer than 0.1" if value < 0.05 else f"about {value:.1f}"
         return super().format_field(value, spec)
 
 
@@ -302,7 +305,7 @@ TEMPLATES = {
     "threads": "Trained twice with {t_a} thread(s), the weights were {repeat}. Trained with {t_b} threads instead, "
                "{n_diff} of {n_total} weights differed from the {t_a}-thread run (largest difference {max_diff:.1e}).",
     "misclassified": "Of the {n_test} test images, {n_any} are misclassified by at least one of the {n_seeds} seeds "
-                     "and {n_all} by all of them; if the seeds erred independently, about {n_expected:.1f} would be "
+                     "and {n_all} by all of them; if the seeds erred independently, {n_expected:count} would be "
                      "misclassified by all.",
     "compute": "The study trained {model_epochs} model-epochs of the {budget_epochs} its budgets allowed "
                "({share:pct1}); early stopping saved the rest. The stored training time adds up to {seconds:.0f} s "

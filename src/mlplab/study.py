@@ -35,8 +35,9 @@ from mlplab.sweep import SweepSpec
 
 # How every experiment trains: to convergence under early stopping. A model stops once its validation loss has not
 # improved by more than MIN_DELTA for PATIENCE epochs in a row, or at its epoch budget; it reports the epoch with the
-# lowest validation loss (that epoch's weights and metrics). The learning rate is constant, so the budget (the
-# schedule's horizon) does not change what a model does before it stops.
+# lowest validation loss (that epoch's weights and metrics). The learning rate is constant (except in the recipe
+# adam_cosine, whose cosine schedule ends at its budget), so the budget does not change what a model does before it
+# stops.
 PATIENCE = 3
 MIN_DELTA = 1e-4
 BUDGET = 15  # max epochs of the sweeps (the course recipe gets RECIPE_BUDGET: plain SGD converges slower)

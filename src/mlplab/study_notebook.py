@@ -101,8 +101,9 @@ display(Markdown(
 # **Training to convergence.** Every model trains until its validation loss (cross-entropy on the validation set,
 # measured after each epoch) has not improved by more than a minimum delta for a number of epochs in a row (the
 # patience), or until its epoch budget runs out; it then reports the epoch with the lowest validation loss: that
-# epoch's weights and metrics. The learning rate is constant, so the budget (which is also the horizon of the
-# learning-rate schedule) does not change a model's training before it stops. Each run ends in one of four ways:
+# epoch's weights and metrics. The learning rate is constant in every experiment but one recipe of section 3
+# (`adam_cosine`, whose rate decays to zero at the end of its budget), so elsewhere the budget does not change a
+# model's training before it stops. Each run ends in one of four ways:
 #
 # - **converged**: stopped by the patience rule;
 # - **not converged within the budget**: still improving when the budget ran out;
@@ -305,6 +306,7 @@ say(zero_claims, after=(
 
 # %% tags=["hide-input"]
 REFERENCE = {f"softmax regression ({pct(lin.median, 2)})": lin.median}
+CLAIM_NAMES = {"hidden": "width", "depth": "depth (hidden layers)"}  # "the best width is 512 units"
 SWEEPS = {"hidden": ("hidden units", " units"), "activation": ("activation", ""), "init": ("init scheme", ""),
           "init_scale": ("init scale a", ""), "lr": ("learning rate", ""), "batch_size": ("batch size", " examples"),
           "depth": ("hidden layers", "")}
@@ -323,7 +325,7 @@ def sweep_section(name, curve_values=None):
                                                     "best_epoch": p.outcomes[0].best_epoch}
                 for p in pts if p.value in curve_values}
         show(plots.curves(runs, f"{EXPS[name].title}: seed 0 of a few values"), f"curves_{name}")
-    claims = analysis.sweep_claims(pts, label, unit, name)
+    claims = analysis.sweep_claims(pts, CLAIM_NAMES.get(name, label), unit, name)
     say(claims)
     return claims
 
