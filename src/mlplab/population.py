@@ -133,6 +133,7 @@ class Population:
         assert len(set(idx)) == len(idx) and all(0 <= i < self.size for i in idx), f"bad indices {indices}"
         dev = self.alive.device
         at = torch.tensor(idx, dtype=torch.long, device=dev)
+        alive = self.alive.index_select(0, at)
 
         def rows(d):
             return None if d is None else {k: v.detach().index_select(0, at) for k, v in d.items()}
@@ -151,8 +152,8 @@ class Population:
             cap=None if self.cap is None else self.cap.index_select(0, at),
             gens={k: None if g is None else [g[i] for i in idx] for k, g in self.gens.items()},
             order_gens={s: g for s, g in self.order_gens.items() if any(c.order_seed == s for c in configs)},
-            alive=self.alive.index_select(0, at),
-            all_alive=bool(self.alive.index_select(0, at).all()),
+            alive=alive,
+            all_alive=bool(alive.all()),
             died_at=self.died_at.index_select(0, at),
             best_loss=[self.best_loss[i] for i in idx],
             best_epoch=[self.best_epoch[i] for i in idx],

@@ -312,9 +312,25 @@ def experiment_records(records: list[dict], exp: Experiment) -> list[dict]:
     return [by_key[k] for k in (trial_key(t) for t in exp.trials()) if k in by_key]
 
 
+def search_estimate(s: Search):
+    """What one search of section 9 will cost (cost.Estimate): its rounds, each shaped like search_round_configs."""
+    from mlplab import cost
+
+    est = cost.population_estimate(search_round_configs(s))  # one round; every round has the same shape
+    return cost.Estimate(est.model_epochs * s.rounds, est.flops * s.rounds, est.seconds * s.rounds)
+
+
+def predicted(exps: dict[str, Experiment], quick: bool = False):
+    """The whole study's cost.Estimate as the plan prints it: every experiment's trials once, and the searches."""
+    from mlplab import cost
+
+    return sum((search_estimate(s) for s in searches(quick).values()), cost.estimate(all_trials(exps)))
+
+
 def plan_lines(exps: dict[str, Experiment], quick: bool = False) -> list[str]:
     """The study's plan before training: per experiment its trials, model-epochs at the budget, matmul FLOPs and
-    predicted seconds (cost.py: FLOPs / an assumed throughput + steps x an assumed per-step overhead); then per
+    predicted seconds (cost.py: FLOPs / an assumed throughput, plus a time per parameter and step, plus per-step
+    overheads); then per
     search of section 9 the trials it starts and the model-epochs it may spend; and the total. An upper bound: early
     stopping ends most models before their budget."""
     from mlplab import cost
@@ -328,11 +344,9 @@ def plan_lines(exps: dict[str, Experiment], quick: bool = False) -> list[str]:
                      f"{est.flops / 1e12:>7.1f} {est.seconds:>11.0f}")
     total, n_total = cost.estimate(trials), len(trials)
     for s in searches(quick).values():
-        configs = search_round_configs(s)
-        est = cost.population_estimate(configs)  # one round; every round has the same shape
-        est = cost.Estimate(est.model_epochs * s.rounds, est.flops * s.rounds, est.seconds * s.rounds)
+        est = search_estimate(s)
         total, n_total = total + est, n_total + s.spec["tune"]["trials"]
-        lines.append(f"{'search-' + s.method:<18} {configs[0].precision:>9} {s.spec['tune']['trials']:>6} "
+        lines.append(f"{'search-' + s.method:<18} {s.spec['base']['precision']:>9} {s.spec['tune']['trials']:>6} "
                      f"{est.model_epochs:>12} {est.flops / 1e12:>7.1f} {est.seconds:>11.0f}")
     lines.append(f"{'all (each trial once)':<28} {n_total:>14} {total.model_epochs:>12} {total.flops / 1e12:>7.1f} "
                  f"{total.seconds:>11.0f}")
