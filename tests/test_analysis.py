@@ -100,7 +100,28 @@ def test_a_far_lower_end_with_wild_seeds_is_unclear_not_a_plateau(tmp_path):
 def test_an_interior_optimum_has_two_bad_ends(tmp_path):
     claims = analysis.sweep_claims(_sweep(tmp_path, {0.01: 0.90, 0.1: 0.97, 1.0: 0.91}), "learning rate")
     assert _kinds(claims)[:3] == ["sweep_best", "sweep_low_bad", "sweep_high_bad"]
-    assert claims[0].facts["n_tied"] == 0 and "of the other 2 values, 0 cannot be told apart" in claims[0].text
+    assert claims[0].facts["n_tied"] == 0
+    assert "each of the other 2 values is worse beyond seed noise (Welch p < 0.05)" in claims[0].text
+
+
+def test_an_edge_optimum_with_tied_neighbours_is_a_plateau(tmp_path):
+    """The best at the edge, its two neighbours within noise, the third clearly worse: a plateau back to 0.1."""
+    accs = {0.01: [0.90, 0.901, 0.899], 0.1: [0.969, 0.972, 0.970], 0.3: [0.970, 0.968, 0.973],
+            1.0: [0.971, 0.973, 0.970]}
+    runs = [(TrainConfig(hidden=(8,), epochs=1, lr=lr, seed=s), a) for lr, xs in accs.items() for s, a in enumerate(xs)]
+    claims = analysis.sweep_claims(analysis.by_setting(_store(tmp_path, runs), "lr"), "learning rate")
+    assert _kinds(claims)[:2] == ["sweep_best", "sweep_edge_plateau"]
+    assert claims[1].facts["n_plateau"] == 2 and claims[1].facts["plateau_from"] == 0.1
+    assert "the 2 values next to it, back to 0.1, are tied with it" in claims[1].text
+    assert "of the other 3 values, 2 cannot be told apart from it (Welch p ≥ 0.05): 0.1, 0.3" in claims[0].text
+
+
+def test_units_are_singular_for_one():
+    facts = {"name": "width", "unit": " units", "best": 1, "best_val": 0.5, "n": 3, "n_tied": 1, "n_others": 1,
+             "tied": ": 2 units"}
+    text = analysis.render("sweep_best", facts)
+    assert "**1 unit**" in text and "the other value cannot be told apart from it" in text
+    assert analysis.with_unit(4, " units") == "4 units" and analysis.with_unit(0.5, "") == "0.5"
 
 
 def test_welch_matches_scipy_and_handles_no_spread():
@@ -276,3 +297,54 @@ def test_search_trials_read_back_what_tune_reported(tmp_path, small_splits):
     assert s["best_params"] == ran.best_params
     curve = analysis.search_curve(trials)
     assert [x for x, _ in curve] == [6, 12] and curve[-1][1] == ran.best_value
+
+
+def _batch_lr_grid(tmp_path, best_lr, spread):
+    """A made-up batch size x learning rate grid: per batch size, accuracy peaks at best_lr[batch] and falls by
+    `spread` per grid step away from it; 3 seeds with a little noise."""
+    lrs, rng = [0.001, 0.01, 0.1, 1.0], random.Random(1)
+    runs = [(TrainConfig(hidden=(8,), epochs=1, batch_size=b, lr=lr, seed=s),
+             0.95 - spread * abs(lrs.index(lr) - lrs.index(top)) + rng.gauss(0, 0.0005))
+            for b, top in best_lr.items() for lr in lrs for s in range(3)]
+    return analysis.grid(_store(tmp_path, runs), "batch_size", "lr")
+
+
+def _trend(tmp_path, medians, spread):
+    """The trend claim of a made-up batch size x learning rate (0.001, 0.01, 0.1, 1) grid: medians[batch] per rate,
+    3 seeds at median - spread, median, median + spread."""
+    runs = [(TrainConfig(hidden=(8,), epochs=1, batch_size=b, lr=lr, seed=s), m + d)
+            for b, ms in medians.items() for lr, m in zip([0.001, 0.01, 0.1, 1.0], ms)
+            for s, d in enumerate([-spread, 0.0, spread])]
+    return analysis.grid_claims(*analysis.grid(_store(tmp_path, runs), "batch_size", "lr"), "batch size")[-1]
+
+
+def test_a_best_rate_that_rises_with_the_batch_beyond_noise_is_called_so(tmp_path):
+    rows, cols, cells = _batch_lr_grid(tmp_path, {32: 0.001, 256: 0.01, 2048: 1.0}, spread=0.02)
+    trend = analysis.grid_claims(rows, cols, cells, "batch size")[-1]
+    assert trend.kind == "grid_trend" and trend.facts["direction"] == "rises" and trend.facts["separated"]
+    assert trend.facts["best_cols"] == [0.001, 0.01, 1.0]
+    assert "the best learning rate rises" in trend.text and "the shift is beyond seed noise" in trend.text
+
+
+def test_a_rising_best_rate_within_noise_is_not_called_a_shift(tmp_path):
+    """The best rate rises one step per row, but its neighbours sit within the seeds' noise: ranges overlap."""
+    medians = {32: [0.950, 0.949, 0.948, 0.90], 256: [0.949, 0.950, 0.949, 0.90], 2048: [0.948, 0.949, 0.950, 0.90]}
+    trend = _trend(tmp_path, medians, 0.003)
+    assert trend.facts["direction"] == "rises" and not trend.facts["separated"]
+    assert "not established beyond seed noise" in trend.text
+    assert "32: 0.001 to 0.1" in trend.text  # every rate but 1 ties with the best of batch 32
+
+
+def test_a_shift_beyond_noise_in_one_step_only_is_called_for_that_step(tmp_path):
+    medians = {32: [0.950, 0.949, 0.90, 0.90], 256: [0.949, 0.950, 0.90, 0.90], 2048: [0.90, 0.90, 0.90, 0.95]}
+    trend = _trend(tmp_path, medians, 0.002)
+    assert trend.facts["steps_apart"] == [False, True] and not trend.facts["separated"]
+    assert "do not overlap between 256 and 2048, a shift beyond seed noise there, but they do between 32 and 256" \
+        in trend.text and "2048: 1 only" in trend.text
+
+
+def test_a_best_rate_shared_by_every_row_stays(tmp_path):
+    rows, cols, cells = _batch_lr_grid(tmp_path, {32: 0.01, 256: 0.01, 2048: 0.01}, spread=0.02)
+    trend = analysis.grid_claims(rows, cols, cells, "batch size")[-1]
+    assert trend.facts["direction"] == "stays" and "stays" in trend.text and not trend.facts["separated"]
+    assert "No shift is claimed" in trend.text

@@ -155,3 +155,37 @@ def test_reopening_an_existing_store(tmp_path):
     Store(tmp_path / "x.sqlite").close()
     with Store(tmp_path / "x.sqlite", create=False) as s:
         assert s.counts() == {}
+
+
+def test_kept_weights_are_the_trained_ones_and_only_those_asked_for(tmp_path, small_splits, monkeypatch):
+    """A sweep keeps the reported weights of the trials it is told to; they evaluate to the stored accuracy."""
+    import torch
+
+    import mlplab.runner as runner
+    from mlplab.population import evaluate
+
+    trials = [TrainConfig(hidden=(4,), epochs=2, lr=0.1, seed=s) for s in (0, 1)]
+    monkeypatch.setattr(runner, "_splits", lambda cache, c: small_splits)
+    store = tmp_path / "s.sqlite"
+    run_sweep(trials, store, progress=False, keep_weights=frozenset({trial_key(trials[1])}))
+    with Store(store, create=False) as s:
+        assert s.weights(trial_key(trials[0])) is None
+        w = s.weights(trial_key(trials[1]))
+        rec = next(r for r in s.records() if r["key"] == trial_key(trials[1]))
+    assert set(w) == {"w0", "b0", "w1", "b1"} and w["w0"].shape == (1, 784, 4)
+    x = torch.from_numpy(small_splits.test_x).float() / 255
+    y = torch.from_numpy(small_splits.test_y)
+    assert evaluate(w, {"test": (x, y)}, "relu")["test_accuracy"][0] == rec["test_accuracy"]
+
+
+def test_a_store_from_before_kept_weights_reads_as_none(tmp_path):
+    """An older store has no weights table; opened read-only (nothing may be added), it answers None."""
+    path = tmp_path / "old.sqlite"
+    with Store(path):
+        pass
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE weights")
+    db.commit()
+    db.close()
+    with Store(path, create=False) as s:
+        assert s.weights("anything") is None

@@ -3,6 +3,7 @@ text recomputed from the store by code independent of mlplab.analysis (numpy and
 
 import datetime
 import functools
+import itertools
 import json
 import math
 import re
@@ -231,9 +232,14 @@ def _check_sweep(claim, records):
         tied = [v for v in g if v != best and _welch(vals[v], vals[best]) >= 0.05]
         assert f["best_val"] == pytest.approx(med[best]) and f["n_tied"] == len(tied)
         assert analysis.fmt_value(best) == analysis.fmt_value(f["best"])
-    elif kind == "sweep_edge":
+    elif kind.startswith("sweep_edge"):
         order = sorted(g)
         assert best == (order[0] if f["edge"] == "smallest" else order[-1])
+        inward = order[1:] if f["edge"] == "smallest" else order[-2::-1]
+        plateau = list(itertools.takewhile(lambda v: _welch(vals[v], vals[best]) >= 0.05, inward))
+        assert (kind == "sweep_edge_plateau") == bool(plateau)
+        if plateau:
+            assert f["n_plateau"] == len(plateau) and f["plateau_from"] == plateau[-1]
     elif kind.startswith(("sweep_low", "sweep_high")):
         end = "low" if "low" in kind else "high"
         v = sorted(g)[0 if end == "low" else -1]
@@ -297,10 +303,35 @@ def _check_grid(claim, records):
         assert f["best_val"] == pytest.approx(med[best])
         assert f["n_failed_cells"] == sum(any(_outcome(r)[0] in ("collapsed", "diverged") for r in rs)
                                           for rs in cells.values())
+    if claim["kind"] == "grid_trend":  # the best rate per row, and the rates tied with it, written again
+        lrs, bests, spans = sorted({k[1] for k in cells}), [], []
+        for row in sorted({k[0] for k in cells}):
+            mine = {lr: [_val(r) for r in cells[(row, lr)]] for lr in lrs if (row, lr) in cells}
+            top = max(mine, key=lambda lr: statistics.median(mine[lr]))
+            tied = [lrs.index(lr) for lr in mine if lr == top or _welch(mine[lr], mine[top]) >= 0.05]
+            bests.append(lrs.index(top))
+            spans.append((min(tied), max(tied)))
+        assert f["best_cols"] == [lrs[i] for i in bests]
+        up, down = all(a < b for a, b in zip(bests, bests[1:])), all(a > b for a, b in zip(bests, bests[1:]))
+        assert (f["direction"] == "rises") == up and (f["direction"] == "falls") == down
+        apart = ([a[1] < b[0] for a, b in zip(spans, spans[1:])] if up else
+                 [a[0] > b[1] for a, b in zip(spans, spans[1:])] if down else [])
+        assert f["steps_apart"] == apart and f["separated"] == (bool(apart) and all(apart))
     return True
 
 
-CHECKS = {"sweep": _check_sweep, "anova": _check_anova, "recipe": _check_recipe, "grid": _check_grid}
+def _check_smoothing(claim, records):
+    """The entropy of the smoothed targets, from its definition -sum_c q_c log q_c, and the recipe's stored rate."""
+    f = claim["facts"]
+    assert f["eps"] in {r["label_smoothing"] for r in _experiment_of(records, "recipe")} and f["classes"] == 10
+    q = np.full(10, f["eps"] / 10)
+    q[0] += 1 - f["eps"]
+    assert f["floor"] == pytest.approx(float(-(q * np.log(q)).sum()))
+    return True
+
+
+CHECKS = {"sweep": _check_sweep, "anova": _check_anova, "recipe": _check_recipe, "grid": _check_grid,
+          "smoothing": _check_smoothing}
 
 
 def test_every_claim_renders_to_its_sentence_and_its_facts_recompute_from_the_store(quick_study, records):
@@ -308,7 +339,8 @@ def test_every_claim_renders_to_its_sentence_and_its_facts_recompute_from_the_st
     claims = _claims(out)
     kinds = Counter(c["kind"] for c, _ in claims)
     for needed in ("sweep_best", "anova", "recipe", "grid_best", "zero_stored", "threads", "misclassified",
-                   "compute", "ranking", "linear_vs_mlp", "search_compute", "search_noise", "search_best"):
+                   "compute", "ranking", "linear_vs_mlp", "search_compute", "search_noise", "search_best",
+                   "grid_trend", "smoothing_floor"):
         assert kinds[needed] >= 1, f"no {needed} claim in the notebook"
     recomputed = 0
     for claim, markdown in claims:

@@ -14,6 +14,7 @@ order, residual = their interaction and everything else).
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 import string
@@ -235,10 +236,22 @@ def anova_two_way(y: list[list[float]]) -> dict:
 
 class _Formatter(string.Formatter):
     """Format specs for facts: pct (accuracy as %, 2 decimals), pct1, pp (a difference in percentage points), p (a
-    p-value), f (an F statistic), v (a setting's value), count (an expected count: "about 3.2", or "fewer than 0.1");
+    p-value), f (an F statistic), v (a setting's value), vu (a setting's value with the claim's `unit` fact: "1 unit",
+    "4 units"), n/NOUN (a count and its noun: "1 value", "3 values"), tied/NOUNS (the count of the claim's
+    `n_others` tied with the best, as a phrase), count (an expected count: "about 3.2", or "fewer than 0.1");
     anything else is Python's own."""
 
+    def vformat(self, format_string, args, kwargs):
+        self._facts = kwargs
+        return super().vformat(format_string, args, kwargs)
+
     def format_field(self, value, spec):
+        if spec == "vu":
+            return with_unit(value, self._facts.get("unit", ""))
+        if spec.startswith("n/"):  # {k:n/value}: "1 value", "3 values"
+            return f"{value} {spec[2:]}{'' if value == 1 else 's'}"
+        if spec.startswith("tied/"):  # {n_tied:tied/values}: how many of the n_others others tie with the best
+            return tied_phrase(value, self._facts["n_others"], spec[len("tied/"):])
         if spec in ("pct", "pct1"):
             return pct(value, 2 if spec == "pct" else 1)
         if spec == "pp":
@@ -257,22 +270,24 @@ class _Formatter(string.Formatter):
 _FMT = _Formatter()
 
 TEMPLATES = {
-    "sweep_best": "On validation accuracy the best {name} is **{best:v}{unit}** (median {best_val:pct} over {n} "
-                  "seeds); of the other {n_others} values, {n_tied} cannot be told apart from it (Welch p ≥ "
-                  "0.05){tied}.",
+    "sweep_best": "On validation accuracy the best {name} is **{best:vu}** (median {best_val:pct} over {n} "
+                  "seeds); {n_tied:tied/values}{tied}.",
     "sweep_edge": "The best value is the {edge} value tried, so the optimum may lie beyond the range.",
-    "sweep_low_bad": "The low end is clearly worse: {low:v}{unit} reaches a median of {low_val:pct} (Welch p "
+    "sweep_edge_plateau": "The best value is the {edge} value tried, but it sits on a plateau: the {n_plateau:n/value} "
+                          "next to it, back to {plateau_from:vu}, are tied with it. Whether accuracy rises beyond the "
+                          "range is not measured.",
+    "sweep_low_bad": "The low end is clearly worse: {low:vu} reaches a median of {low_val:pct} (Welch p "
                      "{low_p:p} against the best).",
-    "sweep_low_ok": "The low end, {low:v}{unit}, cannot be told apart from the best ({low_val:pct}, Welch p "
+    "sweep_low_ok": "The low end, {low:vu}, cannot be told apart from the best ({low_val:pct}, Welch p "
                     "{low_p:p}): no harm observed down to it.",
-    "sweep_high_bad": "The high end is clearly worse: {high:v}{unit} reaches a median of {high_val:pct} "
+    "sweep_high_bad": "The high end is clearly worse: {high:vu} reaches a median of {high_val:pct} "
                       "(Welch p {high_p:p} against the best).",
-    "sweep_low_unclear": "The low end, {low:v}{unit}, reaches a median of {low_val:pct}, but its seeds spread too "
+    "sweep_low_unclear": "The low end, {low:vu}, reaches a median of {low_val:pct}, but its seeds spread too "
                          "widely to call it worse than the best (Welch p {low_p:p}).",
-    "sweep_high_unclear": "The high end, {high:v}{unit}, reaches a median of {high_val:pct}, but its seeds spread too "
+    "sweep_high_unclear": "The high end, {high:vu}, reaches a median of {high_val:pct}, but its seeds spread too "
                           "widely to call it worse than the best (Welch p {high_p:p}).",
-    "sweep_high_ok": "A plateau, not an optimum: {high:v}{unit} cannot be told apart from the best ({high_val:pct}, "
-                     "Welch p {high_p:p}), so no harm is observed up to {high:v}{unit}.",
+    "sweep_high_ok": "A plateau, not an optimum: {high:vu} cannot be told apart from the best ({high_val:pct}, "
+                     "Welch p {high_p:p}), so no harm is observed up to {high:vu}.",
     "sweep_failures": "{n_failed} of {n_runs} runs failed: {n_collapsed} collapsed to near chance with a finite loss "
                       "and {n_diverged} diverged; {n_budget} more did not converge within the {budget}-epoch budget.",
     "sweep_no_failures": "No run collapsed or diverged; {n_budget} of {n_runs} did not converge within the "
@@ -282,11 +297,13 @@ TEMPLATES = {
              "{f_rows:f}, p {p_rows:p} ({init_verdict}); data order F({df_cols}, {df_res}) = {f_cols:f}, p "
              "{p_cols:p} ({data_verdict}). Validation accuracy ranges from {min:pct} to {max:pct}.",
     "grid_best": "The best cell on validation is {row_name} {row:v} with learning rate {col:v} (median "
-                 "{best_val:pct}); of the other {n_others} cells, {n_tied} cannot be told apart from it (Welch p "
-                 "≥ 0.05). Cells with at least one collapsed or diverged seed: {n_failed_cells}.",
+                 "{best_val:pct}); {n_tied:tied/cells}. Cells with at least one collapsed or diverged seed: "
+                 "{n_failed_cells}.",
     "grid_best_lr": "The best learning rate per {row_name}: {per_row}.",
-    "recipe": "Chosen on validation: **{recipe}** (median validation accuracy {best_val:pct} over {n} seeds; of the "
-              "other {n_others} recipes, {n_tied} cannot be told apart from it). Its test accuracy, read once: median "
+    "grid_trend": "From the smallest {row_name} to the largest, the best learning rate {trend}. The rates that cannot "
+                  "be told apart from each row's best (Welch p ≥ 0.05) are {ranges}. {verdict}.",
+    "recipe": "Chosen on validation: **{recipe}**, median validation accuracy {best_val:pct} over {n} seeds; "
+              "{n_tied:tied/recipes}. Its test accuracy, read once: median "
               "{test:pct} (range {test_min:pct} to {test_max:pct}), {verdict} the 98% the course expects.",
     "linear_vs_mlp": "Trained with the same recipe and stopping rule, softmax regression reaches a median "
                      "validation accuracy of {lin_val:pct} and the 784-{width}-10 MLP {mlp_val:pct}: {gap:pp} points "
@@ -310,6 +327,10 @@ TEMPLATES = {
     "compute": "The study trained {model_epochs} model-epochs of the {budget_epochs} its budgets allowed "
                "({share:pct1}); early stopping saved the rest. The stored training time adds up to {seconds:.0f} s "
                "against {predicted:.0f} s predicted at the budget.",
+    "smoothing_floor": "The label-smoothed recipe's dotted training loss is measured against its smoothed targets, so "
+                       "it can never fall below their entropy, {floor:.2f} nats (smoothing {eps:g} over {classes} "
+                       "classes); its validation loss is the plain cross-entropy. Its training curve lying above its "
+                       "validation curve therefore says nothing about under- or overfitting.",
     "overfit": "In {n_over} of the {n_runs} runs shown, the training loss kept falling after the reported epoch while "
                "the validation loss rose.",
     "neighbours": "For {n_near} of the {n_hard} images shown, the nearest training image carries the label the seeds "
@@ -364,12 +385,16 @@ def sweep_claims(points: list[Point], name: str, unit: str = "", experiment: str
     base = {"experiment": experiment, "name": name, "unit": unit}
     out = [Claim("sweep_best", {**base, "best": b.value, "best_val": b.median, "n": b.n, "n_tied": len(tied),
                                 "n_others": len(pts) - 1,
-                                "tied": "".join(f"{', ' if k else ': '}{fmt_value(p.value)}{unit}"
+                                "tied": "".join(f"{', ' if k else ': '}{with_unit(p.value, unit)}"
                                                 for k, p in enumerate(tied))})]
     ordered = all(isinstance(p.value, (int, float)) and not isinstance(p.value, bool) for p in pts)
     if ordered and len(pts) > 2:
         if b is pts[0] or b is pts[-1]:
-            out.append(Claim("sweep_edge", {**base, "edge": "smallest" if b is pts[0] else "largest"}))
+            edge = {**base, "edge": "smallest" if b is pts[0] else "largest"}
+            inward = pts[1:] if b is pts[0] else pts[-2::-1]  # the other values, nearest to the edge first
+            plateau = list(itertools.takewhile(lambda p: not differs(p, b), inward))
+            out.append(Claim("sweep_edge_plateau", {**edge, "n_plateau": len(plateau), "plateau_from":
+                                                    plateau[-1].value}) if plateau else Claim("sweep_edge", edge))
         for end, p in (("low", pts[0]), ("high", pts[-1])):
             if p is b:
                 continue
@@ -411,7 +436,47 @@ def grid_claims(rows: list, cols: list, cells: list[list[Point]], row_name: str,
     return [Claim("grid_best", {**base, "row": b.value[0], "col": b.value[1], "best_val": b.median,
                                 "n_tied": len(tied), "n_others": len(flat) - 1,
                                 "n_failed_cells": sum(c.failed > 0 for c in flat)}),
-            Claim("grid_best_lr", {**base, "per_row": ", ".join(per_row)})]
+            Claim("grid_best_lr", {**base, "per_row": ", ".join(per_row)}),
+            trend_claim(rows, cols, cells, base)]
+
+
+TREND_TEXT = {"rises": "rises", "falls": "falls", "stays": "stays the same",
+              "moves without a monotone trend": "moves without a monotone trend"}
+
+
+def trend_claim(rows: list, cols: list, cells: list[list[Point]], base: dict) -> Claim:
+    """Does the best column (learning rate) move with the row setting, beyond seed noise? Per row, the columns tied
+    with that row's best (Welch p >= ALPHA) form a range; a rising (falling) best is called beyond noise only when
+    each row's range lies wholly above (below) the previous row's."""
+    bests, ranges = [], []
+    for r in cells:
+        rb = best(r)
+        if rb is None:
+            continue
+        tied = [cols.index(c.value[1]) for c in r if c.records and (c is rb or not differs(c, rb))]
+        bests.append(cols.index(rb.value[1]))
+        ranges.append((min(tied), max(tied), rb.value[0]))
+    steps = list(zip(bests, bests[1:]))
+    trend = ("rises" if steps and all(a < b for a, b in steps) else "falls" if steps and all(a > b for a, b in steps)
+             else "stays" if all(a == b for a, b in steps) else "moves without a monotone trend")
+    pairs = list(zip(ranges, ranges[1:]))
+    apart = [a[1] < b[0] if trend == "rises" else a[0] > b[1] for a, b in pairs] if trend in ("rises", "falls") else []
+    separated = bool(apart) and all(apart)
+
+    def steps(keep):
+        return ", ".join(f"{fmt_value(a[2])} and {fmt_value(b[2])}" for (a, b), x in zip(pairs, apart) if x == keep)
+
+    verdict = ("No shift is claimed" if not apart else
+               "Each row's range lies wholly beyond the previous row's, so the shift is beyond seed noise" if separated
+               else "Neighbouring rows' ranges overlap, so the shift is not established beyond seed noise"
+               if not any(apart) else
+               f"The ranges do not overlap between {steps(True)}, a shift beyond seed noise there, but they do "
+               f"between {steps(False)}")
+    shown = "; ".join(f"{fmt_value(row)}: {fmt_value(cols[lo])}"
+                      + (f" to {fmt_value(cols[hi])}" if hi > lo else " only") for lo, hi, row in ranges)
+    return Claim("grid_trend", {**base, "trend": TREND_TEXT[trend], "direction": trend, "separated": separated,
+                                "steps_apart": apart, "best_cols": [cols[i] for i in bests], "ranges": shown,
+                                "verdict": verdict})
 
 
 def anova_claim(records: list[dict], experiment: str = "") -> Claim:
@@ -427,6 +492,13 @@ def anova_claim(records: list[dict], experiment: str = "") -> Claim:
                            **{k: a[k] for k in ("df_rows", "df_cols", "df_res", "f_rows", "p_rows", "f_cols",
                                                 "p_cols", "min", "max")},
                            "init_verdict": verdict(a["p_rows"]), "data_verdict": verdict(a["p_cols"])})
+
+
+def smoothing_floor(eps: float, classes: int) -> float:
+    """The entropy (nats) of label-smoothed targets, (1 - eps + eps/C) on the label and eps/C on each other class:
+    the lowest value their cross-entropy can take."""
+    top, rest = 1.0 - eps + eps / classes, eps / classes
+    return -(top * math.log(top) + (classes - 1) * rest * math.log(rest)) if 0 < eps < 1 else 0.0
 
 
 def recipe_claim(points: list[Point], experiment: str = "") -> Claim:
@@ -558,6 +630,24 @@ def search_claims(summaries: dict[str, dict], titles: dict[str, str], rounds: in
 
 def pct(x: float | None, digits: int = 1) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.{digits}f}%"
+
+
+def tied_phrase(n_tied: int, n_others: int, nouns: str) -> str:
+    """How many of the other settings cannot be told apart from the best (Welch's test at ALPHA)."""
+    if n_others == 1:
+        noun = nouns[:-1] if nouns.endswith("s") else nouns
+        return (f"the other {noun} cannot be told apart from it (Welch p ≥ {ALPHA})" if n_tied else
+                f"the other {noun} is worse beyond seed noise (Welch p < {ALPHA})")
+    if n_tied == 0:
+        return f"each of the other {n_others} {nouns} is worse beyond seed noise (Welch p < {ALPHA})"
+    return f"of the other {n_others} {nouns}, {n_tied} cannot be told apart from it (Welch p ≥ {ALPHA})"
+
+
+def with_unit(v, unit: str) -> str:
+    """A setting's value and its unit, the unit singular for exactly 1: "1 unit", "64 units", "0.1"."""
+    if unit.endswith("s") and v == 1 and not isinstance(v, bool):
+        unit = unit[:-1]
+    return f"{fmt_value(v)}{unit}"
 
 
 def fmt_value(v) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import LogNorm
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import LogFormatter
 
 from mlplab.analysis import Point, best, fmt_value, pct
 
@@ -53,13 +53,27 @@ def save(fig, name: str, folder: str | Path) -> Path:
     return folder / f"{name}.png"
 
 
+class _PlainLog(LogFormatter):
+    """Log-axis tick labels as plain numbers (2, 0.5, not 2 x 10^0), on the ticks matplotlib would label: the minor
+    ticks too when the axis spans under two decades."""
+
+    def __init__(self):
+        super().__init__(labelOnlyBase=False, minor_thresholds=(2, 0.5))
+
+    def __call__(self, x, pos=None):
+        return f"{x:g}" if super().__call__(x, pos) else ""
+
+
 def _error_axis(ax, values_pct: list[float], label: str) -> None:
-    """A log y axis of error rates (%), its range fitted to the values (and never above 100%)."""
+    """A log y axis of error rates (%), its range fitted to the values (and never above 100%), labelled in plain
+    numbers."""
     finite = [v for v in values_pct if v > 0 and math.isfinite(v)]
     lo = max(FLOOR, min(finite) / 1.5) if finite else 1.0
     hi = min(100.0, max(finite) * 1.5) if finite else 100.0
     ax.set_yscale("log")
     ax.set_ylim(lo, max(hi, lo * 3))
+    ax.yaxis.set_major_formatter(_PlainLog())
+    ax.yaxis.set_minor_formatter(_PlainLog())
     ax.set_ylabel(label)
 
 
@@ -156,7 +170,7 @@ def heatmap(rows: list, cols: list, cells: list[list[Point]], row_name: str, col
 def curves(runs: dict[str, list[dict]], title: str):
     """Per-epoch curves of a few runs: training and validation loss (left), validation error on a log axis
     (right); the reported (best) epoch of each run is ringed."""
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4 + 0.2 * math.ceil((len(runs) + 1) / 2)))
     errs = []
     for k, (label, run) in enumerate(runs.items()):
         h, best_epoch = run["history"], run.get("best_epoch")
@@ -174,10 +188,14 @@ def curves(runs: dict[str, list[dict]], title: str):
             a2.scatter([best_epoch], [ve[best_epoch - 1]], s=90, facecolors="none", edgecolors="black", zorder=5)
     a1.plot([], [], color="gray", ls=":", label="(dotted: training loss)")
     a1.set_yscale("log")
+    a1.yaxis.set_major_formatter(_PlainLog())
+    a1.yaxis.set_minor_formatter(_PlainLog())
     a1.set_xlabel("epoch")
     a1.set_ylabel("cross-entropy (log scale)")
     a1.set_title("loss: training (dotted) vs validation (solid)")
-    a1.legend(fontsize=7)
+    handles, labels = a1.get_legend_handles_labels()  # below both panels: inside, it hid the curves' ends
+    fig.legend(handles, labels, loc="outside lower center", ncol=2 if len(labels) > 3 else len(labels), fontsize=8,
+               frameon=False)
     _error_axis(a2, errs, "validation error (%, log scale)")
     a2.set_xlabel("epoch")
     a2.set_title("validation error; ringed: the reported epoch")
@@ -318,9 +336,6 @@ def search_progress(curves: dict[str, list[tuple[int, float]]], budget: int, tit
                 label=f"{label}: best {pct(pts[-1][1], 2)}")
     ax.axvline(budget, color="gray", ls=":", lw=1, label=f"budget: {budget} model-epochs")
     _error_axis(ax, errs, "best validation error so far (%, log scale)")
-    plain = FuncFormatter(lambda v, _: f"{v:g}")  # the range spans less than a decade: 4, not 4 x 10^0
-    ax.yaxis.set_major_formatter(plain)
-    ax.yaxis.set_minor_formatter(plain)
     ax.set_xlim(0, budget * 1.05)
     ax.set_xlabel("model-epochs spent")
     ax.set_title(title)

@@ -214,8 +214,8 @@ class Population:
         operations (a single small model's step time is mostly per-operation overhead, not arithmetic)."""
         c0, M, hp, params = self.configs[0], self.size, self.hp, self.params
         if len(groups) == 1:
-            xs = [X[idx[0]]]  # (B, D)
-            hb = hot[idx[0]]  # (B, C): shared by all models
+            xs = [X.index_select(0, idx[0])]  # (B, D); index_select: a quarter of X[i]'s time for a batch
+            hb = hot.index_select(0, idx[0])  # (B, C): shared by all models
         else:
             xs = [X[i] for i in idx]  # S batches (B, D)
             hb = torch.cat([hot[i].expand(g.stop - g.start, -1, -1) for i, g in zip(idx, groups)])  # (M, B, C)

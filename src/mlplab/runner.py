@@ -44,7 +44,8 @@ POLL_SECONDS = 2.0  # how often a sweep looks at trials that another sweep is ru
 def run_sweep(trials: list[TrainConfig], store: Store | str, *, device="auto", sequential: bool = False,
               progress: bool | None = None, budget_bytes: int | None = None, name: str | None = None,
               log=None, backend: str = "local", address: str | None = None, train_fn=None,
-              deterministic: bool = False, threads: int | None = None, wait: bool = True) -> SweepReport:
+              deterministic: bool = False, threads: int | None = None, wait: bool = True,
+              keep_weights: frozenset[str] = frozenset()) -> SweepReport:
     """Train every trial not yet finished in `store`; return what was done.
 
     backend "local" trains the populations one after another in this process; "ray" submits each population as a
@@ -53,7 +54,7 @@ def run_sweep(trials: list[TrainConfig], store: Store | str, *, device="auto", s
     PyTorch's deterministic algorithms in every task. `threads`: torch threads per population (None: leave torch's
     setting; changed only while the sweep runs). Trials that another live sweep holds are waited for (`wait`), so
     that on return every trial is finished or failed. `progress` None: a bar on a terminal, else one `log` line per
-    population.
+    population. The reported weights of the trials whose keys are in `keep_weights` are stored too (`Store.weights`).
     """
     from tqdm import tqdm
 
@@ -95,7 +96,7 @@ def run_sweep(trials: list[TrainConfig], store: Store | str, *, device="auto", s
                     bar.total += len(todo)
                     bar.refresh()
                     started_ray |= _execute(pops, store, dev, bar, train_fn, address, backend, task_threads, totals,
-                                            lines, log)
+                                            lines, log, frozenset(keep_weights))
                     continue  # leases of others may have run out meanwhile: claim again before waiting
                 others = store.held_elsewhere(trials)
                 if not others or not wait:
@@ -130,19 +131,19 @@ def _log_plan(log, trials, todo, pops, dev, budget, backend) -> None:
         log(f"  ... and {len(pops) - 12} more")
 
 
-def _execute(pops, store, dev, bar, train_fn, address, backend, threads, totals, lines, log) -> bool:
+def _execute(pops, store, dev, bar, train_fn, address, backend, threads, totals, lines, log, keep) -> bool:
     """Run the populations, storing each as it finishes; returns whether a Ray runtime was started here."""
     pending = {id(p): p for p in pops}
     progress = _Progress(pops)
     started = [False]
     execute = _run_ray if backend == "ray" else _run_local
     try:
-        for pop, results, error in execute(pops, dev, bar, train_fn, address, threads, started):
+        for pop, results, error in execute(pops, dev, bar, train_fn, address, threads, started, keep):
             if error is not None:  # a broken population is stored as failed, the sweep goes on
                 store.fail(list(pop.configs), error)
                 totals["failed"] += pop.size
             else:
-                written = store.finish(results, threads=threads)
+                written = store.finish(results, threads=threads, keep_weights=keep)
                 totals["trained"] += written
                 totals["lost"] += pop.size - written
                 if written < pop.size and log:
@@ -191,7 +192,7 @@ def _clock(seconds: float) -> str:
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
-def _run_local(pops, dev, bar, train_fn, address, threads, started):
+def _run_local(pops, dev, bar, train_fn, address, threads, started, keep):
     """Train the populations one after another here; yield (population, results, error)."""
     cache: dict = {}
     for pop in pops:
@@ -210,7 +211,7 @@ def _run_local(pops, dev, bar, train_fn, address, threads, started):
         yield pop, results, None
 
 
-def _run_ray(pops, dev, bar, train_fn, address, threads, started):
+def _run_ray(pops, dev, bar, train_fn, address, threads, started, keep):
     """Submit every population as a Ray task (the data goes to the object store once); yield as tasks finish."""
     try:
         import ray
@@ -229,7 +230,8 @@ def _run_ray(pops, dev, bar, train_fn, address, threads, started):
         opts = {"num_cpus": threads, "memory": max(1, pop.bytes)}
         if dev.type == "cuda":
             opts["num_gpus"] = 1
-        futures[remote.options(**opts).remote(list(pop.configs), splits_ref, str(dev), train_fn, threads)] = pop
+        mine = keep & {trial_key(c) for c in pop.configs}
+        futures[remote.options(**opts).remote(list(pop.configs), splits_ref, str(dev), train_fn, threads, mine)] = pop
     bar.set_postfix_str(f"{len(futures)} Ray tasks")
     while futures:
         done, _ = ray.wait(list(futures), num_returns=1)
@@ -247,14 +249,16 @@ RAY_RETRIES = 2  # a task whose worker dies is run again this many times before 
 RAY_TASK_CPUS = 1  # CPUs (and torch threads) per task: populations are the unit of parallelism
 
 
-def _ray_task(configs, splits, device, train_fn, threads):
-    """Runs on a Ray worker: train one population, return its results without the parameters."""
+def _ray_task(configs, splits, device, train_fn, threads, keep=frozenset()):
+    """Runs on a Ray worker: train one population, return its results without the parameters (but those of the
+    trials in `keep`, whose weights the store keeps)."""
     import torch
 
     torch.set_num_threads(threads)
     results = train_fn(configs, device=device, splits=splits, progress=False)
     for r in results:
-        r.params = {}
+        if trial_key(r.config) not in keep:
+            r.params = {}
     return results
 
 

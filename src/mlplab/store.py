@@ -12,12 +12,16 @@ lease: the row names its owner (host, pid and a random token) and an expiry that
 (`heartbeat`). A sweep killed at any moment leaves rows of the populations in flight as "running"; the next sweep
 takes them over once the lease has expired, or at once when the owner is a process on this machine that has
 ended. Finished rows are never rewritten, so nothing finished is ever lost or run twice.
+
+A sweep may also keep the reported weights of chosen trials (`finish(..., keep_weights=keys)`, read back with
+`weights(key)`), for analyses that need the trained networks themselves, so that they are not trained twice.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import secrets
@@ -58,6 +62,7 @@ CREATE TABLE IF NOT EXISTS trials (
     updated REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS trials_status ON trials(status);
+CREATE TABLE IF NOT EXISTS weights (key TEXT PRIMARY KEY, params BLOB NOT NULL, updated REAL NOT NULL);
 """
 # Columns added after stores already existed (added to an older store when it is opened for writing).
 _LATER_COLUMNS = {"lease_until": "REAL", "owner_process": "TEXT", "numerics": "INTEGER", "threads": "INTEGER"}
@@ -254,22 +259,28 @@ class Store:
             stop.set()
             thread.join()
 
-    def finish(self, results, threads: int | None = None) -> int:
+    def finish(self, results, threads: int | None = None, keep_weights: frozenset[str] = frozenset()) -> int:
         """Store finished TrainResults (one transaction: a population lands whole or not at all). Only rows whose
-        lease we still hold are written; returns how many were (fewer: another sweep took a lease over)."""
+        lease we still hold are written; returns how many were (fewer: another sweep took a lease over). The
+        reported weights of trials whose key is in `keep_weights` are stored too (see `weights`)."""
         written = 0
         with self._tx():
             for r in results:
                 s = r.summary()
-                written += self.db.execute(
+                key = trial_key(r.config)
+                mine = self.db.execute(
                     "UPDATE trials SET status=?, owner=NULL, owner_process=NULL, lease_until=NULL, history=?, "
                     "train_loss=?, val_loss=?, val_accuracy=?, test_loss=?, test_accuracy=?, diverged_at=?, "
                     "seconds=?, population=?, device=?, threads=?, version=?, numerics=?, git_commit=?, updated=? "
                     "WHERE key=? AND owner=? AND status='running'",
                     ("diverged" if r.diverged else "done", json.dumps(s["history"]), *[s[m] for m in METRICS],
                      json.dumps(s["diverged_at"]), s["seconds"], r.extra.get("population_size"), s["device"],
-                     threads, __version__, NUMERICS_VERSION, self.commit, time.time(), trial_key(r.config),
+                     threads, __version__, NUMERICS_VERSION, self.commit, time.time(), key,
                      self.owner)).rowcount
+                written += mine
+                if mine and key in keep_weights and r.params:
+                    self.db.execute("INSERT OR REPLACE INTO weights VALUES (?, ?, ?)",
+                                    (key, _pack(r.params), time.time()))
         return written
 
     def fail(self, configs: list[TrainConfig], error: str) -> int:
@@ -324,6 +335,17 @@ class Store:
             out.append({**cfg, **r})
         return out
 
+    def weights(self, key: str) -> dict | None:
+        """The reported weights kept for trial `key` ({name: tensor (1, ...)}, on the CPU), or None when none were
+        kept (not asked for, not finished, or a store older than kept weights)."""
+        import torch
+
+        try:
+            row = self.db.execute("SELECT params FROM weights WHERE key=?", (key,)).fetchone()
+        except sqlite3.OperationalError:  # a store written before weights were kept, opened read-only
+            return None
+        return None if row is None else torch.load(io.BytesIO(row[0]), weights_only=True)
+
     def frame(self, status: tuple[str, ...] | None = None):
         """The records as a pandas DataFrame (needs pandas)."""
         import pandas as pd
@@ -332,6 +354,15 @@ class Store:
 
     def counts(self) -> dict[str, int]:
         return dict(self.db.execute("SELECT status, COUNT(*) FROM trials GROUP BY status").fetchall())
+
+
+def _pack(params: dict) -> bytes:
+    """Tensors to bytes (torch's format, read back with weights_only=True: plain tensors, no code)."""
+    import torch
+
+    buf = io.BytesIO()
+    torch.save({k: v.detach().cpu().contiguous() for k, v in params.items()}, buf)
+    return buf.getvalue()
 
 
 def _lease_live(until: float | None, process: str | None, now: float) -> bool:

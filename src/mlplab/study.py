@@ -469,6 +469,15 @@ def to_html(nb) -> str:
     return html
 
 
+def kept_weights(exps: dict[str, Experiment]) -> frozenset[str]:
+    """Keys of the trials whose trained weights the store keeps, for the notebook's looks inside the networks: every
+    recipe's models (the chosen recipe's mistakes, section 10) and the learning-rate sweep's seed-0 models (dead
+    units, section 6). Any other analysis of weights would train its models again."""
+    from mlplab.store import trial_key
+
+    return frozenset(trial_key(t) for t in exps["recipe"].trials() + [t for t in exps["lr"].trials() if t.seed == 0])
+
+
 def run_study(out: str | Path = "study", store: str | Path | None = None, quick: bool = False,
               device: str = "auto", seeds: int | None = None, progress: bool | None = None, log=print,
               backend: str = "local", address: str | None = None, deterministic: bool = False,
@@ -491,7 +500,8 @@ def run_study(out: str | Path = "study", store: str | Path | None = None, quick:
             log(line)
         t0 = time.perf_counter()
         report = run_sweep(trials, store, device=dev, progress=progress, name="study-quick" if quick else "study",
-                           log=log, backend=backend, address=address, deterministic=deterministic, threads=threads)
+                           log=log, backend=backend, address=address, deterministic=deterministic, threads=threads,
+                           keep_weights=kept_weights(exps))
         t_searches = time.perf_counter()
         searched = run_searches(out, quick, dev, threads=threads, backend=backend, address=address,
                                 deterministic=deterministic, log=log)

@@ -46,6 +46,7 @@ import mlplab
 from mlplab import analysis, cost, plots, study
 from mlplab.analysis import Claim, fmt_value, pct
 from mlplab.data import load_mnist, make_splits, to_tensors
+from mlplab.device import arithmetic
 from mlplab.store import Store, trial_key
 
 plots.style()
@@ -55,6 +56,17 @@ EXPS = study.experiments(QUICK, SEEDS)
 REC = {name: study.experiment_records(RECORDS, e) for name, e in EXPS.items()}
 POINTS = {name: analysis.by_setting(REC[name], e.setting) for name, e in EXPS.items() if e.setting}
 CLAIMS = []
+
+
+def networks(configs):
+    """The trained networks of `configs` ({name: tensor (1, ...)} each, at their reported epoch) and whether they are
+    the stored ones: the store keeps the weights of the models this notebook looks inside (`study.kept_weights`);
+    a store written before it did gets them trained again here."""
+    with Store(STORE, create=False) as s:
+        kept = [s.weights(trial_key(c)) for c in configs]
+    if all(w is not None for w in kept):
+        return kept, True
+    return [r.params for r in mlplab.train_population(configs, splits=splits, device=DEVICE, progress=False)], False
 
 
 def show(fig, name):
@@ -207,8 +219,8 @@ show(plots.train_vs_val(live_log, "The thirty-line MLP: training vs validation e
 RP = POINTS["recipe"]
 table(["recipe", "median val. accuracy", "seeds", "stopped at epoch (median)", "reported epoch (median)",
        "converged / budget / collapsed / diverged"],
-      [[p.value, pct(p.median, 2), p.n, statistics.median(o.stopped_epoch for o in p.outcomes),
-        statistics.median(o.best_epoch for o in p.outcomes), outcome_counts([p])] for p in RP])
+      [[p.value, pct(p.median, 2), p.n, f"{statistics.median(o.stopped_epoch for o in p.outcomes):g}",
+        f"{statistics.median(o.best_epoch for o in p.outcomes):g}", outcome_counts([p])] for p in RP])
 show(plots.curves({p.value: {"history": p.records[0]["history"], "best_epoch": p.outcomes[0].best_epoch}
                    for p in RP}, "The course MLP, four recipes (seed 0 of each)"), "recipe_curves")
 chosen_recipe = analysis.best(RP)
@@ -218,6 +230,11 @@ n_over = sum(best_e and len(h) > best_e and h[-1]["train_loss"] < h[best_e - 1][
 say([analysis.recipe_claim(RP, "recipe"), Claim("overfit", {"n_over": n_over, "n_runs": len(shown)})],
     after=" Where that happens, the network has begun to fit the training images more closely than it generalizes, "
           "which is what early stopping guards against." if n_over else "")
+smoothed = sorted({r["label_smoothing"] for p in RP for r in p.records if r["label_smoothing"]})
+if smoothed:
+    n_classes = int(splits.train_y.max()) + 1
+    say([Claim("smoothing_floor", {"eps": smoothed[0], "classes": n_classes,
+                                   "floor": analysis.smoothing_floor(smoothed[0], n_classes)})])
 
 # %% tags=["hide-input"]
 lin = analysis.by_setting(REC["linear"], "depth")[0]
@@ -319,7 +336,7 @@ def sweep_section(name, curve_values=None):
     table([label, "median val. accuracy", "seeds", "converged / budget / collapsed / diverged",
            "median stop epoch"],
           [[fmt_value(p.value), pct(p.median, 2), p.n, outcome_counts([p]),
-            statistics.median(o.stopped_epoch for o in p.outcomes)] for p in pts])
+            f"{statistics.median(o.stopped_epoch for o in p.outcomes):g}"] for p in pts])
     if curve_values:
         runs = {f"{label} {fmt_value(p.value)}": {"history": p.records[0]["history"],
                                                     "best_epoch": p.outcomes[0].best_epoch}
@@ -404,8 +421,8 @@ say(analysis.grid_claims(rows_d, cols_d, cells_d, "depth", "depth_x_lr")
 # to infinity or NaN), it **collapses** (a finite loss, but the network predicts at chance), or it is **still
 # learning** when the budget runs out. A ReLU network collapses when a large update pushes every hidden unit's
 # pre-activation below zero for every image: a dead unit outputs 0 and gets zero gradient, so it never recovers.
-# To measure that, the learning-rate sweep's seed-0 models are trained again here (the store keeps metrics, not
-# weights) and the fraction of hidden units that output 0 on all of 2,000 training images is counted.
+# To measure that, the fraction of hidden units that output 0 on all of 2,000 training images is counted in the
+# learning-rate sweep's seed-0 models, with the weights the store kept for them (their reported epoch's).
 
 # %% tags=["hide-input"]
 table(["experiment", "runs", "converged", "not converged in budget", "collapsed", "diverged"],
@@ -414,15 +431,17 @@ table(["experiment", "runs", "converged", "not converged in budget", "collapsed"
 
 # %% tags=["hide-input"]
 lr_cfgs = [t for t in EXPS["lr"].trials() if t.seed == 0]
-live_lr = mlplab.train_population(lr_cfgs, splits=splits, device=DEVICE, progress=False)
+lr_params, lr_stored = networks(lr_cfgs)
+if not lr_stored:
+    print("This store kept no weights for these models (an older mlplab wrote it): they were trained again here.")
+by_key = {r["key"]: r for r in REC["lr"]}
 xs = torch.from_numpy(splits.train_x[:2000]).float() / 255
 dead, kinds = [], []
-for r in live_lr:
+for c, w in zip(lr_cfgs, lr_params):
     with torch.no_grad():
-        h = torch.relu(xs @ r.params["w0"][0].float() + r.params["b0"][0].float())  # (2000, H)
+        h = torch.relu(xs @ w["w0"][0].float() + w["b0"][0].float())  # (2000, H)
     dead.append(float((h.max(0).values <= 0).float().mean()))
-    kinds.append(analysis.outcome({"status": "diverged" if r.diverged else "done", "history": r.history,
-                                   **r.config.to_dict()}).kind)
+    kinds.append(analysis.outcome(by_key[trial_key(c)]).kind)
 show(plots.dead_units([c.lr for c in lr_cfgs], dead, kinds, "Dead ReLU units after training, by learning rate"),
      "dead_units")
 ok = [d for d, k in zip(dead, kinds) if k in ("converged", "budget")]
@@ -458,8 +477,9 @@ for name, (row, row_label) in GRIDS.items():
     say(grid_claims[name], lead=f"**{EXPS[name].title}.** ")
 display(Markdown(
     "Where the best learning rate moves with the other setting, tuning one at a time would miss the best "
-    "combination. For the batch size the usual rule of thumb is that the best rate grows with the batch (the "
-    "gradient noise shrinks as the batch grows); the best rate per batch size above is what this grid measured."))
+    "combination. For the batch size the usual rule of thumb is that the best rate grows with the batch (a larger "
+    "batch averages out more of the gradient noise, so it can take larger steps); the last two sentences on the "
+    "batch-size grid say whether, and how clearly, this grid shows it."))
 
 # %% [markdown]
 # <a id="s8"></a>
@@ -612,22 +632,25 @@ table(["init", "activation std, layer 1", "layer 8", "ratio 8/1", "gradient std,
 # %% [markdown]
 # ### 10.2 Which test images are hard for every seed?
 #
-# The chosen recipe's seeds (section 3) are trained again here (the store keeps metrics, not weights) and their
-# mistakes on the test set compared: are the same images misclassified by every seed? For a few that every seed
-# gets wrong, the three nearest training images (Euclidean distance in pixel space) are shown with their labels.
+# The chosen recipe's seeds (section 3), with the weights the store kept for them, have their mistakes on the test
+# set compared: are the same images misclassified by every seed? For a few that every seed gets wrong, the three
+# nearest training images (Euclidean distance in pixel space) are shown with their labels.
 
 # %% tags=["hide-input"]
 recipe_keys = {r["key"] for r in chosen_recipe.records}
 recipe_cfgs = [t for t in EXPS["recipe"].trials() if trial_key(t) in recipe_keys]
-live_recipe = mlplab.train_population(recipe_cfgs, splits=splits, device=DEVICE, progress=False)
+recipe_params, recipe_stored = networks(recipe_cfgs)
 TX, TY = to_tensors(splits.test_x, splits.test_y, "cpu")
-with torch.no_grad():
-    preds = torch.stack([mlp_forward({k: v.float() for k, v in r.params.items()}, TX, r.config.activation)[0]
-                         .argmax(-1) for r in live_recipe])  # (S, 10000)
+with torch.no_grad():  # in the precision the study evaluated them in
+    preds = []
+    for c, w in zip(recipe_cfgs, recipe_params):
+        with arithmetic(torch.device("cpu"), c.precision):
+            preds.append(mlp_forward({k: v.float() for k, v in w.items()}, TX, c.activation)[0].float().argmax(-1))
+    preds = torch.stack(preds)  # (S, 10000)
 wrong = preds != TY  # (S, N)
 n_all, n_any = int(wrong.all(0).sum()), int(wrong.any(0).sum())
 err = wrong.float().mean(1)
-say([Claim("misclassified", {"n_test": len(TY), "n_any": n_any, "n_all": n_all, "n_seeds": len(live_recipe),
+say([Claim("misclassified", {"n_test": len(TY), "n_any": n_any, "n_all": n_all, "n_seeds": len(recipe_cfgs),
                              "n_expected": float(len(TY) * err.prod())})],
     after=" More images are wrong for every seed than independent errors would give: the hard images are a property "
           "of the data and the model family, not of one initialization." if n_all > 2 * float(len(TY) * err.prod())
@@ -652,14 +675,17 @@ if len(imgs):
 cm = np.zeros((10, 10), dtype=int)
 np.add.at(cm, (TY.numpy(), preds[0].numpy()), 1)
 show(plots.confusion(cm, "Confusion matrix of seed 0 (test set)"), "confusion")
-gap = max(abs(a.test_accuracy - b["test_accuracy"]) for a, b in
-          zip(live_recipe, sorted(chosen_recipe.records, key=lambda r: r["seed"])))
+stored_test = {r["key"]: r["test_accuracy"] for r in chosen_recipe.records}
+gap = max(abs(float((p == TY).float().mean()) - stored_test[trial_key(c)]) for c, p in zip(recipe_cfgs, preds))
 if len(hard):
     say([Claim("neighbours", {"n_near": near_pred, "n_hard": len(hard)})], lead="")
 display(Markdown(
-    f"The retrained seeds' test accuracies differ from the stored ones by at most {100 * gap:.2f} points (the "
-    "stored runs may have trained in a different population and with a different thread count; section 8.2 shows "
-    "that such changes alter the bits, and training can amplify them)."))
+    f"These are the stored models themselves: their test accuracies here differ from the stored ones by at most "
+    f"{100 * gap:.2f} points." if recipe_stored else
+    f"This store kept no weights for these models (an older mlplab wrote it), so they were trained again here; "
+    f"their test accuracies differ from the stored ones by at most {100 * gap:.2f} points (the stored runs may "
+    "have trained in a different population and with a different thread count; section 8.2 shows that such "
+    "changes alter the bits, and training can amplify them)."))
 
 # %% [markdown]
 # <a id="s11"></a>
@@ -708,7 +734,7 @@ for n in SWEEPS:
     pts = POINTS[n]
     b = analysis.best(pts)
     s, measurable = analysis.spread(pts)
-    edge = any(c.kind == "sweep_edge" for c in analysis.sweep_claims(pts, n))
+    edge = any(c.kind.startswith("sweep_edge") for c in analysis.sweep_claims(pts, n))
     rows_s.append([EXPS[n].title, fmt_value(b.value) + (" (edge)" if edge else ""), pct(b.median, 2),
                    f"{100 * s:.1f}" + ("" if measurable else " (within noise)"), outcome_counts(pts)])
 table(["sweep", "best on validation", "its median val. accuracy", "spread of medians (points)",
