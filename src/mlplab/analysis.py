@@ -437,14 +437,10 @@ def grid_claims(rows: list, cols: list, cells: list[list[Point]], row_name: str,
                                 "n_tied": len(tied), "n_others": len(flat) - 1,
                                 "n_failed_cells": sum(c.failed > 0 for c in flat)}),
             Claim("grid_best_lr", {**base, "per_row": ", ".join(per_row)}),
-            trend_claim(rows, cols, cells, base)]
+            trend_claim(cols, cells, base)]
 
 
-TREND_TEXT = {"rises": "rises", "falls": "falls", "stays": "stays the same",
-              "moves without a monotone trend": "moves without a monotone trend"}
-
-
-def trend_claim(rows: list, cols: list, cells: list[list[Point]], base: dict) -> Claim:
+def trend_claim(cols: list, cells: list[list[Point]], base: dict) -> Claim:
     """Does the best column (learning rate) move with the row setting, beyond seed noise? Per row, the columns tied
     with that row's best (Welch p >= ALPHA) form a range; a rising (falling) best is called beyond noise only when
     each row's range lies wholly above (below) the previous row's."""
@@ -474,9 +470,9 @@ def trend_claim(rows: list, cols: list, cells: list[list[Point]], base: dict) ->
                f"between {steps(False)}")
     shown = "; ".join(f"{fmt_value(row)}: {fmt_value(cols[lo])}"
                       + (f" to {fmt_value(cols[hi])}" if hi > lo else " only") for lo, hi, row in ranges)
-    return Claim("grid_trend", {**base, "trend": TREND_TEXT[trend], "direction": trend, "separated": separated,
-                                "steps_apart": apart, "best_cols": [cols[i] for i in bests], "ranges": shown,
-                                "verdict": verdict})
+    return Claim("grid_trend", {**base, "trend": "stays the same" if trend == "stays" else trend, "direction": trend,
+                                "separated": separated, "steps_apart": apart, "best_cols": [cols[i] for i in bests],
+                                "ranges": shown, "verdict": verdict})
 
 
 def anova_claim(records: list[dict], experiment: str = "") -> Claim:
