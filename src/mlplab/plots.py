@@ -15,7 +15,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import LogNorm
-from matplotlib.ticker import LogFormatter
+from matplotlib.ticker import FuncFormatter, LogFormatter
 
 from mlplab.analysis import Point, best, fmt_value, pct
 
@@ -123,9 +123,11 @@ def sweep(points: list[Point], name: str, title: str, reference: dict | None = N
                    label=label)
     if numeric and min(xs) > 0 and max(xs) / min(xs) >= 100:
         ax.set_xscale("log", base=2 if all(float(x).is_integer() for x in xs) else 10)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 1, 4, 16, not 2^0, 2^2, 2^4
     if not numeric:
         ax.set_xticks(xs, [fmt_value(p.value) for p in points], rotation=30, ha="right")
-    ax.set_xlabel(f"{name}{f' ({unit.strip()})' if unit.strip() else ''}")
+    shown_unit = "" if name.endswith(unit.strip()) else unit.strip()  # "hidden units", not "hidden units (units)"
+    ax.set_xlabel(f"{name}{f' ({shown_unit})' if shown_unit else ''}")
     ax.set_title(title)
     ax.legend(fontsize=8, loc="best")
     return fig
@@ -163,6 +165,8 @@ def heatmap(rows: list, cols: list, cells: list[list[Point]], row_name: str, col
     ax.grid(False)
     ax.set_title(title)
     cb = fig.colorbar(im, ax=ax)
+    cb.ax.yaxis.set_major_formatter(_PlainLog())
+    cb.ax.yaxis.set_minor_formatter(_PlainLog())
     cb.set_label("median validation error (%)")
     return fig
 
