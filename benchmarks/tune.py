@@ -165,10 +165,23 @@ def compare_halving(s: dict, splits, folder: Path) -> dict:
                     "best_params": summary.best_params, "best_test_accuracy": summary.best_test_accuracy,
                     "model_epochs": summary.model_epochs, "trials": n}
     g, h = out["grid"], out["halving"]
+    out["grid_best_in_halving"] = _fate(folder / "halving.sqlite3", "halving", g["best_params"])
     out["gap_points"] = 100 * (g["best_val_accuracy"] - h["best_val_accuracy"])
     out["model_epochs_ratio"] = h["model_epochs"] / g["model_epochs"]
     out["seconds_ratio"] = h["seconds"] / g["seconds"]
     return out
+
+
+def _fate(path: Path, name: str, params: dict) -> dict:
+    """What successive halving did with a setting: the epochs it trained and, at its last epoch, its rank among the
+    trials that reached that epoch (1 = best)."""
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{path}")
+    trials = [t for t in study.get_trials(deepcopy=False) if t.intermediate_values]
+    mine = next(t for t in trials if t.params == params)
+    last = max(mine.intermediate_values)
+    peers = sorted((t.intermediate_values[last] for t in trials if last in t.intermediate_values), reverse=True)
+    return {"epochs": last, "state": mine.state.name.lower(), "rank": peers.index(mine.intermediate_values[last]) + 1,
+            "of": len(peers), "value": mine.intermediate_values[last]}
 
 
 # -- 3. PBT against the best fixed member -----------------------------------------------------------------------------
@@ -218,6 +231,9 @@ def report(results: dict) -> None:
         print(row("halving", r["halving"]))
         print(f"  grid's best - halving's best: {r['gap_points']:+.2f} points; halving used "
               f"{r['model_epochs_ratio']:.2f} of the grid's model-epochs and {r['seconds_ratio']:.2f} of its wall time")
+        f = r["grid_best_in_halving"]
+        print(f"  the grid's best setting in halving: {f['state']} after epoch {f['epochs']}, ranked {f['rank']} of "
+              f"{f['of']} there (val {100 * f['value']:.2f}%)")
     if "pbt" in results:
         r = results["pbt"]
         print("PBT vs the best fixed member (equal compute):")
