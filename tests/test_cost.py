@@ -27,15 +27,15 @@ def test_bf16_is_predicted_faster_and_shares_add_up_to_the_estimate():
     assert parts.seconds == pytest.approx(whole.seconds) and parts.flops == pytest.approx(whole.flops)
 
 
-# Measured on the full study at b270b13: early stopping trained 7,984 of the 10,170 model-epochs its budgets allowed
-# (79%), and writing the notebook and HTML took 144 s.
-TRAINED_SHARE, REPORT_SECONDS = 0.79, 150
+# Writing the notebook and HTML took 144 s at b270b13 and 133 s at 1a777cc, 40 s at 59000bd (once the store kept the
+# weights the notebook had trained again); 150 s allowed.
+REPORT_SECONDS = 150
 
 
 def test_full_study_is_predicted_within_its_budget():
     """The study's scope fits its 30 minutes on the development CPU, by the calibrated cost model."""
     est = study.predicted(study.experiments())  # the total the plan prints: the experiments and the searches
-    expected = est.seconds * TRAINED_SHARE + REPORT_SECONDS
+    expected = est.seconds * cost.TRAINED_SHARE + REPORT_SECONDS
     assert expected <= 30 * 60, (f"the full study is predicted to take {expected / 60:.1f} min "
                                  f"({est.seconds / 60:.1f} min of training at its full budgets)")
 
@@ -47,3 +47,11 @@ def test_population_cost_grows_with_parameters_and_populations_are_capped_on_a_c
     pops = cost.populations(many)
     assert len(pops) > 1 and sum(map(len, pops)) == 400
     assert all(len(p) * planner.n_params(small) <= planner.CPU_MAX_PARAMS for p in pops)
+
+
+def test_the_full_plan_states_its_expected_time_the_quick_one_only_its_bound():
+    lines = study.plan_lines(study.experiments(), quick=False)
+    est = study.predicted(study.experiments())
+    assert f"at most {est.seconds / 60:.1f} min" in lines[-1]
+    assert f"expected about {est.seconds * cost.TRAINED_SHARE / 60:.1f} min" in lines[-1]
+    assert "expected" not in study.plan_lines(study.experiments(quick=True), quick=True)[-1]
