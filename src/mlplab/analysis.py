@@ -452,9 +452,9 @@ def trend_claim(cols: list, cells: list[list[Point]], base: dict) -> Claim:
         tied = [cols.index(c.value[1]) for c in r if c.records and (c is rb or not differs(c, rb))]
         bests.append(cols.index(rb.value[1]))
         ranges.append((min(tied), max(tied), rb.value[0]))
-    steps = list(zip(bests, bests[1:]))
-    trend = ("rises" if steps and all(a < b for a, b in steps) else "falls" if steps and all(a > b for a, b in steps)
-             else "stays" if all(a == b for a, b in steps) else "moves without a monotone trend")
+    moves = list(zip(bests, bests[1:]))
+    trend = ("rises" if moves and all(a < b for a, b in moves) else "falls" if moves and all(a > b for a, b in moves)
+             else "stays" if all(a == b for a, b in moves) else "moves without a monotone trend")
     pairs = list(zip(ranges, ranges[1:]))
     apart = [a[1] < b[0] if trend == "rises" else a[0] > b[1] for a, b in pairs] if trend in ("rises", "falls") else []
     separated = bool(apart) and all(apart)

@@ -64,6 +64,12 @@ class _PlainLog(LogFormatter):
         return f"{x:g}" if super().__call__(x, pos) else ""
 
 
+def _plain_log(axis) -> None:
+    """Label a log axis (ax.xaxis, ax.yaxis, a colour bar's) in plain numbers, minor ticks included."""
+    axis.set_major_formatter(_PlainLog())
+    axis.set_minor_formatter(_PlainLog())
+
+
 def _error_axis(ax, values_pct: list[float], label: str) -> None:
     """A log y axis of error rates (%), its range fitted to the values (and never above 100%), labelled in plain
     numbers."""
@@ -72,8 +78,7 @@ def _error_axis(ax, values_pct: list[float], label: str) -> None:
     hi = min(100.0, max(finite) * 1.5) if finite else 100.0
     ax.set_yscale("log")
     ax.set_ylim(lo, max(hi, lo * 3))
-    ax.yaxis.set_major_formatter(_PlainLog())
-    ax.yaxis.set_minor_formatter(_PlainLog())
+    _plain_log(ax.yaxis)
     ax.set_ylabel(label)
 
 
@@ -165,8 +170,7 @@ def heatmap(rows: list, cols: list, cells: list[list[Point]], row_name: str, col
     ax.grid(False)
     ax.set_title(title)
     cb = fig.colorbar(im, ax=ax)
-    cb.ax.yaxis.set_major_formatter(_PlainLog())
-    cb.ax.yaxis.set_minor_formatter(_PlainLog())
+    _plain_log(cb.ax.yaxis)
     cb.set_label("median validation error (%)")
     return fig
 
@@ -192,8 +196,7 @@ def curves(runs: dict[str, list[dict]], title: str):
             a2.scatter([best_epoch], [ve[best_epoch - 1]], s=90, facecolors="none", edgecolors="black", zorder=5)
     a1.plot([], [], color="gray", ls=":", label="(dotted: training loss)")
     a1.set_yscale("log")
-    a1.yaxis.set_major_formatter(_PlainLog())
-    a1.yaxis.set_minor_formatter(_PlainLog())
+    _plain_log(a1.yaxis)
     a1.set_xlabel("epoch")
     a1.set_ylabel("cross-entropy (log scale)")
     a1.set_title("loss: training (dotted) vs validation (solid)")

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import json
 import os
 import secrets
@@ -279,8 +278,10 @@ class Store:
                      self.owner)).rowcount
                 written += mine
                 if mine and key in keep_weights and r.params:
+                    from mlplab.checkpoint import params_to_bytes
+
                     self.db.execute("INSERT OR REPLACE INTO weights VALUES (?, ?, ?)",
-                                    (key, _pack(r.params), time.time()))
+                                    (key, params_to_bytes(r.params), time.time()))
         return written
 
     def fail(self, configs: list[TrainConfig], error: str) -> int:
@@ -338,13 +339,13 @@ class Store:
     def weights(self, key: str) -> dict | None:
         """The reported weights kept for trial `key` ({name: tensor (1, ...)}, on the CPU), or None when none were
         kept (not asked for, not finished, or a store older than kept weights)."""
-        import torch
+        from mlplab.checkpoint import params_from_bytes  # torch: loaded only when weights are read
 
         try:
             row = self.db.execute("SELECT params FROM weights WHERE key=?", (key,)).fetchone()
         except sqlite3.OperationalError:  # a store written before weights were kept, opened read-only
             return None
-        return None if row is None else torch.load(io.BytesIO(row[0]), weights_only=True)
+        return None if row is None else params_from_bytes(row[0])
 
     def frame(self, status: tuple[str, ...] | None = None):
         """The records as a pandas DataFrame (needs pandas)."""
@@ -354,15 +355,6 @@ class Store:
 
     def counts(self) -> dict[str, int]:
         return dict(self.db.execute("SELECT status, COUNT(*) FROM trials GROUP BY status").fetchall())
-
-
-def _pack(params: dict) -> bytes:
-    """Tensors to bytes (torch's format, read back with weights_only=True: plain tensors, no code)."""
-    import torch
-
-    buf = io.BytesIO()
-    torch.save({k: v.detach().cpu().contiguous() for k, v in params.items()}, buf)
-    return buf.getvalue()
 
 
 def _lease_live(until: float | None, process: str | None, now: float) -> bool:
