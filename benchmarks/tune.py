@@ -2,20 +2,23 @@
 grid, and population-based training against the best fixed member.
 
     python benchmarks/tune.py                                  # all three on MNIST (50,000 / 10,000 split)
-    python benchmarks/tune.py --only optuna --threads 2 --json tune.json
+    python benchmarks/tune.py --only optuna --repeats 3 --json tune.json    # 3 sampler seeds per side
+    python benchmarks/tune.py --only halving --halving-seeds 3             # 3 models per grid point
     python benchmarks/tune.py --quick                          # tiny settings on 2,000 images (a smoke run)
 
-1. optuna: the same search space, sampler (TPE, seed 0), pruner (median) and number of trials (64 of 3 epochs, batch
-   128) run by `mlplab tune` (16 trials per round, each round one population per shape) and by Optuna's PyTorch
-   example way (`study.optimize` with one torch.nn model, torch.optim.SGD and a DataLoader per trial, reporting the
-   validation accuracy each epoch and raising TrialPruned). Both store into an SQLite Optuna storage of their own.
-   Space "fixed": 784-64-10 ReLU, SGD with lr (log 1e-3..1), momentum (0..0.99), weight decay (log 1e-6..1e-2).
-   Space "width": the same plus the width (4..128, log), so every trial has its own shape. Each model uses its
-   library's default init (mlplab: kaiming_uniform; torch.nn.Linear: its own). Reported: wall seconds of the whole
-   search (data loading excluded), best validation accuracy, that trial's test accuracy, model-epochs trained.
+1. optuna: the same search space, sampler (TPE; seed 0, or seeds 0..N-1 with --repeats N), pruner (median) and number
+   of trials (64 of 3 epochs, batch 128) run by `mlplab tune` (16 trials per round, each round one population per
+   shape) and by Optuna's PyTorch example way (`study.optimize` with one torch.nn model, torch.optim.SGD and a
+   DataLoader per trial, reporting the validation accuracy each epoch and raising TrialPruned). Both store into an
+   SQLite Optuna storage of their own. Space "fixed": 784-64-10 ReLU, SGD with lr (log 1e-3..1), momentum (0..0.99),
+   weight decay (log 1e-6..1e-2). Space "width": the same plus the width (4..128, log), so every trial has its own
+   shape. Each model uses its library's default init (mlplab: kaiming_uniform; torch.nn.Linear: its own). Reported:
+   wall seconds of the whole search (data loading excluded), best validation accuracy, that trial's test accuracy,
+   model-epochs trained.
 2. halving: a grid (lr 9 values x momentum 3 = 27 points, 784-64-10, 9 epochs) trained in full (sampler "grid",
    pruner none) and with synchronous successive halving over the same 27 points in one round (eta 3: rungs after
-   epochs 1 and 3). Reported: best validation accuracy of each, model-epochs and wall seconds, and their ratios.
+   epochs 1 and 3), with 1 model per point (or S with --halving-seeds S; a point's value is their mean). Reported:
+   best validation accuracy of each, model-epochs and wall seconds, and their ratios.
 3. pbt: 16 members of 784-512-10 (SGD; lr log 1e-3..0.5, momentum 0..0.95 drawn at random), 20 epochs, 3 seeds per
    member (a member's value is the mean validation accuracy of its 3 models), trained once with PBT (every 2 epochs
    the bottom quarter copies the top quarter and perturbs lr and momentum by 0.8 or 1.2) and once without (the same
@@ -29,6 +32,7 @@ in BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import sys
@@ -66,11 +70,11 @@ def small_splits() -> Splits:
 # -- 1. mlplab tune against Optuna's one-model-per-trial way --------------------------------------------------------
 
 
-def run_mlplab(search: dict, s: dict, splits, url: str, name: str) -> dict:
+def run_mlplab(search: dict, s: dict, splits, url: str, name: str, seed: int = 0) -> dict:
     spec = {"base": {"hidden": [s["width"]], "batch_size": s["batch_size"], "init": "kaiming_uniform"},
             "search": search,
             "tune": {"trials": s["trials"], "per_round": s["per_round"], "sampler": "tpe", "pruner": "median",
-                     "max_epochs": s["epochs"], "name": name}}
+                     "max_epochs": s["epochs"], "name": name, "seed": seed}}
     t = time.perf_counter()
     summary = tune.run(spec, storage=url, splits=splits, device="cpu")
     seconds = time.perf_counter() - t
@@ -79,7 +83,7 @@ def run_mlplab(search: dict, s: dict, splits, url: str, name: str) -> dict:
             "complete": summary.complete, "pruned": summary.pruned, "failed": summary.failed}
 
 
-def run_optuna_nn(search: dict, s: dict, splits, url: str, name: str) -> dict:
+def run_optuna_nn(search: dict, s: dict, splits, url: str, name: str, seed: int = 0) -> dict:
     """Optuna's PyTorch example, adapted to this space: one torch.nn model per trial inside study.optimize."""
     from torch import nn
     from torch.utils.data import DataLoader, TensorDataset
@@ -123,7 +127,7 @@ def run_optuna_nn(search: dict, s: dict, splits, url: str, name: str) -> dict:
         return value
 
     study = optuna.create_study(storage=url, study_name=name, direction="maximize",
-                                sampler=optuna.samplers.TPESampler(seed=0), pruner=optuna.pruners.MedianPruner())
+                                sampler=optuna.samplers.TPESampler(seed=seed), pruner=optuna.pruners.MedianPruner())
     t = time.perf_counter()
     study.optimize(objective, n_trials=s["trials"])
     seconds = time.perf_counter() - t
@@ -136,20 +140,32 @@ def run_optuna_nn(search: dict, s: dict, splits, url: str, name: str) -> dict:
             "failed": states.count(optuna.trial.TrialState.FAIL)}
 
 
-def compare_optuna(s: dict, splits, folder: Path) -> dict:
+def compare_optuna(s: dict, splits, folder: Path, repeats: int = 1) -> dict:
+    """Each space searched `repeats` times on each side, with the sampler seeds 0..repeats-1 (the best value of one
+    search depends on where its sampler happened to look, so one run of each side says little about accuracy)."""
     out = {}
     for space, search in (("fixed", FIXED), ("width", WIDTH)):
-        mine = run_mlplab(search, s, splits, f"sqlite:///{folder / f'mlplab-{space}.sqlite3'}", f"mlplab-{space}")
-        theirs = run_optuna_nn(search, s, splits, f"sqlite:///{folder / f'optuna-{space}.sqlite3'}",
-                               f"optuna-{space}")
-        out[space] = {"mlplab": mine, "optuna_nn": theirs, "speedup": theirs["seconds"] / mine["seconds"]}
+        runs = []
+        for seed in range(repeats):
+            mine = run_mlplab(search, s, splits, f"sqlite:///{folder / f'mlplab-{space}-{seed}.sqlite3'}",
+                              f"mlplab-{space}", seed)
+            theirs = run_optuna_nn(search, s, splits, f"sqlite:///{folder / f'optuna-{space}-{seed}.sqlite3'}",
+                                   f"optuna-{space}", seed)
+            runs.append({"seed": seed, "mlplab": mine, "optuna_nn": theirs,
+                         "speedup": theirs["seconds"] / mine["seconds"]})
+        out[space] = {"runs": runs, **{k: statistics.median(r[k] for r in runs) for k in ("speedup",)},
+                      **{f"median_{side}_{k}": statistics.median(r[side][k] for r in runs)
+                         for side in ("mlplab", "optuna_nn") for k in ("seconds", "best_val_accuracy",
+                                                                       "model_epochs")}}
     return out
 
 
 # -- 2. successive halving against the full grid ----------------------------------------------------------------------
 
 
-def compare_halving(s: dict, splits, folder: Path) -> dict:
+def compare_halving(s: dict, splits, folder: Path, seeds: int = 1) -> dict:
+    """`seeds` models per grid point (a trial's value is their mean validation accuracy): with one, the grid's best
+    is the luckiest of 27 single models, and a gap of 0.2 points is within one model's seed noise."""
     lrs = [float(f"{v:.4g}") for v in np.geomspace(1e-3, 1.0, s["grid_lr"])]
     search = {"lr": {"choice": lrs}, "momentum": {"choice": s["grid_momentum"]}}
     n = len(lrs) * len(s["grid_momentum"])
@@ -158,12 +174,12 @@ def compare_halving(s: dict, splits, folder: Path) -> dict:
         spec = {"base": {"hidden": [s["width"]], "batch_size": s["batch_size"], "init": "kaiming_uniform"},
                 "search": search,
                 "tune": {"trials": n, "per_round": n, "sampler": "grid", "pruner": pruner,
-                         "max_epochs": s["grid_epochs"], "eta": 3, "name": how}}
+                         "max_epochs": s["grid_epochs"], "eta": 3, "seeds": seeds, "name": how}}
         t = time.perf_counter()
         summary = tune.run(spec, storage=f"sqlite:///{folder / f'{how}.sqlite3'}", splits=splits, device="cpu")
         out[how] = {"seconds": time.perf_counter() - t, "best_val_accuracy": summary.best_value,
                     "best_params": summary.best_params, "best_test_accuracy": summary.best_test_accuracy,
-                    "model_epochs": summary.model_epochs, "trials": n}
+                    "model_epochs": summary.model_epochs, "trials": n, "seeds": seeds}
     g, h = out["grid"], out["halving"]
     out["grid_best_in_halving"] = _fate(folder / "halving.sqlite3", "halving", g["best_params"])
     out["gap_points"] = 100 * (g["best_val_accuracy"] - h["best_val_accuracy"])
@@ -174,14 +190,16 @@ def compare_halving(s: dict, splits, folder: Path) -> dict:
 
 def _fate(path: Path, name: str, params: dict) -> dict:
     """What successive halving did with a setting: the epochs it trained and, at its last epoch, its rank among the
-    trials that reached that epoch (1 = best)."""
+    trials that reached that epoch (1 = best; equal values ranked by trial number, as the rungs rank them)."""
     study = optuna.load_study(study_name=name, storage=f"sqlite:///{path}")
     trials = [t for t in study.get_trials(deepcopy=False) if t.intermediate_values]
     mine = next(t for t in trials if t.params == params)
     last = max(mine.intermediate_values)
-    peers = sorted((t.intermediate_values[last] for t in trials if last in t.intermediate_values), reverse=True)
-    return {"epochs": last, "state": mine.state.name.lower(), "rank": peers.index(mine.intermediate_values[last]) + 1,
-            "of": len(peers), "value": mine.intermediate_values[last]}
+    peers = sorted((-t.intermediate_values[last], t.number) for t in trials if last in t.intermediate_values)
+    return {"epochs": last, "state": mine.state.name.lower(),
+            "rank": peers.index((-mine.intermediate_values[last], mine.number)) + 1, "of": len(peers),
+            "tied": sum(v == -mine.intermediate_values[last] for v, _ in peers) - 1,
+            "value": mine.intermediate_values[last]}
 
 
 # -- 3. PBT against the best fixed member -----------------------------------------------------------------------------
@@ -221,19 +239,29 @@ def report(results: dict) -> None:
     if "optuna" in results:
         for space, r in results["optuna"].items():
             print(f"mlplab tune vs Optuna + torch.nn, space {space!r}:")
-            print(row("mlplab tune", r["mlplab"]))
-            print(row("optuna + nn", r["optuna_nn"]))
-            print(f"  mlplab tune took 1/{r['speedup']:.2f} of the wall time")
+            for run in r["runs"]:
+                print(f" sampler seed {run['seed']}:")
+                print(row("mlplab tune", run["mlplab"]))
+                print(row("optuna + nn", run["optuna_nn"]))
+                print(f"  mlplab tune took 1/{run['speedup']:.2f} of the wall time")
+            if len(r["runs"]) > 1:
+                print(f" median of {len(r['runs'])}: mlplab tune {r['median_mlplab_seconds']:.1f} s, best val "
+                      f"{100 * r['median_mlplab_best_val_accuracy']:.2f}%, {r['median_mlplab_model_epochs']:.0f} "
+                      f"model-epochs; optuna + nn {r['median_optuna_nn_seconds']:.1f} s, best val "
+                      f"{100 * r['median_optuna_nn_best_val_accuracy']:.2f}%, "
+                      f"{r['median_optuna_nn_model_epochs']:.0f} model-epochs; speedup {r['speedup']:.2f}x")
     if "halving" in results:
         r = results["halving"]
-        print(f"successive halving vs the full grid ({r['grid']['trials']} points):")
+        print(f"successive halving vs the full grid ({r['grid']['trials']} points, {r['grid']['seeds']} seed(s) "
+              "each):")
         print(row("grid", r["grid"]))
         print(row("halving", r["halving"]))
         print(f"  grid's best - halving's best: {r['gap_points']:+.2f} points; halving used "
               f"{r['model_epochs_ratio']:.2f} of the grid's model-epochs and {r['seconds_ratio']:.2f} of its wall time")
         f = r["grid_best_in_halving"]
         print(f"  the grid's best setting in halving: {f['state']} after epoch {f['epochs']}, ranked {f['rank']} of "
-              f"{f['of']} there (val {100 * f['value']:.2f}%)")
+              f"{f['of']} there (val {100 * f['value']:.2f}%" + (f", tied with {f['tied']} other(s))" if f["tied"]
+                                                                  else ")"))
     if "pbt" in results:
         r = results["pbt"]
         print("PBT vs the best fixed member (equal compute):")
@@ -250,6 +278,10 @@ def main(argv=None) -> int:
     p.add_argument("--only", choices=("optuna", "halving", "pbt"), action="append",
                    help="run only this comparison (repeatable)")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's own choice)")
+    p.add_argument("--halving-seeds", type=int, default=1, metavar="S",
+                   help="halving: S models per grid point, a point's value their mean (default 1)")
+    p.add_argument("--repeats", type=int, default=1, metavar="N",
+                   help="optuna: search each space N times per side, with sampler seeds 0..N-1 (default 1)")
     p.add_argument("--out", help="folder for the Optuna storages (default: a temporary folder)")
     p.add_argument("--json", metavar="PATH", help="write every number to this JSON file")
     args = p.parse_args(argv)
@@ -261,7 +293,8 @@ def main(argv=None) -> int:
     which = args.only or ["optuna", "halving", "pbt"]
     results = {"settings": s, "quick": args.quick, "threads": torch.get_num_threads(), "torch": torch.__version__,
                "optuna_version": optuna.__version__, "mlplab": mlplab.__version__}
-    steps = {"optuna": compare_optuna, "halving": compare_halving, "pbt": compare_pbt}
+    steps = {"optuna": functools.partial(compare_optuna, repeats=args.repeats),
+             "halving": functools.partial(compare_halving, seeds=args.halving_seeds), "pbt": compare_pbt}
     with tempfile.TemporaryDirectory(prefix="mlplab-tune-bench-") as tmp:
         folder = Path(args.out) if args.out else Path(tmp)
         for name in which:

@@ -182,6 +182,27 @@ def test_halving_prunes_synchronously(halving):
         tune.run({**spec, "search": {"lr": {"loguniform": [1e-3, 0.5]}}}, storage=url, splits=None, device="cpu")
 
 
+def test_median_prunes_a_round_from_its_first_epoch_against_its_peers(small_splits, tmp_path):
+    """Optuna's median pruner, with the other trials of the round at the same epoch as peers: a single round (no
+    completed trial yet) prunes after its first epoch, and exactly the trials whose best value so far is below the
+    median of the others' values at that epoch, once there are at least 5 others (the pruner's n_startup_trials)."""
+    import numpy as np
+
+    url = f"sqlite:///{tmp_path / 'm.sqlite3'}"
+    tune.run(_spec(trials=8, per_round=8, pruner="median", max_epochs=3, name="median"), storage=url,
+             splits=small_splits, device="cpu")
+    trials = _study(url, "median").get_trials()
+    assert {t.state for t in trials} <= {TrialState.COMPLETE, TrialState.PRUNED}
+    assert any(t.state == TrialState.PRUNED and t.user_attrs["epochs"] == 1 for t in trials)
+    for epoch in (1, 2):
+        there = [t for t in trials if epoch in t.intermediate_values]
+        for t in there:
+            others = [o.intermediate_values[epoch] for o in there if o is not t]
+            best = max(v for e, v in t.intermediate_values.items() if e <= epoch)
+            stopped = t.state == TrialState.PRUNED and t.user_attrs["epochs"] == epoch
+            assert stopped == (len(others) >= 5 and best < np.median(others)), (epoch, t.number, best, others)
+
+
 def test_a_pruned_trajectory_equals_the_model_trained_alone(halving, small_splits):
     """Up to the epoch it was pruned, a trial's numbers are those of its model trained on its own (M = 1)."""
     spec, url, summary, study = halving

@@ -18,7 +18,7 @@ The spec (TOML):
     trials = 64          # trials in all; rerunning resumes toward this count
     per_round = 16       # trials asked from Optuna per round; they train together, one population per shape
     sampler = "tpe"      # random | qmc | tpe | grid (grid: every [search] entry a choice)
-    pruner = "median"    # none | median | halving (synchronous successive halving) | hyperband
+    pruner = "median"    # none | median (round-mates count as peers) | halving (synchronous) | hyperband
     scheduler = "none"   # none | pbt (population-based training; with pruner "none")
     max_epochs = 3
     seeds = 1            # models per trial (seeds 0..seeds-1); a trial's value is their mean val accuracy
@@ -888,14 +888,50 @@ def _mean(xs):
 
 
 def _to_prune(spec: TuneSpec, going: list[_Trial], epoch: int) -> set:
-    """The trials to stop after this epoch: Optuna's pruner (median, hyperband), or synchronous successive
-    halving over the round: at each rung (min_epochs * eta^k epochs) keep the best 1/eta of the trials left."""
-    if spec.pruner in ("median", "hyperband"):
+    """The trials to stop after this epoch: Optuna's pruner (median, with the round as peers; hyperband), or
+    synchronous successive halving over the round: at each rung (min_epochs * eta^k epochs) keep the best 1/eta of
+    the trials left."""
+    if spec.pruner == "median" and going:
+        return _median_stops(going)
+    if spec.pruner == "hyperband":
         return {t for t in going if t.trial.should_prune()}
     if spec.pruner == "halving" and epoch in halving_rungs(spec.max_epochs, spec.min_epochs, spec.eta) and going:
         ranked = sorted(going, key=lambda t: (-t.history[-1][OBJECTIVE], t.trial.number))
         return set(ranked[max(1, len(going) // spec.eta):])
     return set()
+
+
+def _median_stops(going: list[_Trial]) -> set:
+    """The trials Optuna's median pruner stops, judged against the completed trials and the other trials of their
+    round at the same epoch. Alone, Optuna's pruner counts completed trials only, so a round of trials asked together
+    could prune nothing until an earlier round had completed (a one-at-a-time search prunes from its sixth trial on).
+    Every trial of a round has reached this epoch with the others, so their values here are the peers it lacks.
+    The study is read once per epoch, not once per trial."""
+    from optuna.trial import TrialState, create_trial
+
+    study = going[0].trial.study
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    now = [create_trial(state=TrialState.RUNNING, intermediate_values={h["epoch"]: h[OBJECTIVE] for h in t.history})
+           for t in going]  # (what each has reported)
+    return {t for i, t in enumerate(going)
+            if study.pruner.prune(_PeersView(study, done + now[:i] + now[i + 1:]), now[i])}
+
+
+class _PeersView:
+    """A study as a pruner sees it: `peers` are its completed trials; everything else is the study's own."""
+
+    def __init__(self, study, peers: list):
+        self._study, self._peers = study, peers
+
+    def get_trials(self, deepcopy: bool = True, states=None) -> list:
+        from optuna.trial import TrialState
+
+        if states is not None and tuple(states) == (TrialState.COMPLETE,):
+            return self._peers
+        return self._study.get_trials(deepcopy=deepcopy, states=states)
+
+    def __getattr__(self, name):
+        return getattr(self._study, name)
 
 
 def halving_rungs(max_epochs: int, min_epochs: int, eta: int) -> list[int]:
