@@ -912,7 +912,7 @@ def _median_stops(going: list[_Trial]) -> set:
     study = going[0].trial.study
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     now = [create_trial(state=TrialState.RUNNING, intermediate_values={h["epoch"]: h[OBJECTIVE] for h in t.history})
-           for t in going]  # (what each has reported)
+           for t in going]  # each trial as the values it has reported so far
     return {t for i, t in enumerate(going)
             if study.pruner.prune(_PeersView(study, done + now[:i] + now[i + 1:]), now[i])}
 
