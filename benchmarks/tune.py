@@ -153,7 +153,7 @@ def compare_optuna(s: dict, splits, folder: Path, repeats: int = 1) -> dict:
                                    f"optuna-{space}", seed)
             runs.append({"seed": seed, "mlplab": mine, "optuna_nn": theirs,
                          "speedup": theirs["seconds"] / mine["seconds"]})
-        out[space] = {"runs": runs, **{k: statistics.median(r[k] for r in runs) for k in ("speedup",)},
+        out[space] = {"runs": runs, "speedup": statistics.median(r["speedup"] for r in runs),
                       **{f"median_{side}_{k}": statistics.median(r[side][k] for r in runs)
                          for side in ("mlplab", "optuna_nn") for k in ("seconds", "best_val_accuracy",
                                                                        "model_epochs")}}
