@@ -3,6 +3,7 @@ grid, and population-based training against the best fixed member.
 
     python benchmarks/tune.py                                  # all three on MNIST (50,000 / 10,000 split)
     python benchmarks/tune.py --only optuna --repeats 3 --json tune.json    # 3 sampler seeds per side
+    python benchmarks/tune.py --only optuna --space fixed --repeats 5       # the fixed-shape space only
     python benchmarks/tune.py --only halving --halving-seeds 3             # 3 models per grid point
     python benchmarks/tune.py --quick                          # tiny settings on 2,000 images (a smoke run)
 
@@ -140,12 +141,12 @@ def run_optuna_nn(search: dict, s: dict, splits, url: str, name: str, seed: int 
             "failed": states.count(optuna.trial.TrialState.FAIL)}
 
 
-def compare_optuna(s: dict, splits, folder: Path, repeats: int = 1) -> dict:
+def compare_optuna(s: dict, splits, folder: Path, repeats: int = 1, spaces: tuple = ("fixed", "width")) -> dict:
     """Each space searched `repeats` times on each side, with the sampler seeds 0..repeats-1 (the best value of one
     search depends on where its sampler happened to look, so one run of each side says little about accuracy)."""
     out = {}
-    for space, search in (("fixed", FIXED), ("width", WIDTH)):
-        runs = []
+    for space in spaces:
+        search, runs = {"fixed": FIXED, "width": WIDTH}[space], []
         for seed in range(repeats):
             mine = run_mlplab(search, s, splits, f"sqlite:///{folder / f'mlplab-{space}-{seed}.sqlite3'}",
                               f"mlplab-{space}", seed)
@@ -278,6 +279,8 @@ def main(argv=None) -> int:
     p.add_argument("--only", choices=("optuna", "halving", "pbt"), action="append",
                    help="run only this comparison (repeatable)")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's own choice)")
+    p.add_argument("--space", choices=("fixed", "width"), action="append",
+                   help="optuna: only this search space (repeatable; default both)")
     p.add_argument("--halving-seeds", type=int, default=1, metavar="S",
                    help="halving: S models per grid point, a point's value their mean (default 1)")
     p.add_argument("--repeats", type=int, default=1, metavar="N",
@@ -293,7 +296,8 @@ def main(argv=None) -> int:
     which = args.only or ["optuna", "halving", "pbt"]
     results = {"settings": s, "quick": args.quick, "threads": torch.get_num_threads(), "torch": torch.__version__,
                "optuna_version": optuna.__version__, "mlplab": mlplab.__version__}
-    steps = {"optuna": functools.partial(compare_optuna, repeats=args.repeats),
+    steps = {"optuna": functools.partial(compare_optuna, repeats=args.repeats,
+                                         spaces=tuple(args.space or ("fixed", "width"))),
              "halving": functools.partial(compare_halving, seeds=args.halving_seeds), "pbt": compare_pbt}
     with tempfile.TemporaryDirectory(prefix="mlplab-tune-bench-") as tmp:
         folder = Path(args.out) if args.out else Path(tmp)
