@@ -203,6 +203,17 @@ def test_median_prunes_a_round_from_its_first_epoch_against_its_peers(small_spli
             assert stopped == (len(others) >= 5 and best < np.median(others)), (epoch, t.number, best, others)
 
 
+def test_a_progress_bar_follows_each_round_epoch_by_epoch(small_splits, tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'p.sqlite3'}"
+    tune.run(_spec(trials=2, per_round=2, pruner="none", max_epochs=2, name="bar"), storage=url,
+             splits=small_splits, device="cpu", progress=True)
+    err = capsys.readouterr().err
+    assert "round" in err and "0/2" in err and "2 of 2 trial(s) going" in err  # (tqdm may skip later redraws)
+    tune.run(_spec(trials=4, per_round=2, pruner="none", max_epochs=2, name="bar"), storage=url,
+             splits=small_splits, device="cpu", progress=False)
+    assert capsys.readouterr().err == ""
+
+
 def test_a_pruned_trajectory_equals_the_model_trained_alone(halving, small_splits):
     """Up to the epoch it was pruned, a trial's numbers are those of its model trained on its own (M = 1)."""
     spec, url, summary, study = halving

@@ -713,7 +713,7 @@ class TuneSummary:
 def run(spec: TuneSpec | dict | str | Path, *, storage: str | Path | None = None, splits=None, device="auto",
         backend: str = "local", address: str | None = None, threads: int | None = None, log=None,
         heartbeat: int = HEARTBEAT_SECONDS, grace: int = GRACE_SECONDS, budget_bytes: int | None = None,
-        deterministic: bool = False) -> TuneSummary:
+        deterministic: bool = False, progress: bool | None = None) -> TuneSummary:
     """Run (or resume) the tune `spec` into the Optuna storage `storage`; returns a TuneSummary.
 
     spec: a TuneSpec, a dict of its TOML form, or a path to the TOML file. storage: an Optuna RDB URL or a file
@@ -721,6 +721,7 @@ def run(spec: TuneSpec | dict | str | Path, *, storage: str | Path | None = None
     config's data with its val_size). backend: "local" or "ray" (`address` as for sweeps). threads: torch threads
     (local: while the run lasts; ray: per actor, default 1). log: a callable taking one line per round.
     heartbeat, grace: seconds between heartbeats, and without one before a running trial counts as dead.
+    progress: a bar over each round's epochs (None: on a terminal only; it disappears when the round ends).
     A round's populations are in memory at once (with the local backend): `per_round` bounds the memory."""
     from mlplab.runner import BACKENDS
 
@@ -738,13 +739,13 @@ def run(spec: TuneSpec | dict | str | Path, *, storage: str | Path | None = None
     try:
         study = open_study(spec, storage)
         return _run(spec, study, url, splits, dev, backend, address, threads, log, heartbeat, grace, budget,
-                    deterministic)
+                    deterministic, sys.stderr.isatty() if progress is None else progress)
     finally:
         storage.engine.dispose()  # close its database connections now, not when garbage is collected
 
 
 def _run(spec, study, url, splits, dev, backend, address, threads, log, heartbeat, grace, budget,
-         deterministic) -> TuneSummary:
+         deterministic, progress) -> TuneSummary:
     from mlplab.device import deterministic_mode
 
     t0 = time.perf_counter()
@@ -763,7 +764,8 @@ def _run(spec, study, url, splits, dev, backend, address, threads, log, heartbea
             cache: dict = {}
             run_id = secrets.token_hex(3)
             while (n := min(spec.per_round, spec.trials - counted(study))) > 0:
-                _round(spec, study, hb, runner, n, splits, cache, budget, f"{run_id}-{state['rounds']}", state, log)
+                _round(spec, study, hb, runner, n, splits, cache, budget, f"{run_id}-{state['rounds']}", state, log,
+                       progress)
                 state["rounds"] += 1
     finally:
         runner.close()
@@ -776,8 +778,10 @@ def _widest(entry: dict):
     return max(_corners(entry))
 
 
-def _round(spec, study, hb, runner, n, splits, cache, budget, round_id, state, log) -> None:
+def _round(spec, study, hb, runner, n, splits, cache, budget, round_id, state, log, progress=False) -> None:
     """Ask n trials, train them as populations epoch by epoch, report, prune, exploit, and tell."""
+    from tqdm import tqdm
+
     from mlplab.store import git_commit, new_owner
 
     dists = spec.distributions()
@@ -786,6 +790,7 @@ def _round(spec, study, hb, runner, n, splits, cache, budget, round_id, state, l
     configs: list[TrainConfig] = []  # every model of the round, indexed by driver id
     owner: list[int] = []  # driver id -> index in trials
     commit = git_commit()
+    bar = None  # a bar over the round's epochs, below its first log line
     try:
         for _ in range(n):
             t = study.ask(dists)
@@ -821,6 +826,8 @@ def _round(spec, study, hb, runner, n, splits, cache, budget, round_id, state, l
         if log:
             log(f"round {round_id}: {n} trial(s) in {len(pops)} population(s): "
                 + ", ".join(p.describe() for p in pops[:6]) + (" ..." if len(pops) > 6 else ""))
+        bar = tqdm(total=spec.max_epochs, desc=f"round {round_id}", unit="epoch", disable=not progress, leave=False,
+                   file=sys.stderr, dynamic_ncols=True)
         live = list(range(len(workers)))  # populations with models left
         seconds = [0.0] * len(workers)
         for epoch in range(1, spec.max_epochs + 1):
@@ -852,6 +859,8 @@ def _round(spec, study, hb, runner, n, splits, cache, budget, round_id, state, l
                     _end(study, hb, t, "complete", epoch, seconds[t.pop], sizes[t.pop], round_id, spec)
                 elif t in stop:
                     _end(study, hb, t, "pruned", epoch, seconds[t.pop], sizes[t.pop], round_id, spec)
+            bar.set_postfix_str(f"{sum(not t.ended for t in trials)} of {len(trials)} trial(s) going")
+            bar.update()
             if epoch == spec.max_epochs:
                 break
             keep = {k: [i for t in trials if not t.ended and t.pop == k for i in t.model_ids] for k in live}
@@ -862,6 +871,8 @@ def _round(spec, study, hb, runner, n, splits, cache, budget, round_id, state, l
             if not live:
                 break
     finally:  # interrupted (Ctrl-C, an error in the driver): hand the unfinished trials back to be rerun
+        if bar is not None:
+            bar.close()
         for t in trials:
             if not t.ended:
                 hb.give_back(t.trial)
@@ -1171,7 +1182,7 @@ def add_parsers(sub) -> None:
                    help=f"seconds between heartbeats of the running trials (default {HEARTBEAT_SECONDS}); a rerun "
                    f"fails and retries trials silent for {GRACE_SECONDS // HEARTBEAT_SECONDS}x this long")
     t.add_argument("--json", action="store_true", help="print the summary as one JSON object on stdout")
-    t.add_argument("--quiet", action="store_true", help="no line per round")
+    t.add_argument("--quiet", action="store_true", help="no line per round and no progress bar")
     add_threads_argument(t)
     add_backend_arguments(t)
     add_deterministic_argument(t)
@@ -1206,7 +1217,7 @@ def cmd_tune(args) -> int:
     try:
         s = run(spec, storage=url, device=args.device, backend=args.backend, address=args.address, threads=threads,
                 log=log, heartbeat=args.heartbeat, grace=max(GRACE_SECONDS, 3 * args.heartbeat),
-                deterministic=args.deterministic)
+                deterministic=args.deterministic, progress=False if args.quiet else None)
     except USER_ERRORS as e:
         return _fail(f"tune: {e}")
     if args.json:
