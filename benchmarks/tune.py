@@ -77,7 +77,7 @@ def run_mlplab(search: dict, s: dict, splits, url: str, name: str, seed: int = 0
             "tune": {"trials": s["trials"], "per_round": s["per_round"], "sampler": "tpe", "pruner": "median",
                      "max_epochs": s["epochs"], "name": name, "seed": seed}}
     t = time.perf_counter()
-    summary = tune.run(spec, storage=url, splits=splits, device="cpu")
+    summary = tune.run(spec, storage=url, splits=splits, device="cpu", progress=False)
     seconds = time.perf_counter() - t
     return {"seconds": seconds, "best_val_accuracy": summary.best_value, "best_params": summary.best_params,
             "best_test_accuracy": summary.best_test_accuracy, "model_epochs": summary.model_epochs,
@@ -177,7 +177,8 @@ def compare_halving(s: dict, splits, folder: Path, seeds: int = 1) -> dict:
                 "tune": {"trials": n, "per_round": n, "sampler": "grid", "pruner": pruner,
                          "max_epochs": s["grid_epochs"], "eta": 3, "seeds": seeds, "name": how}}
         t = time.perf_counter()
-        summary = tune.run(spec, storage=f"sqlite:///{folder / f'{how}.sqlite3'}", splits=splits, device="cpu")
+        summary = tune.run(spec, storage=f"sqlite:///{folder / f'{how}.sqlite3'}", splits=splits, device="cpu",
+                           progress=False)
         out[how] = {"seconds": time.perf_counter() - t, "best_val_accuracy": summary.best_value,
                     "best_params": summary.best_params, "best_test_accuracy": summary.best_test_accuracy,
                     "model_epochs": summary.model_epochs, "trials": n, "seeds": seeds}
@@ -217,7 +218,7 @@ def compare_pbt(s: dict, splits, folder: Path) -> dict:
                          "seeds": s["pbt_seeds"], "pbt_interval": s["pbt_interval"], "name": how}}
         url = f"sqlite:///{folder / f'pbt-{how}.sqlite3'}"
         t = time.perf_counter()
-        summary = tune.run(spec, storage=url, splits=splits, device="cpu")
+        summary = tune.run(spec, storage=url, splits=splits, device="cpu", progress=False)
         seconds = time.perf_counter() - t
         best = optuna.load_study(study_name=how, storage=url).best_trial
         per_seed = best.user_attrs["history"][-1].get("per_seed", {}).get("val_accuracy", [best.value])
@@ -250,7 +251,8 @@ def report(results: dict) -> None:
                       f"{100 * r['median_mlplab_best_val_accuracy']:.2f}%, {r['median_mlplab_model_epochs']:.0f} "
                       f"model-epochs; optuna + nn {r['median_optuna_nn_seconds']:.1f} s, best val "
                       f"{100 * r['median_optuna_nn_best_val_accuracy']:.2f}%, "
-                      f"{r['median_optuna_nn_model_epochs']:.0f} model-epochs; speedup {r['speedup']:.2f}x")
+                      f"{r['median_optuna_nn_model_epochs']:.0f} model-epochs; median of the speedups "
+                      f"{r['speedup']:.2f}x")
     if "halving" in results:
         r = results["halving"]
         print(f"successive halving vs the full grid ({r['grid']['trials']} points, {r['grid']['seeds']} seed(s) "
@@ -288,6 +290,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", help="folder for the Optuna storages (default: a temporary folder)")
     p.add_argument("--json", metavar="PATH", help="write every number to this JSON file")
     args = p.parse_args(argv)
+    if args.repeats < 1 or args.halving_seeds < 1:
+        p.error("--repeats and --halving-seeds must be at least 1")
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # not a line per trial
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -297,7 +301,7 @@ def main(argv=None) -> int:
     results = {"settings": s, "quick": args.quick, "threads": torch.get_num_threads(), "torch": torch.__version__,
                "optuna_version": optuna.__version__, "mlplab": mlplab.__version__}
     steps = {"optuna": functools.partial(compare_optuna, repeats=args.repeats,
-                                         spaces=tuple(args.space or ("fixed", "width"))),
+                                         spaces=tuple(dict.fromkeys(args.space or ("fixed", "width")))),
              "halving": functools.partial(compare_halving, seeds=args.halving_seeds), "pbt": compare_pbt}
     with tempfile.TemporaryDirectory(prefix="mlplab-tune-bench-") as tmp:
         folder = Path(args.out) if args.out else Path(tmp)

@@ -153,15 +153,16 @@ def search_round_configs(s: Search) -> list[TrainConfig]:
 
 
 def run_searches(out: Path, quick: bool, device, threads: int | None = None, backend: str = "local",
-                 address: str | None = None, deterministic: bool = False, log=print) -> dict:
+                 address: str | None = None, deterministic: bool = False, log=print,
+                 progress: bool | None = None) -> dict:
     """Run (or resume) the three searches into OUT/search-METHOD.optuna.sqlite3; a rerun finds their trials counted
-    and trains nothing. Returns {method: tune.TuneSummary of this run}."""
+    and trains nothing. Returns {method: tune.TuneSummary of this run}. progress: as for tune.run."""
     from mlplab import tune
 
     done = {}
     for m, s in searches(quick).items():
         done[m] = tune.run(s.spec, storage=Path(out) / s.storage, device=device, backend=backend, address=address,
-                           threads=threads, deterministic=deterministic,
+                           threads=threads, deterministic=deterministic, progress=progress,
                            log=lambda line, m=m: log(f"search {m}: {line}"))
     return done
 
@@ -507,7 +508,7 @@ def run_study(out: str | Path = "study", store: str | Path | None = None, quick:
                            keep_weights=kept_weights(exps))
         t_searches = time.perf_counter()
         searched = run_searches(out, quick, dev, threads=threads, backend=backend, address=address,
-                                deterministic=deterministic, log=log)
+                                deterministic=deterministic, log=log, progress=progress)
         log("searches: " + ", ".join(f"{m} {s.trials} trials ({s.ran} run now, {s.model_epochs} model-epochs)"
                                      for m, s in searched.items())
             + f", {time.perf_counter() - t_searches:.1f} s")
