@@ -151,7 +151,8 @@ def _train_population(configs, dev: torch.device, splits, progress, on_epoch) ->
     pop = Population.create([configs[i] for i in order], sizes, dev, ids=order)
     histories: list[list[dict]] = [[] for _ in configs]  # in the caller's order
     results: list[TrainResult | None] = [None] * len(configs)
-    bar = _progress_bar(plan.total_steps, progress, len(configs))
+    M = len(configs)
+    bar = progress_bar(plan.total_steps, progress, "training" if M == 1 else f"training {M} models", "step")
     t_start = time.perf_counter()
     train_seconds = 0.0
     for epoch in range(1, c0.epochs + 1):
@@ -212,12 +213,12 @@ def _result(pop: Population, m: int, why: str, history: list[dict], plan: EpochP
     )
 
 
-def _progress_bar(total: int, progress: bool | None, M: int):
+def progress_bar(total: int, progress: bool | None, desc: str, unit: str):
+    """A bar on stderr that disappears when closed; progress None: only when stderr is a terminal."""
     from tqdm import tqdm
 
     enabled = sys.stderr.isatty() if progress is None else progress
-    desc = "training" if M == 1 else f"training {M} models"
-    return tqdm(total=total, desc=desc, unit="step", disable=not enabled, file=sys.stderr, leave=False,
+    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, file=sys.stderr, leave=False,
                 dynamic_ncols=True)
 
 

@@ -63,7 +63,7 @@ from mlplab.device import arithmetic, keep_freed_memory, matmul_precision, resol
 from mlplab.mlp import layer_sizes
 from mlplab.population import EpochPlan, Population
 from mlplab.sweep import DERIVED_AXES, make_config, read_spec
-from mlplab.train import _json_safe
+from mlplab.train import _json_safe, progress_bar
 
 SAMPLERS = ("random", "qmc", "tpe", "grid")
 PRUNERS = ("none", "median", "halving", "hyperband")
@@ -739,7 +739,7 @@ def run(spec: TuneSpec | dict | str | Path, *, storage: str | Path | None = None
     try:
         study = open_study(spec, storage)
         return _run(spec, study, url, splits, dev, backend, address, threads, log, heartbeat, grace, budget,
-                    deterministic, sys.stderr.isatty() if progress is None else progress)
+                    deterministic, progress)
     finally:
         storage.engine.dispose()  # close its database connections now, not when garbage is collected
 
@@ -778,10 +778,8 @@ def _widest(entry: dict):
     return max(_corners(entry))
 
 
-def _round(spec, study, hb, runner, n, splits, cache, budget, round_id, state, log, progress=False) -> None:
+def _round(spec, study, hb, runner, n, splits, cache, budget, round_id, state, log, progress=None) -> None:
     """Ask n trials, train them as populations epoch by epoch, report, prune, exploit, and tell."""
-    from tqdm import tqdm
-
     from mlplab.store import git_commit, new_owner
 
     dists = spec.distributions()
@@ -826,8 +824,7 @@ def _round(spec, study, hb, runner, n, splits, cache, budget, round_id, state, l
         if log:
             log(f"round {round_id}: {n} trial(s) in {len(pops)} population(s): "
                 + ", ".join(p.describe() for p in pops[:6]) + (" ..." if len(pops) > 6 else ""))
-        bar = tqdm(total=spec.max_epochs, desc=f"round {round_id}", unit="epoch", disable=not progress, leave=False,
-                   file=sys.stderr, dynamic_ncols=True)
+        bar = progress_bar(spec.max_epochs, progress, f"round {round_id}", "epoch")
         live = list(range(len(workers)))  # populations with models left
         seconds = [0.0] * len(workers)
         for epoch in range(1, spec.max_epochs + 1):
