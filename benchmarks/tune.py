@@ -4,6 +4,7 @@ grid, and population-based training against the best fixed member.
     python benchmarks/tune.py                                  # all three on MNIST (50,000 / 10,000 split)
     python benchmarks/tune.py --only optuna --repeats 3 --json tune.json    # 3 sampler seeds per side
     python benchmarks/tune.py --only optuna --space fixed --repeats 5       # the fixed-shape space only
+    python benchmarks/tune.py --only optuna --space fixed --repeats 5 --refit 5   # and each pick retrained 5 times
     python benchmarks/tune.py --only halving --halving-seeds 3             # 3 models per grid point
     python benchmarks/tune.py --quick                          # tiny settings on 2,000 images (a smoke run)
 
@@ -46,7 +47,7 @@ import optuna
 import torch
 
 import mlplab
-from mlplab import tune
+from mlplab import TrainConfig, train_population, tune
 from mlplab.data import Splits, load_mnist, make_splits
 
 FIXED = {"lr": {"loguniform": [1e-3, 1.0]}, "momentum": {"uniform": [0.0, 0.99]},
@@ -141,9 +142,25 @@ def run_optuna_nn(search: dict, s: dict, splits, url: str, name: str, seed: int 
             "failed": states.count(optuna.trial.TrialState.FAIL)}
 
 
-def compare_optuna(s: dict, splits, folder: Path, repeats: int = 1, spaces: tuple = ("fixed", "width")) -> dict:
+def refit(params: dict, s: dict, splits, seeds: int) -> dict:
+    """The quality of a chosen setting apart from the luck of its one model: `seeds` fresh models of it (seeds 1000
+    on, each its own data order), trained by mlplab for the search's epochs whichever side chose it. A search's best
+    value is the maximum of many noisy ones (one 3-epoch model's validation accuracy moves by 0.2-0.4 points from
+    seed to seed), so it rewards the side whose trials draw independent noise; this asks which setting is better."""
+    hp = {k: v for k, v in params.items() if k != "width"}
+    configs = [TrainConfig(hidden=(int(params.get("width", s["width"])),), batch_size=s["batch_size"],
+                           epochs=s["epochs"], init="kaiming_uniform", seed=1000 + i, **hp) for i in range(seeds)]
+    results = train_population(configs, splits=splits, progress=False, device="cpu")
+    val, test = [r.val_accuracy for r in results], [r.test_accuracy for r in results]
+    return {"seeds": seeds, "val_mean": statistics.mean(val), "val_std": statistics.stdev(val) if seeds > 1 else 0.0,
+            "test_mean": statistics.mean(test), "val": val, "test": test}
+
+
+def compare_optuna(s: dict, splits, folder: Path, repeats: int = 1, spaces: tuple = ("fixed", "width"),
+                   refit_seeds: int = 0) -> dict:
     """Each space searched `repeats` times on each side, with the sampler seeds 0..repeats-1 (the best value of one
-    search depends on where its sampler happened to look, so one run of each side says little about accuracy)."""
+    search depends on where its sampler happened to look, so one run of each side says little about accuracy).
+    With `refit_seeds`, each side's chosen setting is also retrained with that many fresh seeds (`refit`)."""
     out = {}
     for space in spaces:
         search, runs = {"fixed": FIXED, "width": WIDTH}[space], []
@@ -152,12 +169,19 @@ def compare_optuna(s: dict, splits, folder: Path, repeats: int = 1, spaces: tupl
                               f"mlplab-{space}", seed)
             theirs = run_optuna_nn(search, s, splits, f"sqlite:///{folder / f'optuna-{space}-{seed}.sqlite3'}",
                                    f"optuna-{space}", seed)
+            if refit_seeds:
+                for side in (mine, theirs):
+                    side["refit"] = refit(side["best_params"], s, splits, refit_seeds)
             runs.append({"seed": seed, "mlplab": mine, "optuna_nn": theirs,
                          "speedup": theirs["seconds"] / mine["seconds"]})
         out[space] = {"runs": runs, "speedup": statistics.median(r["speedup"] for r in runs),
                       **{f"median_{side}_{k}": statistics.median(r[side][k] for r in runs)
                          for side in ("mlplab", "optuna_nn") for k in ("seconds", "best_val_accuracy",
                                                                        "model_epochs")}}
+        if refit_seeds:
+            out[space].update({f"median_{side}_refit_val": statistics.median(r[side]["refit"]["val_mean"]
+                                                                             for r in runs)
+                               for side in ("mlplab", "optuna_nn")})
     return out
 
 
@@ -246,6 +270,12 @@ def report(results: dict) -> None:
                 print(row("mlplab tune", run["mlplab"]))
                 print(row("optuna + nn", run["optuna_nn"]))
                 print(f"  mlplab tune took 1/{run['speedup']:.2f} of the wall time")
+                if "refit" in run["mlplab"]:
+                    a, b = run["mlplab"]["refit"], run["optuna_nn"]["refit"]
+                    print(f"  chosen settings retrained ({a['seeds']} fresh seeds each, by mlplab): mlplab's val "
+                          f"{100 * a['val_mean']:.2f}% ± {100 * a['val_std']:.2f} (test {100 * a['test_mean']:.2f}%), "
+                          f"optuna's val {100 * b['val_mean']:.2f}% ± {100 * b['val_std']:.2f} (test "
+                          f"{100 * b['test_mean']:.2f}%)")
             if len(r["runs"]) > 1:
                 print(f" median of {len(r['runs'])}: mlplab tune {r['median_mlplab_seconds']:.1f} s, best val "
                       f"{100 * r['median_mlplab_best_val_accuracy']:.2f}%, {r['median_mlplab_model_epochs']:.0f} "
@@ -253,6 +283,10 @@ def report(results: dict) -> None:
                       f"{100 * r['median_optuna_nn_best_val_accuracy']:.2f}%, "
                       f"{r['median_optuna_nn_model_epochs']:.0f} model-epochs; median of the speedups "
                       f"{r['speedup']:.2f}x")
+                if "median_mlplab_refit_val" in r:
+                    print(f" median of the retrained chosen settings' mean val: mlplab "
+                          f"{100 * r['median_mlplab_refit_val']:.2f}%, optuna + nn "
+                          f"{100 * r['median_optuna_nn_refit_val']:.2f}%")
     if "halving" in results:
         r = results["halving"]
         print(f"successive halving vs the full grid ({r['grid']['trials']} points, {r['grid']['seeds']} seed(s) "
@@ -287,11 +321,15 @@ def main(argv=None) -> int:
                    help="halving: S models per grid point, a point's value their mean (default 1)")
     p.add_argument("--repeats", type=int, default=1, metavar="N",
                    help="optuna: search each space N times per side, with sampler seeds 0..N-1 (default 1)")
+    p.add_argument("--refit", type=int, default=0, metavar="K",
+                   help="optuna: retrain each side's chosen setting with K fresh seeds, by mlplab (default 0: off)")
     p.add_argument("--out", help="folder for the Optuna storages (default: a temporary folder)")
     p.add_argument("--json", metavar="PATH", help="write every number to this JSON file")
     args = p.parse_args(argv)
     if args.repeats < 1 or args.halving_seeds < 1:
         p.error("--repeats and --halving-seeds must be at least 1")
+    if args.refit == 1 or args.refit < 0:
+        p.error("--refit needs at least 2 seeds (their spread is reported), or 0 for none")
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # not a line per trial
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -300,7 +338,7 @@ def main(argv=None) -> int:
     which = args.only or ["optuna", "halving", "pbt"]
     results = {"settings": s, "quick": args.quick, "threads": torch.get_num_threads(), "torch": torch.__version__,
                "optuna_version": optuna.__version__, "mlplab": mlplab.__version__}
-    steps = {"optuna": functools.partial(compare_optuna, repeats=args.repeats,
+    steps = {"optuna": functools.partial(compare_optuna, repeats=args.repeats, refit_seeds=args.refit,
                                          spaces=tuple(dict.fromkeys(args.space or ("fixed", "width")))),
              "halving": functools.partial(compare_halving, seeds=args.halving_seeds), "pbt": compare_pbt}
     with tempfile.TemporaryDirectory(prefix="mlplab-tune-bench-") as tmp:

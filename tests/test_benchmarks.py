@@ -35,7 +35,8 @@ def test_frontier_benchmark_smoke(tmp_path):
 
 
 def test_tune_benchmark_smoke(tmp_path):
-    stdout, data = _run("tune.py", "--quick", "--threads", "1", "--repeats", "2", tmp_path=tmp_path)
+    stdout, data = _run("tune.py", "--quick", "--threads", "1", "--repeats", "2", "--refit", "2",
+                        tmp_path=tmp_path)
     for space in ("fixed", "width"):
         runs = data["optuna"][space]["runs"]
         assert [r["seed"] for r in runs] == [0, 1]
@@ -43,12 +44,15 @@ def test_tune_benchmark_smoke(tmp_path):
             for how in ("mlplab", "optuna_nn"):
                 assert 0.5 < r[how]["best_val_accuracy"] <= 1 and r[how]["model_epochs"] > 0
                 assert r[how]["complete"] + r[how]["pruned"] == data["settings"]["trials"]
+                refit = r[how]["refit"]  # the chosen setting retrained with 2 fresh seeds
+                assert refit["seeds"] == 2 and len(refit["val"]) == 2 and all(0 < v <= 1 for v in refit["val"])
+                assert min(refit["val"]) <= refit["val_mean"] <= max(refit["val"])
         assert data["optuna"][space]["median_mlplab_seconds"] > 0
     h = data["halving"]
     assert h["halving"]["model_epochs"] < h["grid"]["model_epochs"] == h["grid"]["trials"] * data["settings"][
         "grid_epochs"]
     assert set(data["pbt"]) >= {"fixed", "pbt", "difference_points"}
-    assert "median of 2:" in stdout
+    assert "median of 2:" in stdout and "chosen settings retrained (2 fresh seeds each" in stdout
     assert "mlplab tune vs Optuna + torch.nn" in stdout and "PBT vs the best fixed member" in stdout
 
 

@@ -17,6 +17,7 @@ ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers canno
 
 TRIALS = [TrainConfig(hidden=(h,), epochs=1, batch_size=256, lr=lr, seed=s, init="xavier_uniform")
           for h in (3, 5, 7) for lr in (0.05, 0.2) for s in (0, 1)]
+KEEP = frozenset({trial_key(TRIALS[0]), trial_key(TRIALS[5])})  # widths 3 and 5: two of the three populations
 
 
 @pytest.fixture(scope="module")
@@ -39,12 +40,21 @@ def test_ray_stores_the_same_metrics_as_the_local_backend(tmp_path, local_ray):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the Ray tasks use one thread each; same threads, same floating-point sums
     try:
-        local = run_sweep(TRIALS, tmp_path / "local.sqlite", progress=False)
+        local = run_sweep(TRIALS, tmp_path / "local.sqlite", progress=False, keep_weights=KEEP)
     finally:
         torch.set_num_threads(threads)
-    remote = run_sweep(TRIALS, tmp_path / "ray.sqlite", progress=False, backend="ray")
+    remote = run_sweep(TRIALS, tmp_path / "ray.sqlite", progress=False, backend="ray", keep_weights=KEEP)
     assert (local.trained, remote.trained, remote.populations) == (12, 12, 3)
     assert _metrics(tmp_path / "local.sqlite") == _metrics(tmp_path / "ray.sqlite")  # bit-identical
+    # The weights kept (those of KEEP only, from two of the three populations) come back from the workers intact.
+    with Store(tmp_path / "local.sqlite", create=False) as a, Store(tmp_path / "ray.sqlite", create=False) as b:
+        for c in TRIALS:
+            mine, theirs = a.weights(trial_key(c)), b.weights(trial_key(c))
+            if trial_key(c) in KEEP:
+                assert mine is not None and set(theirs) == set(mine) == {"w0", "b0", "w1", "b1"}
+                assert all(torch.equal(theirs[k], mine[k]) for k in mine)
+            else:
+                assert mine is None and theirs is None
     again = run_sweep(TRIALS, tmp_path / "ray.sqlite", progress=False, backend="ray")
     assert (again.trained, again.skipped) == (0, 12)  # resuming skips everything finished
 
