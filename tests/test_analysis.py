@@ -186,6 +186,60 @@ def test_ranking_orders_by_measurable_spread(tmp_path):
     assert claim.facts["order"] == ["wide"]
 
 
+def test_ranking_over_working_values_leaves_out_controls_and_failed_values(tmp_path):
+    """A sweep whose spread comes from a control value (kept to show a failure) and one whose spread comes from a
+    collapsed value rank first over everything tried, and not at all over the working values."""
+    for d in ("ctl", "col", "real"):
+        (tmp_path / d).mkdir()
+    control = _sweep(tmp_path / "ctl", {0.01: 0.11, 0.1: 0.970, 0.3: 0.9702})  # 0.01 plays the control
+    collapsed = _sweep(tmp_path / "col", {0.01: 0.15, 0.1: 0.970, 0.3: 0.9701})  # 15%: below 2x chance
+    real = _sweep(tmp_path / "real", {0.01: 0.93, 0.1: 0.970})
+    claim = analysis.ranking_claim({"init": control, "lr": collapsed, "width": real}, {"init": [0.01]})
+    f = claim.facts
+    assert f["order"][-1] == "width" and set(f["order"]) == {"init", "lr", "width"}
+    assert f["order_working"] == ["width"] and f["controls"] == "init: 0.01"
+    assert claim.text.endswith(f"the ranking is width ({100 * analysis.spread(real)[0]:.1f} points).")
+
+
+def test_an_end_worse_only_within_the_budget_says_so(tmp_path):
+    """The low end is worse beyond noise, but its runs were still going when the budget ran out (no patience rule
+    fired): the claim is the budget-qualified one, with the count of such runs."""
+    rng = random.Random(0)
+    runs = []
+    for lr, acc, patience in ((0.01, 0.90, 2), (0.1, 0.97, 2), (0.3, 0.9695, 2)):
+        for s in range(3):
+            # 0.01: val loss falls at every epoch of 3 (the budget stops it); others: improve once, then 2 flat epochs
+            losses = [0.5, 0.4, 0.3] if lr == 0.01 else [0.2, 0.2, 0.2]
+            accs = [acc + rng.gauss(0, 0.001)] * 3
+            runs.append((TrainConfig(hidden=(8,), epochs=3, lr=lr, seed=s, patience=patience), accs, losses))
+    path = tmp_path / "budget.sqlite"
+    results = [TrainResult(config=c, history=_history(a, losses), params={}, best_epoch=None, outcome="budget")
+               for c, a, losses in runs]
+    with Store(path) as s:
+        s.claim([c for c, *_ in runs])
+        s.finish(results)
+        records = s.records()
+    pts = analysis.by_setting(records, "lr")
+    assert [[o.kind for o in p.outcomes] for p in pts] == [["budget"] * 3] + [["converged"] * 3] * 2
+    claims = analysis.sweep_claims(pts, "learning rate")
+    low = next(c for c in claims if c.kind.startswith("sweep_low"))
+    assert low.kind == "sweep_low_bad_budget" and (low.facts["low_budget"], low.facts["low_n"]) == (3, 3)
+    assert "3 of its 3 runs stopped on the 3-epoch budget" in low.text and "not where it would end" in low.text
+
+
+def test_overfitting_is_called_only_beyond_min_delta_and_without_an_accuracy_gain():
+    def h(train, val_loss, val_acc):
+        return [{"epoch": e + 1, "train_loss": a, "val_loss": b, "val_accuracy": c}
+                for e, (a, b, c) in enumerate(zip(train, val_loss, val_acc))]
+
+    clear = h([0.3, 0.2, 0.1], [0.10, 0.12, 0.15], [0.97, 0.96, 0.95])  # loss up by 0.05, accuracy down
+    tiny = h([0.3, 0.2, 0.1], [0.10, 0.1005, 0.1008], [0.97, 0.969, 0.969])  # up by 0.0008 < min_delta
+    better = h([0.3, 0.2, 0.1], [0.10, 0.12, 0.15], [0.97, 0.975, 0.98])  # loss up, but accuracy up too
+    claim = analysis.overfit_claim([(clear, 1, 0.001), (tiny, 1, 0.001), (better, 1, 0.001), (clear, 3, 0.001)])
+    assert (claim.facts["n_over"], claim.facts["n_acc_up"], claim.facts["n_runs"]) == (1, 1, 4)
+    assert claim.text.startswith("In 1 of the 4 runs shown") and "In 1 of the 4, the validation accuracy" in claim.text
+
+
 # -- the search comparison: made-up trials whose answers are known ----------------------------------------------------
 
 
@@ -341,6 +395,16 @@ def test_a_shift_beyond_noise_in_one_step_only_is_called_for_that_step(tmp_path)
     assert trend.facts["steps_apart"] == [False, True] and not trend.facts["separated"]
     assert "do not overlap between 256 and 2048, a shift beyond seed noise there, but they do between 32 and 256" \
         in trend.text and "2048: 1 only" in trend.text
+
+
+def test_a_best_rate_that_rises_with_a_tie_is_weakly_rising_and_lists_scattered_ties(tmp_path):
+    """Best rates 0.001, 0.01, 0.01 rise with a tie (not "without a monotone trend"); a row whose tied rates are not
+    contiguous lists them instead of spanning the worse rate between them."""
+    medians = {32: [0.950, 0.90, 0.948, 0.80], 256: [0.90, 0.950, 0.90, 0.80], 2048: [0.90, 0.950, 0.90, 0.80]}
+    trend = _trend(tmp_path, medians, 0.002)
+    assert trend.facts["direction"] == "rises" and trend.facts["best_cols"] == [0.001, 0.01, 0.01]
+    assert "rises, with ties between neighbouring rows" in trend.text
+    assert "32: 0.001 and 0.1;" in trend.text and "0.001 to 0.1" not in trend.text
 
 
 def test_a_best_rate_shared_by_every_row_stays(tmp_path):

@@ -18,11 +18,14 @@ def _params(M=4, seed=0):
     return {"w0": torch.randn(M, 7, 5, generator=g), "b0": torch.randn(M, 1, 5, generator=g)}
 
 
+@pytest.mark.parametrize("per_model_wd", [False, True])
 @pytest.mark.parametrize("kind", ["sgd", "sgd-momentum", "sgd-nesterov", "adam", "adamw"])
-def test_masked_and_unmasked_updates_are_bit_identical(kind):
+def test_masked_and_unmasked_updates_are_bit_identical(kind, per_model_wd):
     """A model's update must not depend on whether a neighbour is frozen (keep False)."""
     M = 4
     lr = torch.tensor([0.1, 0.05, 0.2, 0.01]).view(M, 1, 1)
+    wd = torch.tensor([1e-3, 0.0, 3e-2, 1e-4]).view(M, 1, 1) if per_model_wd else None
+    sgd_wd, adam_wd = (1e-3, 1e-2) if wd is None else (wd, wd)
     runs = []
     for keep in (None, torch.tensor([True, False, True, True]).view(M, 1, 1)):
         p = _params(M)
@@ -31,9 +34,9 @@ def test_masked_and_unmasked_updates_are_bit_identical(kind):
             grads = _params(M, seed=10 + step)
             if kind.startswith("sgd"):
                 mom = 0.0 if kind == "sgd" else torch.tensor([0.9, 0.5, 0.0, 0.9]).view(M, 1, 1)
-                optim.sgd_step(p, grads, state, lr, mom, 1e-3, nesterov=kind == "sgd-nesterov", keep=keep)
+                optim.sgd_step(p, grads, state, lr, mom, sgd_wd, nesterov=kind == "sgd-nesterov", keep=keep)
             else:
-                optim.adam_step(p, grads, state, lr, weight_decay=1e-2, decoupled=kind == "adamw", keep=keep)
+                optim.adam_step(p, grads, state, lr, weight_decay=adam_wd, decoupled=kind == "adamw", keep=keep)
         runs.append(p)
     for k in runs[0]:
         for m in (0, 2, 3):

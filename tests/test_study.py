@@ -18,6 +18,7 @@ import pytest
 from scipy import stats
 
 from mlplab import analysis, study
+from mlplab.data import load_mnist, make_splits
 from mlplab.store import Store, trial_key
 
 SECTIONS = ["## 1. The data and the protocol", "## 2. An MLP in thirty lines", "## 3. The course MLP",
@@ -157,6 +158,7 @@ def test_html_is_self_contained_linked_and_has_no_machine_paths(quick_study):
         for m in re.finditer(rf"<{tag}\b[^>]*\b{attr}\s*=\s*[\"']?([^\"' >]+)", html, re.I):
             assert not re.match(r"(https?:)?//", m.group(1)), f"<{tag} {attr}={m.group(1)}> loads from the network"
     assert not re.search(r"import\s[^;]*from\s*[\"']https?://", html), "a script imports a module from the network"
+    assert "<title>mlplab: a multilayer perceptron on MNIST" in html  # not nbconvert's default "Notebook"
     targets = set(re.findall(r'href="#(s\d+)"', html))
     assert len(targets) == 14 and all(f'id="{t}"' in html for t in targets)
     ipynb = (out / "study.ipynb").read_text()
@@ -246,7 +248,10 @@ def _check_sweep(claim, records):
         p = _welch(vals[v], vals[best])
         assert f[f"{end}_p"] == pytest.approx(p) and f[f"{end}_val"] == pytest.approx(med[v])
         bad = p < 0.05 and med[v] < med[best]
-        assert kind.endswith("bad") == bad
+        stopped = sum(_outcome(r)[0] == "budget" and r["patience"] > 0 for r in g[v])  # stopped by the budget
+        assert ("_bad" in kind) == bad and kind.endswith("_budget") == (bad and stopped > 0)
+        if kind.endswith("_budget"):
+            assert (f[f"{end}_budget"], f[f"{end}_n"]) == (stopped, len(g[v]))
         assert kind.endswith("ok") == (not bad and med[v] >= min(vals[best]))
     elif kind in ("sweep_failures", "sweep_no_failures"):
         c = Counter(_outcome(r)[0] for rs in g.values() for r in rs)
@@ -312,7 +317,9 @@ def _check_grid(claim, records):
             bests.append(lrs.index(top))
             spans.append((min(tied), max(tied)))
         assert f["best_cols"] == [lrs[i] for i in bests]
-        up, down = all(a < b for a, b in zip(bests, bests[1:])), all(a > b for a, b in zip(bests, bests[1:]))
+        same = all(a == b for a, b in zip(bests, bests[1:]))  # monotone, ties between neighbours allowed
+        up = not same and all(a <= b for a, b in zip(bests, bests[1:]))
+        down = not same and not up and all(a >= b for a, b in zip(bests, bests[1:]))
         assert (f["direction"] == "rises") == up and (f["direction"] == "falls") == down
         apart = ([a[1] < b[0] for a, b in zip(spans, spans[1:])] if up else
                  [a[0] > b[1] for a, b in zip(spans, spans[1:])] if down else [])
@@ -364,6 +371,10 @@ def test_linear_vs_mlp_and_zero_init_claims_follow_the_store(quick_study, record
     assert f["mlp_val"] == pytest.approx(statistics.median(mlp))
     z = [r for r in _experiment_of(records, "init") if r["init"] == "zeros"]
     assert claims["zero_stored"]["zero_val"] == pytest.approx(statistics.median(_val(r) for r in z))
+    val_y = make_splits(load_mnist()).val_y  # a run that predicts one digit scores exactly that digit's share
+    shares = {c: float(np.mean(val_y == c)) for c in range(10)}
+    one = [c for r in z for c, s in shares.items() if abs(_val(r) - s) < 0.5 / len(val_y)]
+    assert claims["zero_one_class"]["n_one"] == len(one) and claims["zero_one_class"]["n"] == len(z)
     exact = "zero_exact" in claims
     assert exact != ("zero_rounding" in claims)
     if not exact:
@@ -420,6 +431,9 @@ def _check_search(out, claim, records):
     elif kind == "search_noise":
         assert f["n"] == n and f["sd"] == pytest.approx(sd)
         assert f["threshold"] == pytest.approx(stats.t.ppf(0.975, n - 1) * math.sqrt(2) * sd)
+        bests = [g["best"] for g in got.values()]
+        assert f["noise_median"] == pytest.approx(statistics.median(noise))
+        assert f["n_searches_below"] == sum(b < statistics.median(noise) for b in bests)
     elif kind == "search_best":
         best = {m: g["best"] for m, g in got.items()}
         top = max(best.values())

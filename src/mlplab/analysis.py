@@ -6,8 +6,8 @@ per-epoch history. Every sentence the study writes about its numbers is a `Claim
 strings, booleans) and a template; its text is `render(kind, facts)`, so a test that recomputes the facts from the
 store and renders them must get the same sentence back.
 
-Statistics, stated once: settings are compared on VALIDATION accuracy (the test set is read only for the setting
-finally chosen). Two settings differ only if Welch's t-test on their seeds' validation accuracies gives p < ALPHA (a
+Statistics, stated once: settings are compared on VALIDATION accuracy (the test set is only reported, never used
+to choose). Two settings differ only if Welch's t-test on their seeds' validation accuracies gives p < ALPHA (a
 diverged seed counts as accuracy 0). Randomness is split by a two-way ANOVA without replication (init seed, data
 order, residual = their interaction and everything else).
 """
@@ -282,6 +282,14 @@ TEMPLATES = {
                     "{low_p:p}): no harm observed down to it.",
     "sweep_high_bad": "The high end is clearly worse: {high:vu} reaches a median of {high_val:pct} "
                       "(Welch p {high_p:p} against the best).",
+    "sweep_low_bad_budget": "Within the budget the low end is worse: {low:vu} reaches a median of {low_val:pct} "
+                            "(Welch p {low_p:p} against the best), but {low_budget} of its {low_n} runs stopped on "
+                            "the {budget}-epoch budget before the patience rule fired, so this measures how far it "
+                            "gets in {budget} epochs, not where it would end.",
+    "sweep_high_bad_budget": "Within the budget the high end is worse: {high:vu} reaches a median of {high_val:pct} "
+                             "(Welch p {high_p:p} against the best), but {high_budget} of its {high_n} runs stopped "
+                             "on the {budget}-epoch budget before the patience rule fired, so this measures "
+                             "how far it gets in {budget} epochs, not where it would end.",
     "sweep_low_unclear": "The low end, {low:vu}, reaches a median of {low_val:pct}, but its seeds spread too "
                          "widely to call it worse than the best (Welch p {low_p:p}).",
     "sweep_high_unclear": "The high end, {high:vu}, reaches a median of {high_val:pct}, but its seeds spread too "
@@ -292,7 +300,7 @@ TEMPLATES = {
                       "and {n_diverged} diverged; {n_budget} more did not converge within the {budget}-epoch budget.",
     "sweep_no_failures": "No run collapsed or diverged; {n_budget} of {n_runs} did not converge within the "
                          "{budget}-epoch budget.",
-    "chosen_test": "Its test accuracy, read once: median {test:pct} over {n} seeds.",
+    "chosen_test": "Its test accuracy: median {test:pct} over {n} seeds.",
     "anova": "A two-way ANOVA over {n_init} init seeds x {n_data} data orders: init seed F({df_rows}, {df_res}) = "
              "{f_rows:f}, p {p_rows:p} ({init_verdict}); data order F({df_cols}, {df_res}) = {f_cols:f}, p "
              "{p_cols:p} ({data_verdict}). Validation accuracy ranges from {min:pct} to {max:pct}.",
@@ -303,8 +311,8 @@ TEMPLATES = {
     "grid_trend": "From the smallest {row_name} to the largest, the best learning rate {trend}. The rates that cannot "
                   "be told apart from each row's best (Welch p ≥ 0.05) are {ranges}. {verdict}.",
     "recipe": "Chosen on validation: **{recipe}**, median validation accuracy {best_val:pct} over {n} seeds; "
-              "{n_tied:tied/recipes}. Its test accuracy, read once: median "
-              "{test:pct} (range {test_min:pct} to {test_max:pct}), {verdict} the 98% the course expects.",
+              "{n_tied:tied/recipes}. Its test accuracy: median {test:pct} (range {test_min:pct} to "
+              "{test_max:pct}), {verdict} this study's 98% target (the course itself asks for the mid-to-high 90s).",
     "linear_vs_mlp": "Trained with the same recipe and stopping rule, softmax regression reaches a median "
                      "validation accuracy of {lin_val:pct} and the 784-{width}-10 MLP {mlp_val:pct}: {gap:pp} points "
                      "apart (Welch p {p:p}).",
@@ -315,9 +323,13 @@ TEMPLATES = {
                      "{first_step} and {last:.1e} at step {last_step}, against {random_last:.2f} for the random init.",
     "zero_stored": "In the stored init experiment, zero init ends with a median validation accuracy of {zero_val:pct} "
                    "(outcomes: {zero_outcomes}), against {random_val:pct} for the best random scheme, {random_name}.",
-    "dead_units": "Runs that converged or ran out of budget have at most {ok_dead:pct1} dead hidden units; the "
-                  "{n_collapsed} collapsed runs (learning rates {collapsed_lrs}) have {col_min:pct1} to "
-                  "{col_max:pct1}.",
+    "zero_one_class": "{n_one} of the {n} zero-initialized runs score exactly the share of one digit among the "
+                      "validation images (digit and share: {classes}): they predict that one digit for every image.",
+    "dead_units": "Dead hidden units rise with the learning rate (each rate's seed-0 model with at least 1% dead: "
+                  "{ladder}), with no clean line between working and collapsed runs: the converged or budget-stopped "
+                  "run with the most has {ok_dead:pct1} dead (learning rate {ok_dead_lr:v}, validation accuracy "
+                  "{ok_dead_val:pct}), and the {n_collapsed} collapsed runs (learning rates {collapsed_lrs}) have "
+                  "{col_range}.",
     "dead_units_none": "No run collapsed; the largest fraction of dead hidden units is {ok_dead:pct1}.",
     "threads": "Trained twice with {t_a} thread(s), the weights were {repeat}. Trained with {t_b} threads instead, "
                "{n_diff} of {n_total} weights differed from the {t_a}-thread run (largest difference {max_diff:.1e}).",
@@ -331,22 +343,29 @@ TEMPLATES = {
                        "it can never fall below their entropy, {floor:.2f} nats (smoothing {eps:g} over {classes} "
                        "classes); its validation loss is the plain cross-entropy. Its training curve lying above its "
                        "validation curve therefore says nothing about under- or overfitting.",
-    "overfit": "In {n_over} of the {n_runs} runs shown, the training loss kept falling after the reported epoch while "
-               "the validation loss rose.",
+    "overfit": "In {n_over} of the {n_runs} runs shown, after the reported epoch the training loss kept falling "
+               "while the validation loss rose by more than the minimum delta ({min_delta:g}) and the validation "
+               "accuracy did not improve. In {n_acc_up} of the {n_runs}, the validation accuracy at the last epoch was "
+               "higher than at the reported one: stopping on validation loss is not stopping on accuracy.",
     "neighbours": "For {n_near} of the {n_hard} images shown, the nearest training image carries the label the seeds "
                   "predicted, not the true one.",
-    "ranking": "Ranked by the spread of median validation accuracy they cause (only sweeps whose best and worst "
-               "values differ beyond seed noise): {ranking}.",
+    "ranking": "Over the whole range each sweep tried, ranked by the spread of median validation accuracy they "
+               "cause (only sweeps whose best and worst values differ beyond seed noise): {ranking}. Much of that "
+               "spread comes from the values that failed, did not finish or are controls: leaving out the controls "
+               "({controls}) and every value with a run that collapsed, diverged or stopped on its budget, the "
+               "ranking is {ranking_working}.",
     "search_compute": "Each method could spend {budget} model-epochs ({rounds} rounds of {round_epochs}). The grid "
                       "spent {grid_epochs} on {grid_trials} trials, random search {random_epochs} on {random_trials}, "
                       "and successive halving {halving_epochs} on {halving_trials}, {halving_pruned} of which it "
                       "stopped early; {n_failed} trials in all diverged or failed. Random search and halving draw "
                       "from the same seeded stream: halving tried {n_shared} of random search's {random_trials} "
-                      "settings too.",
+                      "settings too, with the same training seed, so on those the two share their results and the "
+                      "comparison between them is paired.",
     "search_noise": "The noise of one run, measured on {n} seeds of one setting of this model and budget (learning "
                     "rate {lr:v}, momentum {momentum:v}): a standard deviation of {sd:pp} points of validation "
                     "accuracy, so two single runs of one setting differ by more than {threshold:pp} points in only 5% "
-                    "of cases (a t distribution, df = {df}).",
+                    "of cases (a t distribution, df = {df}). That setting itself, untuned, reached a median of "
+                    "{noise_median:pct}: {noise_vs_best}.",
     "search_noise_none": "The noise of one run was not measured ({n} seed of the noise setting), so no difference "
                          "between the methods is called.",
     "search_best": "On validation, **{first}** found the best setting, {first_val:pct}, against {second_val:pct} for "
@@ -401,10 +420,20 @@ def sweep_claims(points: list[Point], name: str, unit: str = "", experiment: str
             # worse beyond seed noise; else a plateau if its median lies within the best's seeds; else unclear
             verdict = ("bad" if differs(p, b) and p.median < b.median else
                        "ok" if p.median >= min(b.vals) else "unclear")
-            out.append(Claim(f"sweep_{end}_{verdict}",
-                             {**base, end: p.value, f"{end}_val": p.median, f"{end}_p": welch_p(p.vals, b.vals)}))
+            facts = {**base, end: p.value, f"{end}_val": p.median, f"{end}_p": welch_p(p.vals, b.vals)}
+            stopped = stopped_by_budget(p)
+            if verdict == "bad" and stopped:  # worse, but not (all) trained until they stopped improving: say so
+                verdict = "bad_budget"
+                facts.update({f"{end}_budget": stopped, f"{end}_n": p.n,
+                              "budget": max(r["epochs"] for r in p.records)})
+            out.append(Claim(f"sweep_{end}_{verdict}", facts))
     out.append(failure_claim(pts, base))
     return out
+
+
+def stopped_by_budget(p: Point) -> int:
+    """How many of a point's runs had early stopping on (patience > 0) yet ran out of budget before it fired."""
+    return sum(o.kind == "budget" and bool(r.get("patience")) for r, o in zip(p.records, p.outcomes))
 
 
 def failure_claim(points: list[Point], base: dict) -> Claim:
@@ -444,17 +473,20 @@ def trend_claim(cols: list, cells: list[list[Point]], base: dict) -> Claim:
     """Does the best column (learning rate) move with the row setting, beyond seed noise? Per row, the columns tied
     with that row's best (Welch p >= ALPHA) form a range; a rising (falling) best is called beyond noise only when
     each row's range lies wholly above (below) the previous row's."""
-    bests, ranges = [], []
+    bests, ranges, tied_sets = [], [], []
     for r in cells:
         rb = best(r)
         if rb is None:
             continue
-        tied = [cols.index(c.value[1]) for c in r if c.records and (c is rb or not differs(c, rb))]
+        tied = sorted(cols.index(c.value[1]) for c in r if c.records and (c is rb or not differs(c, rb)))
         bests.append(cols.index(rb.value[1]))
         ranges.append((min(tied), max(tied), rb.value[0]))
+        tied_sets.append(tied)
     moves = list(zip(bests, bests[1:]))
-    trend = ("rises" if moves and all(a < b for a, b in moves) else "falls" if moves and all(a > b for a, b in moves)
-             else "stays" if all(a == b for a, b in moves) else "moves without a monotone trend")
+    # monotone allowing ties between neighbouring rows ("rises" needs at least one strict step)
+    trend = ("stays" if all(a == b for a, b in moves) else "rises" if all(a <= b for a, b in moves)
+             else "falls" if all(a >= b for a, b in moves) else "moves without a monotone trend")
+    weak = trend in ("rises", "falls") and any(a == b for a, b in moves)
     pairs = list(zip(ranges, ranges[1:]))
     apart = [a[1] < b[0] if trend == "rises" else a[0] > b[1] for a, b in pairs] if trend in ("rises", "falls") else []
     separated = bool(apart) and all(apart)
@@ -468,9 +500,16 @@ def trend_claim(cols: list, cells: list[list[Point]], base: dict) -> Claim:
                if not any(apart) else
                f"The ranges do not overlap between {steps(True)}, a shift beyond seed noise there, but they do "
                f"between {steps(False)}")
-    shown = "; ".join(f"{fmt_value(row)}: {fmt_value(cols[lo])}"
-                      + (f" to {fmt_value(cols[hi])}" if hi > lo else " only") for lo, hi, row in ranges)
-    return Claim("grid_trend", {**base, "trend": "stays the same" if trend == "stays" else trend, "direction": trend,
+    def tied_text(lo, hi, tied):  # a contiguous run of rates as a range, anything else listed
+        if hi == lo:
+            return f"{fmt_value(cols[lo])} only"
+        if len(tied) == hi - lo + 1:
+            return f"{fmt_value(cols[lo])} to {fmt_value(cols[hi])}"
+        return ", ".join(fmt_value(cols[i]) for i in tied[:-1]) + f" and {fmt_value(cols[tied[-1]])}"
+
+    shown = "; ".join(f"{fmt_value(row)}: {tied_text(lo, hi, tied)}" for (lo, hi, row), tied in zip(ranges, tied_sets))
+    said = "stays the same" if trend == "stays" else f"{trend}, with ties between neighbouring rows" if weak else trend
+    return Claim("grid_trend", {**base, "trend": said, "direction": trend,
                                 "separated": separated, "steps_apart": apart, "best_cols": [cols[i] for i in bests],
                                 "ranges": shown, "verdict": verdict})
 
@@ -506,6 +545,25 @@ def recipe_claim(points: list[Point], experiment: str = "") -> Claim:
                             "test_max": max(b.tests), "verdict": "above" if t >= 0.98 else "below"})
 
 
+def overfit_claim(runs: list[tuple[list[dict], int, float]]) -> Claim:
+    """After the reported epoch, did the run overfit? runs = [(history, reported epoch, min_delta)]. Overfitting is
+    called only where the training loss kept falling while the validation loss rose by more than min_delta (the
+    early-stopping threshold) and the validation accuracy did not improve; runs whose validation accuracy ended
+    higher than at the reported epoch are counted too."""
+    over = acc_up = 0
+    deltas = {d for _, _, d in runs}
+    for h, e, min_delta in runs:
+        if not e or len(h) <= e:
+            continue
+        rep, last = h[e - 1], h[-1]
+        up = last["val_accuracy"] > rep["val_accuracy"]
+        acc_up += up
+        over += (last["train_loss"] < rep["train_loss"] and last["val_loss"] > rep["val_loss"] + min_delta
+                 and not up)
+    return Claim("overfit", {"n_over": over, "n_acc_up": acc_up, "n_runs": len(runs),
+                             "min_delta": max(deltas) if deltas else 0.0})
+
+
 def spread(points: list[Point]) -> tuple[float, bool]:
     """(best median - worst median of validation accuracy, whether best and worst differ beyond seed noise)."""
     pts = [p for p in points if p.records]
@@ -513,11 +571,28 @@ def spread(points: list[Point]) -> tuple[float, bool]:
     return hi.median - lo.median, differs(hi, lo)
 
 
-def ranking_claim(sweeps: dict[str, list[Point]]) -> Claim:
-    """Hyperparameters ranked by the spread of median validation accuracy they cause, measurable ones only."""
-    measured = sorted(((s, name) for name, pts in sweeps.items() for s, ok in [spread(pts)] if ok), reverse=True)
-    text = ", ".join(f"{name} ({100 * s:.1f} points)" for s, name in measured) or "none"
-    return Claim("ranking", {"ranking": text, "order": [name for _, name in measured]})
+def ranking_claim(sweeps: dict[str, list[Point]], controls: dict[str, list] | None = None) -> Claim:
+    """Hyperparameters ranked by the spread of median validation accuracy they cause, measurable ones only: over
+    every value tried, and again over the working values only (no control value, e.g. a zero init kept to show a
+    failure, and no value with a run that collapsed, diverged or stopped on its budget)."""
+    controls = controls or {}
+
+    def working(name, pts):
+        return [p for p in pts if p.records and p.value not in controls.get(name, [])
+                and not p.count("collapsed", "diverged") and not stopped_by_budget(p)]
+
+    def rank(groups):
+        return sorted(((s, name) for name, pts in groups.items() if len(pts) > 1 for s, ok in [spread(pts)] if ok),
+                      reverse=True)
+
+    def text(measured):
+        return ", ".join(f"{name} ({100 * s:.1f} points)" for s, name in measured) or "empty (no spread beyond noise)"
+
+    full, work = rank(sweeps), rank({n: working(n, pts) for n, pts in sweeps.items()})
+    shown = "; ".join(f"{name}: {', '.join(fmt_value(v) for v in vs)}" for name, vs in controls.items() if vs)
+    return Claim("ranking", {"ranking": text(full), "order": [name for _, name in full],
+                             "ranking_working": text(work), "order_working": [name for _, name in work],
+                             "controls": shown or "none"})
 
 
 # -- searches at equal compute (a search's trials as plain dicts: study.search_trials) --------------------------------
@@ -595,8 +670,15 @@ def search_claims(summaries: dict[str, dict], titles: dict[str, str], rounds: in
     sd = statistics.stdev(noise) if n >= 2 else math.nan
     base = {k: noise_setting[k] for k in ("lr", "momentum")}
     if n >= 2:
+        med = statistics.median(noise)
+        bests = [v["best_val"] for v in s.values() if v["best_val"] is not None]
+        above = sum(med > b for b in bests)
         out.append(Claim("search_noise", {**base, "n": n, "sd": sd, "df": n - 1,
-                                          "threshold": float(stats.t.ppf(1 - ALPHA / 2, n - 1)) * math.sqrt(2) * sd}))
+                                          "threshold": float(stats.t.ppf(1 - ALPHA / 2, n - 1)) * math.sqrt(2) * sd,
+                                          "noise_median": med, "n_searches_below": above,
+                                          "noise_vs_best": "above the best that every search found" if bests and
+                                          above == len(bests) else f"above the best of {above} of the "
+                                          f"{len(bests)} searches" if above else "no search's best was below it"}))
     else:
         out.append(Claim("search_noise_none", {**base, "n": n}))
     ranked = sorted(s, key=lambda m: -(s[m]["best_val"] if s[m]["best_val"] is not None else -math.inf))

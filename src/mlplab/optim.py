@@ -57,7 +57,7 @@ def sgd_step(params: Params, grads: Params, state: dict, lr, momentum=0.0, weigh
     for k, p in params.items():
         g = grads[k]
         if not _is_zero(weight_decay):
-            g = g + weight_decay * p
+            g = _plus_scaled(g, p, weight_decay)  # one fused operation, as _plus_scaled_all
         if not _is_zero(momentum):
             buf = state["buf"][k]
             new_buf = _plus_scaled(g, buf, momentum)  # g + mu * buf
@@ -80,37 +80,38 @@ def _sgd_all(params: Params, grads: Params, state: dict, lr, momentum, weight_de
     (a population's step is mostly memory traffic over its parameters)."""
     keys = list(params)
     ps, gs = [params[k] for k in keys], [grads[k] for k in keys]
-    each = functools.partial(_each, n=len(ps))
-
-    def plus_scaled_(a, b, scale):  # a += scale * b, as _plus_scaled
-        if isinstance(scale, Tensor):
-            torch._foreach_addcmul_(a, b, each(scale))
-        else:
-            torch._foreach_add_(a, b, alpha=scale)
-
     if not _is_zero(weight_decay):
-        gs = torch._foreach_add(gs, torch._foreach_mul(ps, each(weight_decay)))  # g + wd * p
+        _plus_scaled_all(gs, ps, weight_decay)  # g + wd * p, in the gradient's memory
     if not _is_zero(momentum):
         bufs = [state["buf"][k] for k in keys]
         if nesterov:
             new = [g.clone() for g in gs]
-            plus_scaled_(new, bufs, momentum)  # buf' = g + mu * buf
+            _plus_scaled_all(new, bufs, momentum)  # buf' = g + mu * buf
             torch._foreach_copy_(bufs, new)
-            plus_scaled_(gs, new, momentum)  # d = g + mu * buf'
+            _plus_scaled_all(gs, new, momentum)  # d = g + mu * buf'
         else:
-            plus_scaled_(gs, bufs, momentum)  # g + mu * buf, in the gradient's memory ...
+            _plus_scaled_all(gs, bufs, momentum)  # g + mu * buf, in the gradient's memory ...
             state["buf"].update(zip(keys, gs))  # ... which becomes the buffer
     if isinstance(lr, Tensor):
-        torch._foreach_addcmul_(ps, each(lr), gs, value=-1.0)  # p -= lr * d
+        torch._foreach_addcmul_(ps, _each(lr, len(ps)), gs, value=-1.0)  # p -= lr * d
     else:
         torch._foreach_add_(ps, gs, alpha=-lr)
+
+
+def _plus_scaled_all(a: list[Tensor], b: list[Tensor], scale) -> None:
+    """a += scale * b for each pair, in place and with `_plus_scaled`'s single fused operation per tensor."""
+    if isinstance(scale, Tensor):
+        torch._foreach_addcmul_(a, b, _each(scale, len(a)))
+    else:
+        torch._foreach_add_(a, b, alpha=scale)
 
 
 @torch.no_grad()
 def adam_step(params: Params, grads: Params, state: dict, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
               decoupled: bool = False, keep: Tensor | None = None) -> None:
     """One Adam step (AdamW when `decoupled`). The step count t is shared by the population: a model frozen by
-    `keep` is frozen for good (the trainer never unfreezes one), so its bias correction never matters again."""
+    `keep` is frozen for good (the trainer never unfreezes one), so its bias correction never matters again. The
+    gradients are consumed: with weight decay they may be overwritten."""
     b1, b2 = betas
     state["t"] += 1
     t = state["t"]
@@ -122,7 +123,7 @@ def adam_step(params: Params, grads: Params, state: dict, lr, betas=(0.9, 0.999)
     for k, p in params.items():
         g = grads[k]
         if not _is_zero(weight_decay) and not decoupled:
-            g = g + weight_decay * p
+            g = _plus_scaled(g, p, weight_decay)  # one fused operation, as _plus_scaled_all
         m = state["m"][k]
         v = state["v"][k]
         # The same operations as _adam_all's, so a model's numbers do not depend on whether a neighbour froze.
@@ -144,7 +145,7 @@ def _adam_all(params: Params, grads: Params, state: dict, lr, b1, b2, eps, weigh
     each = functools.partial(_each, n=len(ps))
 
     if not _is_zero(weight_decay) and not decoupled:
-        gs = torch._foreach_add(gs, torch._foreach_mul(ps, each(weight_decay)))  # g + wd * p
+        _plus_scaled_all(gs, ps, weight_decay)  # g + wd * p, in the gradient's memory
     torch._foreach_lerp_(ms, gs, each(1.0 - b1))
     torch._foreach_lerp_(vs, torch._foreach_mul(gs, gs), each(1.0 - b2))
     if decoupled and not _is_zero(weight_decay):

@@ -138,26 +138,31 @@ def sweep(points: list[Point], name: str, title: str, reference: dict | None = N
     return fig
 
 
-def heatmap(rows: list, cols: list, cells: list[list[Point]], row_name: str, col_name: str, title: str):
+def heatmap(rows: list, cols: list, cells: list[list[Point]], row_name: str, col_name: str, title: str,
+            box_best: bool = True, what: str = "median validation error (%)"):
     """Median validation error per cell (colour, log scale fitted to the data), annotated with the median accuracy
-    and, below it, the number of seeds that collapsed (c) or diverged (d); the best cell on validation is boxed."""
+    (to 2 decimals when all cells lie within 1 point; "div." where most seeds diverged) and, below it, the number of
+    seeds that stopped on their budget (b), collapsed (c) or diverged (d); the best cell on validation is boxed
+    unless `box_best` is False (e.g. when the grid's factors have no detectable effect)."""
     m = np.array([[100 * (1 - c.median) if c.records else np.nan for c in row] for row in cells])
     fig, ax = plt.subplots(figsize=(1.05 * len(cols) + 2.8, 0.62 * len(rows) + 1.9))
     finite = m[np.isfinite(m)]
     lo, hi = (max(FLOOR, finite.min()), max(finite.max(), finite.min() * 1.01)) if finite.size else (1, 100)
     im = ax.imshow(m, cmap="viridis_r", norm=LogNorm(vmin=lo, vmax=hi), aspect="auto")
+    digits = 2 if finite.size and finite.max() - finite.min() < 1 else 1
     for i, row in enumerate(cells):
         for j, c in enumerate(row):
             if not c.records:
                 continue
             k = [o.kind for o in c.outcomes]
-            fails = (f"\n{k.count('collapsed')}c" if "collapsed" in k else "") + \
-                    (f"{'' if 'collapsed' in k else chr(10)} {k.count('diverged')}d" if "diverged" in k else "")
+            marks = " ".join(f"{k.count(kind)}{kind[0]}" for kind in ("budget", "collapsed", "diverged") if kind in k)
+            # a median that is a diverged seed (accuracy 0 by convention) reads "div.", not "0.0"
+            label = "div." if 2 * k.count("diverged") > len(k) else f"{100 * c.median:.{digits}f}"
             shade = (math.log(m[i, j]) - math.log(lo)) / max(math.log(hi) - math.log(lo), 1e-9)
-            ax.text(j, i, f"{100 * c.median:.1f}{fails}", ha="center", va="center", fontsize=7.5,
-                    color="white" if shade > 0.55 else "black")
+            ax.text(j, i, label + (f"\n{marks}" if marks and k.count("diverged") < len(k) else ""), ha="center",
+                    va="center", fontsize=7.5, color="white" if shade > 0.55 else "black")
     flat = [c for row in cells for c in row if c.records]
-    b = best(flat)
+    b = best(flat) if box_best else None
     if b is not None:
         bi = next(i for i, row in enumerate(cells) if b in row)
         bj = cells[bi].index(b)
@@ -171,7 +176,7 @@ def heatmap(rows: list, cols: list, cells: list[list[Point]], row_name: str, col
     ax.set_title(title)
     cb = fig.colorbar(im, ax=ax)
     _plain_log(cb.ax.yaxis)
-    cb.set_label("median validation error (%)")
+    cb.set_label(what)
     return fig
 
 
@@ -258,15 +263,16 @@ def layer_stats(stats: dict[str, list[float]], ylabel: str, title: str):
 
 
 def unit_spread(steps: list[int], spreads: dict[str, list[float]], title: str):
-    """Spread between hidden units' weights over training; an exact 0 is drawn on the axis floor and labelled."""
+    """Spread between hidden units' weights over training on a symmetric-log axis: logarithmic above the smallest
+    non-zero spread, linear below it, so an exact 0 is drawn at a real 0 (labelled), not at a made-up floor."""
     fig, ax = plt.subplots(figsize=(7, 4))
     positive = [y for ys in spreads.values() for y in ys if y > 0]
-    floor = min(positive) / 10 if positive else 1e-8
     for k, (label, ys) in enumerate(spreads.items()):
         zero = all(y == 0 for y in ys)
-        ax.plot(steps, [y if y > 0 else floor for y in ys], **line_style(k), markevery=max(1, len(steps) // 10),
+        ax.plot(steps, ys, **line_style(k), markevery=max(1, len(steps) // 10),
                 label=label + (" (exactly 0 at every step)" if zero else ""))
-    ax.set_yscale("log")
+    ax.set_yscale("symlog", linthresh=min(positive) if positive else 1e-8)
+    ax.set_ylim(bottom=0)
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("spread between hidden units\n(max |w_j - w_0| / max |w|)")
     ax.set_title(title)

@@ -399,6 +399,7 @@ def build_notebook(params: dict):
     nb = nbf.new_notebook(cells=template_cells(params))
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
+    nb.metadata["title"] = "mlplab: a multilayer perceptron on MNIST, a hyperparameter case study"  # the HTML <title>
     return nb
 
 
