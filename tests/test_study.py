@@ -337,8 +337,37 @@ def _check_smoothing(claim, records):
     return True
 
 
-CHECKS = {"sweep": _check_sweep, "anova": _check_anova, "recipe": _check_recipe, "grid": _check_grid,
-          "smoothing": _check_smoothing}
+def _check_depth(claim, records):
+    """The activations' and weight gradients' std through 8 ReLU layers at init, computed again with torch's own
+    ReLU and cross-entropy on the same 512 training images."""
+    import torch
+    import torch.nn.functional as F
+
+    from mlplab.mlp import init_mlp
+
+    f = claim["facts"]
+    x = torch.from_numpy(make_splits(load_mnist()).train_x[:512]).float() / 255
+    y = torch.from_numpy(make_splits(load_mnist()).train_y[:512]).long()
+    inits = {"He uniform, gain 0.5": ("kaiming_uniform", 0.5), "He uniform, gain 1": ("kaiming_uniform", 1.0),
+             "He uniform, gain 2": ("kaiming_uniform", 2.0), "uniform(-0.01, 0.01)": ("uniform", 0.01),
+             "Glorot uniform": ("xavier_uniform", 1.0)}
+    assert set(f["act_ratios"]) == set(inits)
+    for label, (scheme, scale) in inits.items():
+        net = init_mlp([784] + [128] * 8 + [10], scheme, [scale], [0])
+        p = {k: v[0].clone().requires_grad_() for k, v in net.items()}
+        h, acts = x, []
+        for i in range(8):
+            h = F.relu(h @ p[f"w{i}"] + p[f"b{i}"])
+            acts.append(h.detach())
+        grads = torch.autograd.grad(F.cross_entropy(h @ p["w8"] + p["b8"], y), [p[f"w{i}"] for i in range(8)])
+        assert f["act_ratios"][label] == pytest.approx(float(acts[-1].std() / acts[0].std()), rel=1e-3)
+        assert f["grad_ratios"][label] == pytest.approx(float(grads[-1].std() / grads[0].std()), rel=1e-3)
+    assert f["grad_flat"] == all(0.1 < r < 10 for r in f["grad_ratios"].values())
+    return True
+
+
+CHECKS = {"sweep": _check_sweep, "depth": _check_depth, "anova": _check_anova, "recipe": _check_recipe,
+          "grid": _check_grid, "smoothing": _check_smoothing}
 
 
 def test_every_claim_renders_to_its_sentence_and_its_facts_recompute_from_the_store(quick_study, records):
@@ -347,7 +376,7 @@ def test_every_claim_renders_to_its_sentence_and_its_facts_recompute_from_the_st
     kinds = Counter(c["kind"] for c, _ in claims)
     for needed in ("sweep_best", "anova", "recipe", "grid_best", "zero_stored", "threads", "misclassified",
                    "compute", "ranking", "linear_vs_mlp", "search_compute", "search_noise", "search_best",
-                   "grid_trend", "smoothing_floor"):
+                   "grid_trend", "smoothing_floor", "depth_signal", "zero_one_class", "overfit"):
         assert kinds[needed] >= 1, f"no {needed} claim in the notebook"
     recomputed = 0
     for claim, markdown in claims:

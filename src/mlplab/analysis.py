@@ -278,8 +278,8 @@ TEMPLATES = {
                           "range is not measured.",
     "sweep_low_bad": "The low end is clearly worse: {low:vu} reaches a median of {low_val:pct} (Welch p "
                      "{low_p:p} against the best).",
-    "sweep_low_ok": "The low end, {low:vu}, cannot be told apart from the best ({low_val:pct}, Welch p "
-                    "{low_p:p}): no harm observed down to it.",
+    "sweep_low_ok": "The low end, {low:vu}, is tied with the best ({low_val:pct}, Welch p {low_p:p}): no harm "
+                    "observed down to it.",
     "sweep_high_bad": "The high end is clearly worse: {high:vu} reaches a median of {high_val:pct} "
                       "(Welch p {high_p:p} against the best).",
     "sweep_low_bad_budget": "Within the budget the low end is worse: {low:vu} reaches a median of {low_val:pct} "
@@ -294,8 +294,8 @@ TEMPLATES = {
                          "widely to call it worse than the best (Welch p {low_p:p}).",
     "sweep_high_unclear": "The high end, {high:vu}, reaches a median of {high_val:pct}, but its seeds spread too "
                           "widely to call it worse than the best (Welch p {high_p:p}).",
-    "sweep_high_ok": "A plateau, not an optimum: {high:vu} cannot be told apart from the best ({high_val:pct}, "
-                     "Welch p {high_p:p}), so no harm is observed up to {high:vu}.",
+    "sweep_high_ok": "A plateau, not an optimum: {high:vu} is tied with the best ({high_val:pct}, Welch p "
+                     "{high_p:p}), so no harm is observed up to {high:vu}.",
     "sweep_failures": "{n_failed} of {n_runs} runs failed: {n_collapsed} collapsed to near chance with a finite loss "
                       "and {n_diverged} diverged; {n_budget} more did not converge within the {budget}-epoch budget.",
     "sweep_no_failures": "No run collapsed or diverged; {n_budget} of {n_runs} did not converge within the "
@@ -308,8 +308,8 @@ TEMPLATES = {
                  "{best_val:pct}); {n_tied:tied/cells}. Cells with at least one collapsed or diverged seed: "
                  "{n_failed_cells}.",
     "grid_best_lr": "The best learning rate per {row_name}: {per_row}.",
-    "grid_trend": "From the smallest {row_name} to the largest, the best learning rate {trend}. The rates that cannot "
-                  "be told apart from each row's best (Welch p ≥ 0.05) are {ranges}. {verdict}.",
+    "grid_trend": "From the smallest {row_name} to the largest, the best learning rate {trend}. The rates tied with "
+                  "each row's best are {ranges}. {verdict}.",
     "recipe": "Chosen on validation: **{recipe}**, median validation accuracy {best_val:pct} over {n} seeds; "
               "{n_tied:tied/recipes}. Its test accuracy: median {test:pct} (range {test_min:pct} to "
               "{test_max:pct}), {verdict} this study's 98% target (the course itself asks for the mid-to-high 90s).",
@@ -325,6 +325,10 @@ TEMPLATES = {
                    "(outcomes: {zero_outcomes}), against {random_val:pct} for the best random scheme, {random_name}.",
     "zero_one_class": "{n_one} of the {n} zero-initialized runs score exactly the share of one digit among the "
                       "validation images (digit and share: {classes}): they predict that one digit for every image.",
+    "depth_signal": "From the first to the last of the {n_layers} layers, the activations' standard deviation is "
+                    "multiplied by {act}. With the course's {course} the signal after {n_layers} layers is "
+                    "{course_ratio:.1e} of the first layer's. The weight gradients' standard deviation (last layer "
+                    "over first: {grad}) {grad_verdict}; at the first layer it is {grad_first}.",
     "dead_units": "Dead hidden units rise with the learning rate (each rate's seed-0 model with at least 1% dead: "
                   "{ladder}), with no clean line between working and collapsed runs: the converged or budget-stopped "
                   "run with the most has {ok_dead:pct1} dead (learning rate {ok_dead_lr:v}, validation accuracy "
@@ -564,6 +568,28 @@ def overfit_claim(runs: list[tuple[list[dict], int, float]]) -> Claim:
                              "min_delta": max(deltas) if deltas else 0.0})
 
 
+def depth_signal_claim(act_std: dict[str, list[float]], grad_std: dict[str, list[float]], course: str) -> Claim:
+    """Through a deep network at initialization, per init: how the activations' and the weight gradients' standard
+    deviations change from the first hidden layer to the last ({init: [std per layer]}); `course` names the init the
+    course recommends."""
+    act = {k: v[-1] / v[0] for k, v in act_std.items()}
+    grad = {k: v[-1] / v[0] for k, v in grad_std.items()}
+    flat = all(0.1 < r < 10 for r in grad.values())
+
+    def listing(d):
+        return "; ".join(f"{k}: {r:.2g}" for k, r in d.items())
+
+    return Claim("depth_signal", {"n_layers": len(next(iter(act_std.values()))), "act": listing(act),
+                                  "act_ratios": act, "grad_ratios": grad,
+                                  "grad": listing(grad), "grad_first": "; ".join(f"{k}: {v[0]:.2g}"
+                                                                                for k, v in grad_std.items()),
+                                  "grad_flat": flat, "course": course, "course_ratio": act[course],
+                                  "grad_verdict": "stays within a factor of 10 between the first layer and the last "
+                                  "for every init, so a badly scaled init shrinks or grows the gradients of all layers "
+                                  "together rather than layer by layer" if flat else "also changes from the first "
+                                  "layer to the last"})
+
+
 def spread(points: list[Point]) -> tuple[float, bool]:
     """(best median - worst median of validation accuracy, whether best and worst differ beyond seed noise)."""
     pts = [p for p in points if p.records]
@@ -696,7 +722,7 @@ def search_claims(summaries: dict[str, dict], titles: dict[str, str], rounds: in
         beyond.append(p < ALPHA)
     first, second, third = facts["first"], facts["second"], facts["third"]
     facts["conclusion"] = (f"{first} is ahead of both beyond seed noise" if all(beyond) else
-                           f"{first} is ahead of {third} beyond seed noise, but cannot be told apart from {second}"
+                           f"{first} is ahead of {third} beyond seed noise, but tied with {second}"
                            if beyond[1] else
                            "no gap exceeds seed noise, so this comparison does not rank the three methods")
     out.append(Claim("search_best", facts))
@@ -711,14 +737,14 @@ def pct(x: float | None, digits: int = 1) -> str:
 
 
 def tied_phrase(n_tied: int, n_others: int, nouns: str) -> str:
-    """How many of the other settings cannot be told apart from the best (Welch's test at ALPHA)."""
+    """How many of the other settings are tied with the best: not different beyond seed noise (Welch's test at
+    ALPHA; the notebook states the rule once, in its section 1)."""
     if n_others == 1:
         noun = nouns[:-1] if nouns.endswith("s") else nouns
-        return (f"the other {noun} cannot be told apart from it (Welch p ≥ {ALPHA})" if n_tied else
-                f"the other {noun} is worse beyond seed noise (Welch p < {ALPHA})")
+        return f"the other {noun} is tied with it" if n_tied else f"the other {noun} is worse beyond seed noise"
     if n_tied == 0:
-        return f"each of the other {n_others} {nouns} is worse beyond seed noise (Welch p < {ALPHA})"
-    return f"of the other {n_others} {nouns}, {n_tied} cannot be told apart from it (Welch p ≥ {ALPHA})"
+        return f"each of the other {n_others} {nouns} is worse beyond seed noise"
+    return f"of the other {n_others} {nouns}, {n_tied} {'is' if n_tied == 1 else 'are'} tied with it"
 
 
 def with_unit(v, unit: str) -> str:
