@@ -366,8 +366,29 @@ def _check_depth(claim, records):
     return True
 
 
-CHECKS = {"sweep": _check_sweep, "depth": _check_depth, "anova": _check_anova, "recipe": _check_recipe,
-          "grid": _check_grid, "smoothing": _check_smoothing}
+def _check_retuned(claim, records):
+    """A batch size at its own best rate in the grid, against the reference batch size at its own, written again."""
+    f = claim["facts"]
+    cells = {}
+    for r in _experiment_of(records, "batch_x_lr"):
+        cells.setdefault(r["batch_size"], {}).setdefault(r["lr"], []).append(_val(r))
+
+    def top(batch):
+        lr = max(cells[batch], key=lambda lr: statistics.median(cells[batch][lr]))
+        return lr, cells[batch][lr]
+
+    (lr_v, v), (lr_r, ref) = top(f["value"]), top(f["ref"])
+    p = _welch(v, ref)
+    assert (f["value_lr"], f["ref_lr"]) == (lr_v, lr_r) and f["p"] == pytest.approx(p)
+    assert f["value_val"] == pytest.approx(statistics.median(v))
+    assert f["ref_val"] == pytest.approx(statistics.median(ref))
+    assert f["verdict"] == ("tied" if p >= 0.05 else "worse beyond seed noise" if statistics.median(v) <
+                            statistics.median(ref) else "better beyond seed noise")
+    return True
+
+
+CHECKS = {"sweep": _check_sweep, "retuned": _check_retuned, "depth": _check_depth, "anova": _check_anova,
+          "recipe": _check_recipe, "grid": _check_grid, "smoothing": _check_smoothing}
 
 
 def test_every_claim_renders_to_its_sentence_and_its_facts_recompute_from_the_store(quick_study, records):
@@ -376,7 +397,7 @@ def test_every_claim_renders_to_its_sentence_and_its_facts_recompute_from_the_st
     kinds = Counter(c["kind"] for c, _ in claims)
     for needed in ("sweep_best", "anova", "recipe", "grid_best", "zero_stored", "threads", "misclassified",
                    "compute", "ranking", "linear_vs_mlp", "search_compute", "search_noise", "search_best",
-                   "grid_trend", "smoothing_floor", "depth_signal", "zero_one_class", "overfit"):
+                   "grid_trend", "smoothing_floor", "depth_signal", "zero_one_class", "overfit", "retuned"):
         assert kinds[needed] >= 1, f"no {needed} claim in the notebook"
     recomputed = 0
     for claim, markdown in claims:

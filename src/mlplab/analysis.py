@@ -310,6 +310,9 @@ TEMPLATES = {
     "grid_best_lr": "The best learning rate per {row_name}: {per_row}.",
     "grid_trend": "From the smallest {row_name} to the largest, the best learning rate {trend}. The rates tied with "
                   "each row's best are {ranges}. {verdict}.",
+    "retuned": "At its own best learning rate, {name} {value:vu} reaches {value_val:pct} (learning rate "
+               "{value_lr:v}{budget_note}) against {ref_val:pct} for {ref:vu} (learning rate {ref_lr:v}), Welch p "
+               "{p:p}: {verdict}.",
     "recipe": "Chosen on validation: **{recipe}**, median validation accuracy {best_val:pct} over {n} seeds; "
               "{n_tied:tied/recipes}. Its test accuracy: median {test:pct} (range {test_min:pct} to "
               "{test_max:pct}), {verdict} this study's 98% target (the course itself asks for the mid-to-high 90s).",
@@ -471,6 +474,30 @@ def grid_claims(rows: list, cols: list, cells: list[list[Point]], row_name: str,
                                 "n_failed_cells": sum(c.failed > 0 for c in flat)}),
             Claim("grid_best_lr", {**base, "per_row": ", ".join(per_row)}),
             trend_claim(cols, cells, base)]
+
+
+def retuned_claims(rows: list, cells: list[list[Point]], ref, name: str, unit: str = "",
+                   experiment: str = "") -> list[Claim]:
+    """Each row of a setting x learning-rate grid at its own best rate, against row `ref` at its best rate: does the
+    difference a one-at-a-time sweep saw at one fixed rate survive re-tuning the rate?"""
+    if ref not in rows:
+        return []
+    r = best(cells[rows.index(ref)])
+    out = []
+    for value, row in zip(rows, cells):
+        b = best(row)
+        if value == ref or b is None or r is None:
+            continue
+        stopped = stopped_by_budget(b)
+        verdict = ("tied" if not differs(b, r) else "worse beyond seed noise" if b.median < r.median
+                   else "better beyond seed noise")
+        out.append(Claim("retuned", {"experiment": experiment, "name": name, "unit": unit, "value": value,
+                                     "value_val": b.median, "value_lr": b.value[1], "ref": ref, "ref_val": r.median,
+                                     "ref_lr": r.value[1], "p": welch_p(b.vals, r.vals), "verdict": verdict,
+                                     "n_budget": stopped, "n": b.n,
+                                     "budget_note": f"; {stopped} of its {b.n} runs stopped on the budget"
+                                     if stopped else ""}))
+    return out
 
 
 def trend_claim(cols: list, cells: list[list[Point]], base: dict) -> Claim:
