@@ -366,6 +366,16 @@ def _check_depth(claim, records):
     return True
 
 
+def _check_live(out, claim, records):
+    """The thirty-line MLP's epochs, read back from the lines the notebook printed for them."""
+    printed = "".join("".join(o.get("text", "")) for c in _cells(out) for o in c.get("outputs", []))
+    rows = re.findall(r"epoch (\d+): training accuracy ([\d.]+)%, validation accuracy ([\d.]+)%", printed)
+    f = claim["facts"]
+    assert rows and f["n"] == len(rows) and f["n_below"] == sum(float(v) > float(tr) for _, tr, v in rows)
+    assert 100 * f["last_val"] == pytest.approx(float(rows[-1][2]), abs=0.006)
+    return True
+
+
 def _check_retuned(claim, records):
     """A batch size at its own best rate in the grid, against the reference batch size at its own, written again."""
     f = claim["facts"]
@@ -397,13 +407,14 @@ def test_every_claim_renders_to_its_sentence_and_its_facts_recompute_from_the_st
     kinds = Counter(c["kind"] for c, _ in claims)
     for needed in ("sweep_best", "anova", "recipe", "grid_best", "zero_stored", "threads", "misclassified",
                    "compute", "ranking", "linear_vs_mlp", "search_compute", "search_noise", "search_best",
-                   "grid_trend", "smoothing_floor", "depth_signal", "zero_one_class", "overfit", "retuned"):
+                   "grid_trend", "smoothing_floor", "depth_signal", "zero_one_class", "overfit", "retuned", "live_gap"):
         assert kinds[needed] >= 1, f"no {needed} claim in the notebook"
     recomputed = 0
     for claim, markdown in claims:
         assert analysis.render(claim["kind"], claim["facts"]) == claim["text"], claim
         assert claim["text"] in markdown
-        check = {**CHECKS, "search": functools.partial(_check_search, out)}.get(claim["kind"].split("_")[0])
+        check = {**CHECKS, "search": functools.partial(_check_search, out),
+                 "live": functools.partial(_check_live, out)}.get(claim["kind"].split("_")[0])
         if check is not None and check(claim, records):
             recomputed += 1
     assert recomputed >= 20

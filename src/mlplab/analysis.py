@@ -310,6 +310,10 @@ TEMPLATES = {
     "grid_best_lr": "The best learning rate per {row_name}: {per_row}.",
     "grid_trend": "From the smallest {row_name} to the largest, the best learning rate {trend}. The rates tied with "
                   "each row's best are {ranges}. {verdict}.",
+    "live_gap": "Both errors are measured on the whole split after each epoch. The validation error is below the "
+                "training error at {n_below} of the {n} epochs (last epoch: {last_val:pct} validation against "
+                "{last_train:pct} training accuracy): where it is, the network does not yet fit the images it trains "
+                "on better than new ones, so it is far from overfitting.",
     "retuned": "At its own best learning rate, {name} {value:vu} reaches {value_val:pct} (learning rate "
                "{value_lr:v}{budget_note}) against {ref_val:pct} for {ref:vu} (learning rate {ref_lr:v}), Welch p "
                "{p:p}: {verdict}.",

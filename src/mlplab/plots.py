@@ -15,7 +15,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import LogNorm
-from matplotlib.ticker import FuncFormatter, LogFormatter
+from matplotlib.ticker import FuncFormatter, LogFormatter, MaxNLocator
 
 from mlplab.analysis import Point, best, fmt_value, pct
 
@@ -129,6 +129,9 @@ def sweep(points: list[Point], name: str, title: str, reference: dict | None = N
     if numeric and min(xs) > 0 and max(xs) / min(xs) >= 100:
         ax.set_xscale("log", base=2 if all(float(x).is_integer() for x in xs) else 10)
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 1, 4, 16, not 2^0, 2^2, 2^4
+        if len(xs) <= 12:  # few enough to label every value tried (a log axis labels only some)
+            ax.set_xticks(xs, [fmt_value(x) for x in xs], rotation=45 if len(xs) > 8 else 0)
+            ax.xaxis.set_minor_locator(plt.NullLocator())
     if not numeric:
         ax.set_xticks(xs, [fmt_value(p.value) for p in points], rotation=30, ha="right")
     shown_unit = "" if name.endswith(unit.strip()) else unit.strip()  # "hidden units", not "hidden units (units)"
@@ -203,6 +206,8 @@ def curves(runs: dict[str, list[dict]], title: str):
     a1.set_yscale("log")
     _plain_log(a1.yaxis)
     a1.set_xlabel("epoch")
+    for a in (a1, a2):
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     a1.set_ylabel("cross-entropy (log scale)")
     a1.set_title("loss: training (dotted) vs validation (solid)")
     handles, labels = a1.get_legend_handles_labels()  # below both panels: inside, it hid the curves' ends
@@ -225,6 +230,7 @@ def train_vs_val(history: list[dict], title: str):
     _error_axis(ax, [100 * (1 - h[k]) for h in history for k in ("train_accuracy", "val_accuracy")],
                 "error (%, log scale)")
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(title)
     ax.legend()
     return fig
