@@ -186,19 +186,27 @@ def test_ranking_orders_by_measurable_spread(tmp_path):
     assert claim.facts["order"] == ["wide"]
 
 
-def test_ranking_over_working_values_leaves_out_controls_and_failed_values(tmp_path):
+def test_ranking_over_working_values_leaves_out_controls_and_values_below_the_baseline(tmp_path):
     """A sweep whose spread comes from a control value (kept to show a failure) and one whose spread comes from a
-    collapsed value rank first over everything tried, and not at all over the working values."""
+    value below the baseline (a collapsed one) rank first over everything tried, and not at all over the working
+    values; a value above the baseline stays in."""
     for d in ("ctl", "col", "real"):
         (tmp_path / d).mkdir()
     control = _sweep(tmp_path / "ctl", {0.01: 0.11, 0.1: 0.970, 0.3: 0.9702})  # 0.01 plays the control
     collapsed = _sweep(tmp_path / "col", {0.01: 0.15, 0.1: 0.970, 0.3: 0.9701})  # 15%: below 2x chance
     real = _sweep(tmp_path / "real", {0.01: 0.93, 0.1: 0.970})
-    claim = analysis.ranking_claim({"init": control, "lr": collapsed, "width": real}, {"init": [0.01]})
+    claim = analysis.ranking_claim({"init": control, "lr": collapsed, "width": real}, {"init": [0.01]}, 0.5,
+                                   "a made-up baseline")
     f = claim.facts
     assert f["order"][-1] == "width" and set(f["order"]) == {"init", "lr", "width"}
     assert f["order_working"] == ["width"] and f["controls"] == "init: 0.01"
     assert claim.text.endswith(f"the ranking is width ({100 * analysis.spread(real)[0]:.1f} points).")
+    spreads = {n: analysis.spread(pts)[0] for n, pts in (("init", control), ("lr", collapsed), ("width", real))}
+    assert f["working_share"] == pytest.approx(spreads["width"] / sum(spreads.values()))
+    assert "Most of that spread (" in claim.text  # the working values keep well under half of it
+    assert "does not beat a made-up baseline (50.00%)" in claim.text
+    low = analysis.ranking_claim({"width": real}, baseline=0.95).facts  # 0.93 does not beat 0.95: width drops out
+    assert low["order"] == ["width"] and low["order_working"] == []
 
 
 def test_an_end_worse_only_within_the_budget_says_so(tmp_path):
@@ -227,17 +235,19 @@ def test_an_end_worse_only_within_the_budget_says_so(tmp_path):
     assert "3 of its 3 runs stopped on the 3-epoch budget" in low.text and "not where it would end" in low.text
 
 
-def test_overfitting_is_called_only_beyond_min_delta_and_without_an_accuracy_gain():
+def test_overfitting_is_called_only_beyond_the_noise_and_without_an_accuracy_gain():
     def h(train, val_loss, val_acc):
         return [{"epoch": e + 1, "train_loss": a, "val_loss": b, "val_accuracy": c}
                 for e, (a, b, c) in enumerate(zip(train, val_loss, val_acc))]
 
     clear = h([0.3, 0.2, 0.1], [0.10, 0.12, 0.15], [0.97, 0.96, 0.95])  # loss up by 0.05, accuracy down
-    tiny = h([0.3, 0.2, 0.1], [0.10, 0.1005, 0.1008], [0.97, 0.969, 0.969])  # up by 0.0008 < min_delta
+    tiny = h([0.3, 0.2, 0.1], [0.10, 0.1005, 0.1008], [0.97, 0.969, 0.969])  # up by 0.0008 < the noise, 0.001
     better = h([0.3, 0.2, 0.1], [0.10, 0.12, 0.15], [0.97, 0.975, 0.98])  # loss up, but accuracy up too
-    claim = analysis.overfit_claim([(clear, 1, 0.001), (tiny, 1, 0.001), (better, 1, 0.001), (clear, 3, 0.001)])
-    assert (claim.facts["n_over"], claim.facts["n_acc_up"], claim.facts["n_runs"]) == (1, 1, 4)
-    assert claim.text.startswith("In 1 of the 4 runs shown") and "In 1 of the 4, the validation accuracy" in claim.text
+    claim = analysis.overfit_claim([(clear, 1, 0.001), (tiny, 1, 0.001), (better, 1, 0.001), (clear, 3, 0.001),
+                                    (clear, 1, 0.1)])  # the last: a rise of 0.05 is within a noise of 0.1
+    f = claim.facts
+    assert (f["n_over"], f["n_acc_up"], f["n_after"], f["n_runs"]) == (1, 1, 4, 5)
+    assert claim.text.startswith("Of the 5 runs of the recipes, 4 trained on") and "In 1 of those" in claim.text
 
 
 # -- the search comparison: made-up trials whose answers are known ----------------------------------------------------
@@ -403,7 +413,7 @@ def test_a_best_rate_that_rises_with_a_tie_is_weakly_rising_and_lists_scattered_
     medians = {32: [0.950, 0.90, 0.948, 0.80], 256: [0.90, 0.950, 0.90, 0.80], 2048: [0.90, 0.950, 0.90, 0.80]}
     trend = _trend(tmp_path, medians, 0.002)
     assert trend.facts["direction"] == "rises" and trend.facts["best_cols"] == [0.001, 0.01, 0.01]
-    assert "rises, with ties between neighbouring rows" in trend.text
+    assert "rises, with some neighbouring rows sharing a best rate" in trend.text
     assert "32: 0.001 and 0.1;" in trend.text and "0.001 to 0.1" not in trend.text
 
 

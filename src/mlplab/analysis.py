@@ -312,8 +312,8 @@ TEMPLATES = {
                   "each row's best are {ranges}. {verdict}.",
     "live_gap": "Both errors are measured on the whole split after each epoch. The validation error is below the "
                 "training error at {n_below} of the {n} epochs (last epoch: {last_val:pct} validation against "
-                "{last_train:pct} training accuracy): where it is, the network does not yet fit the images it trains "
-                "on better than new ones, so it is far from overfitting.",
+                "{last_train:pct} training accuracy). That rules out overfitting so far; why validation is lower "
+                "is not measured here.",
     "retuned": "At its own best learning rate, {name} {value:vu} reaches {value_val:pct} (learning rate "
                "{value_lr:v}{budget_note}) against {ref_val:pct} for {ref:vu} (learning rate {ref_lr:v}), Welch p "
                "{p:p}: {verdict}.",
@@ -339,7 +339,8 @@ TEMPLATES = {
     "dead_units": "Dead hidden units rise with the learning rate (each rate's seed-0 model with at least 1% dead: "
                   "{ladder}), with no clean line between working and collapsed runs: the converged or budget-stopped "
                   "run with the most has {ok_dead:pct1} dead (learning rate {ok_dead_lr:v}, validation accuracy "
-                  "{ok_dead_val:pct}), and the {n_collapsed} collapsed runs (learning rates {collapsed_lrs}) have "
+                  "{ok_dead_val:pct}), and the {n_collapsed} collapsed seed-0 runs (learning rates {collapsed_lrs}) "
+                  "have "
                   "{col_range}.",
     "dead_units_none": "No run collapsed; the largest fraction of dead hidden units is {ok_dead:pct1}.",
     "threads": "Trained twice with {t_a} thread(s), the weights were {repeat}. Trained with {t_b} threads instead, "
@@ -354,29 +355,29 @@ TEMPLATES = {
                        "it can never fall below their entropy, {floor:.2f} nats (smoothing {eps:g} over {classes} "
                        "classes); its validation loss is the plain cross-entropy. Its training curve lying above its "
                        "validation curve therefore says nothing about under- or overfitting.",
-    "overfit": "In {n_over} of the {n_runs} runs shown, after the reported epoch the training loss kept falling "
-               "while the validation loss rose by more than the minimum delta ({min_delta:g}) and the validation "
-               "accuracy did not improve. In {n_acc_up} of the {n_runs}, the validation accuracy at the last epoch was "
-               "higher than at the reported one: stopping on validation loss is not stopping on accuracy.",
+    "overfit": "Of the {n_runs} runs of the recipes, {n_after} trained on after their reported epoch. In {n_over} "
+               "of those the training loss kept falling while the validation loss rose by more than its recipe's "
+               "seed-to-seed spread (one standard deviation of the reported validation loss) and the validation "
+               "accuracy did not improve. In {n_acc_up}, the validation accuracy at the last epoch was higher than at "
+               "the reported one: stopping on validation loss is not stopping on accuracy.",
     "neighbours": "For {n_near} of the {n_hard} images shown, the nearest training image carries the label the seeds "
                   "predicted, not the true one.",
     "ranking": "Over the whole range each sweep tried, ranked by the spread of median validation accuracy they "
-               "cause (only sweeps whose best and worst values differ beyond seed noise): {ranking}. Much of that "
-               "spread comes from the values that failed, did not finish or are controls: leaving out the controls "
-               "({controls}) and every value with a run that collapsed, diverged or stopped on its budget, the "
-               "ranking is {ranking_working}.",
+               "cause (only sweeps whose best and worst values differ beyond seed noise): {ranking}. {share_said}"
+               "Leaving out the controls ({controls}) and every value whose median does not beat {baseline_name} "
+               "({baseline:pct}), the ranking is {ranking_working}.",
     "search_compute": "Each method could spend {budget} model-epochs ({rounds} rounds of {round_epochs}). The grid "
                       "spent {grid_epochs} on {grid_trials} trials, random search {random_epochs} on {random_trials}, "
                       "and successive halving {halving_epochs} on {halving_trials}, {halving_pruned} of which it "
                       "stopped early; {n_failed} trials in all diverged or failed. Random search and halving draw "
                       "from the same seeded stream: halving tried {n_shared} of random search's {random_trials} "
-                      "settings too, with the same training seed, so on those the two share their results and the "
-                      "comparison between them is paired.",
+                      "settings too, with the same training seed: on those the two trained the same model, until "
+                      "halving stopped it, so the comparison between them is paired.",
     "search_noise": "The noise of one run, measured on {n} seeds of one setting of this model and budget (learning "
                     "rate {lr:v}, momentum {momentum:v}): a standard deviation of {sd:pp} points of validation "
                     "accuracy, so two single runs of one setting differ by more than {threshold:pp} points in only 5% "
-                    "of cases (a t distribution, df = {df}). That setting itself, untuned, reached a median of "
-                    "{noise_median:pct}: {noise_vs_best}.",
+                    "of cases (a t distribution, df = {df}). That setting itself, the study's base, reached a median "
+                    "of {noise_median:pct}: {noise_vs_best}.",
     "search_noise_none": "The noise of one run was not measured ({n} seed of the noise setting), so no difference "
                          "between the methods is called.",
     "search_best": "On validation, **{first}** found the best setting, {first_val:pct}, against {second_val:pct} for "
@@ -433,7 +434,7 @@ def sweep_claims(points: list[Point], name: str, unit: str = "", experiment: str
                        "ok" if p.median >= min(b.vals) else "unclear")
             facts = {**base, end: p.value, f"{end}_val": p.median, f"{end}_p": welch_p(p.vals, b.vals)}
             stopped = stopped_by_budget(p)
-            if verdict == "bad" and stopped:  # worse, but not (all) trained until they stopped improving: say so
+            if verdict == "bad" and 2 * stopped > p.n:  # its median is a budget-stopped run's: say so
                 verdict = "bad_budget"
                 facts.update({f"{end}_budget": stopped, f"{end}_n": p.n,
                               "budget": max(r["epochs"] for r in p.records)})
@@ -543,7 +544,8 @@ def trend_claim(cols: list, cells: list[list[Point]], base: dict) -> Claim:
         return ", ".join(fmt_value(cols[i]) for i in tied[:-1]) + f" and {fmt_value(cols[tied[-1]])}"
 
     shown = "; ".join(f"{fmt_value(row)}: {tied_text(lo, hi, tied)}" for (lo, hi, row), tied in zip(ranges, tied_sets))
-    said = "stays the same" if trend == "stays" else f"{trend}, with ties between neighbouring rows" if weak else trend
+    said = ("stays the same" if trend == "stays" else
+            f"{trend}, with some neighbouring rows sharing a best rate" if weak else trend)
     return Claim("grid_trend", {**base, "trend": said, "direction": trend,
                                 "separated": separated, "steps_apart": apart, "best_cols": [cols[i] for i in bests],
                                 "ranges": shown, "verdict": verdict})
@@ -581,22 +583,21 @@ def recipe_claim(points: list[Point], experiment: str = "") -> Claim:
 
 
 def overfit_claim(runs: list[tuple[list[dict], int, float]]) -> Claim:
-    """After the reported epoch, did the run overfit? runs = [(history, reported epoch, min_delta)]. Overfitting is
-    called only where the training loss kept falling while the validation loss rose by more than min_delta (the
-    early-stopping threshold) and the validation accuracy did not improve; runs whose validation accuracy ended
-    higher than at the reported epoch are counted too."""
-    over = acc_up = 0
-    deltas = {d for _, _, d in runs}
-    for h, e, min_delta in runs:
+    """After the reported epoch, did the run overfit? runs = [(history, reported epoch, noise)], noise: how much its
+    validation loss can move by chance (the study passes the seed-to-seed standard deviation of its recipe's reported
+    validation loss). Overfitting is called only where the training loss kept falling while the validation loss rose
+    by more than that noise and the validation accuracy did not improve; runs whose validation accuracy ended higher
+    than at the reported epoch are counted too."""
+    over = acc_up = ended = 0
+    for h, e, noise in runs:
         if not e or len(h) <= e:
-            continue
+            continue  # nothing trained after the reported epoch
+        ended += 1
         rep, last = h[e - 1], h[-1]
         up = last["val_accuracy"] > rep["val_accuracy"]
         acc_up += up
-        over += (last["train_loss"] < rep["train_loss"] and last["val_loss"] > rep["val_loss"] + min_delta
-                 and not up)
-    return Claim("overfit", {"n_over": over, "n_acc_up": acc_up, "n_runs": len(runs),
-                             "min_delta": max(deltas) if deltas else 0.0})
+        over += last["train_loss"] < rep["train_loss"] and last["val_loss"] > rep["val_loss"] + noise and not up
+    return Claim("overfit", {"n_over": over, "n_acc_up": acc_up, "n_after": ended, "n_runs": len(runs)})
 
 
 def depth_signal_claim(act_std: dict[str, list[float]], grad_std: dict[str, list[float]], course: str) -> Claim:
@@ -622,21 +623,23 @@ def depth_signal_claim(act_std: dict[str, list[float]], grad_std: dict[str, list
 
 
 def spread(points: list[Point]) -> tuple[float, bool]:
-    """(best median - worst median of validation accuracy, whether best and worst differ beyond seed noise)."""
+    """(best median - worst median of validation accuracy, whether some value is worse than the best beyond seed
+    noise; the lowest median need not be that value when its seeds spread widely)."""
     pts = [p for p in points if p.records]
     hi, lo = best(pts), min(pts, key=lambda p: p.median)
-    return hi.median - lo.median, differs(hi, lo)
+    return hi.median - lo.median, any(differs(p, hi) for p in pts if p is not hi)
 
 
-def ranking_claim(sweeps: dict[str, list[Point]], controls: dict[str, list] | None = None) -> Claim:
+def ranking_claim(sweeps: dict[str, list[Point]], controls: dict[str, list] | None = None,
+                  baseline: float = 0.0, baseline_name: str = "") -> Claim:
     """Hyperparameters ranked by the spread of median validation accuracy they cause, measurable ones only: over
-    every value tried, and again over the working values only (no control value, e.g. a zero init kept to show a
-    failure, and no value with a run that collapsed, diverged or stopped on its budget)."""
+    every value tried, and again over the working values only: no control value (e.g. a zero init kept to show a
+    failure) and only values whose median beats `baseline` (e.g. softmax regression's: a hidden layer that does worse
+    than none has failed, whatever its outcome label)."""
     controls = controls or {}
 
     def working(name, pts):
-        return [p for p in pts if p.records and p.value not in controls.get(name, [])
-                and not p.count("collapsed", "diverged") and not stopped_by_budget(p)]
+        return [p for p in pts if p.records and p.value not in controls.get(name, []) and p.median > baseline]
 
     def rank(groups):
         return sorted(((s, name) for name, pts in groups.items() if len(pts) > 1 for s, ok in [spread(pts)] if ok),
@@ -647,9 +650,14 @@ def ranking_claim(sweeps: dict[str, list[Point]], controls: dict[str, list] | No
 
     full, work = rank(sweeps), rank({n: working(n, pts) for n, pts in sweeps.items()})
     shown = "; ".join(f"{name}: {', '.join(fmt_value(v) for v in vs)}" for name, vs in controls.items() if vs)
+    share = sum(s for s, _ in work) / sum(s for s, _ in full) if full else 1.0  # of the summed spreads
     return Claim("ranking", {"ranking": text(full), "order": [name for _, name in full],
                              "ranking_working": text(work), "order_working": [name for _, name in work],
-                             "controls": shown or "none"})
+                             "controls": shown or "none", "working_share": share, "baseline": baseline,
+                             "baseline_name": baseline_name or "none",
+                             "share_said": f"Most of that spread ({1 - share:.0%} of its sum) comes from the "
+                             "controls and from values that do no better than the baseline below. " if share < 0.5
+                             else ""})
 
 
 # -- searches at equal compute (a search's trials as plain dicts: study.search_trials) --------------------------------

@@ -239,7 +239,8 @@ def train_vs_val(history: list[dict], title: str):
 def dead_units(lrs: list[float], dead: list[float], kinds: list[str], title: str):
     """Fraction of dead ReLU units against the learning rate, each run marked by its outcome."""
     fig, ax = plt.subplots(figsize=(7, 3.8))
-    ax.plot(lrs, [100 * d for d in dead], color=OKABE_ITO[0], lw=1, zorder=2)
+    order = sorted(range(len(lrs)), key=lambda i: lrs[i])  # the line runs along the axis, whatever the input order
+    ax.plot([lrs[i] for i in order], [100 * dead[i] for i in order], color=OKABE_ITO[0], lw=1, zorder=2)
     seen = set()
     for x, d, k in zip(lrs, dead, kinds):
         m, face, edge, label = OUTCOME_STYLE[k]

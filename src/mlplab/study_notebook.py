@@ -233,9 +233,12 @@ show(plots.curves({p.value: {"history": p.records[0]["history"], "best_epoch": p
                    for p in RP}, "The course MLP, four recipes (seed 0 of each)"), "recipe_curves")
 chosen_recipe = analysis.best(RP)
 shown = [(p.records[0]["history"], p.outcomes[0].best_epoch) for p in RP]
-overfit = analysis.overfit_claim([(h, best_e, p.records[0]["min_delta"]) for (h, best_e), p in zip(shown, RP)])
+# every run of every recipe, each against its recipe's seed-to-seed spread of the reported validation loss
+loss_sd = {p.value: statistics.stdev(r["val_loss"] for r in p.records) if p.n > 1 else 0.0 for p in RP}
+overfit = analysis.overfit_claim([(r["history"], o.best_epoch, loss_sd[p.value])
+                                  for p in RP for r, o in zip(p.records, p.outcomes)])
 say([analysis.recipe_claim(RP, "recipe"), overfit],
-    after=" Where the validation loss rises beyond that threshold while the training loss falls, the network has begun "
+    after=" Where the validation loss rises beyond that noise while the training loss falls, the network has begun "
           "to fit the training images more closely than it generalizes, which is what early stopping guards against."
     if overfit.facts["n_over"] else "")
 smoothed = sorted({r["label_smoothing"] for p in RP for r in p.records if r["label_smoothing"]})
@@ -312,16 +315,17 @@ zero_claims.append(Claim("zero_stored", {"zero_val": zp.median, "zero_outcomes":
     "random_name": rb.value}))
 share = np.bincount(splits.val_y, minlength=10) / len(splits.val_y)  # each class's share of the validation set
 one_class = [int(np.argmin(abs(share - v))) for v in zp.vals if np.min(abs(share - v)) < 0.5 / len(splits.val_y)]
-zero_claims.append(Claim("zero_one_class", {"n_one": len(one_class), "n": zp.n, "classes": ", ".join(
-    f"{c} ({pct(share[c], 2)})" for c in one_class) or "none"}))
+one_class_claim = Claim("zero_one_class", {"n_one": len(one_class), "n": zp.n, "classes": ", ".join(
+    f"{c} ({pct(share[c], 2)})" for c in one_class) or "none"})
 all_collapsed = all(o.kind == "collapsed" for o in zp.outcomes)
-say(zero_claims, after=(
+say(zero_claims[:1], after=(
     " So this machine's float32 kernels treated the identical columns identically, and the sigmoid network computes "
     "what one hidden unit copied 32 times computes." if first is None else
     " Rounding broke the symmetry, by accident of the kernels: until the difference grows, the network computes what "
-    "one hidden unit copied 32 times computes.")
-    + (" Every stored zero-initialized ReLU run collapsed, as the mechanism above predicts: with zero hidden activity "
-       "only the output biases learn." if all_collapsed else ""))
+    "one hidden unit copied 32 times computes."))
+say(zero_claims[1:] + [one_class_claim], lead="**The stored ReLU runs.** ",
+    after=" Every stored zero-initialized ReLU run collapsed, as the mechanism above predicts: with zero hidden "
+          "activity only the output biases learn." if all_collapsed else "")
 
 # %% [markdown]
 # <a id="s5"></a>
@@ -381,10 +385,10 @@ act_claims = sweep_section("activation", ["relu", "tanh", "sigmoid", "identity"]
 # %% [markdown]
 # ### 5.3 Initialization: scheme and scale
 #
-# What to expect: in a deep network too small a scale shrinks the signal and its gradients layer by layer (section
-# 10.1 measures this at initialization of an 8-layer network), and too large a scale starts with large logits, far
-# from where training ends. With one hidden layer, as here, there is only one layer to shrink through: the sweep
-# below says what actually happened, within its epoch budget.
+# What to expect: in a deep network too small a scale shrinks the signal layer by layer, and with it the gradients of
+# every layer at once (section 10.1 measures both at initialization of an 8-layer network); too large a scale starts
+# with large logits, far from where training ends. With one hidden layer, as here, there is only one layer to shrink
+# through: the sweep below says what actually happened, within its epoch budget.
 
 # %% tags=["hide-input"]
 init_claims = sweep_section("init")
@@ -476,11 +480,10 @@ show(plots.dead_units([c.lr for c in lr_cfgs], dead, kinds, "Dead ReLU units aft
 ok = [(d, c) for d, c, k in zip(dead, lr_cfgs, kinds) if k in ("converged", "budget")]
 col = [(c.lr, d) for c, d, k in zip(lr_cfgs, dead, kinds) if k == "collapsed"]
 most, most_cfg = max(ok, key=lambda x: x[0], default=(0.0, lr_cfgs[0]))
+ladder = [(c.lr, d) for c, d in sorted(zip(lr_cfgs, dead), key=lambda x: x[0].lr) if d >= 0.01]  # rates with dead units
 say([Claim("dead_units", {"ok_dead": most, "ok_dead_lr": most_cfg.lr,
                           "ok_dead_val": analysis.val_accuracy(by_key[trial_key(most_cfg)]),
-                          "ladder": ", ".join(f"{fmt_value(c.lr)}: {pct(d, 1)}" for c, d in sorted(zip(lr_cfgs, dead),
-                                                                                        key=lambda x: x[0].lr)
-                                              if d >= 0.01),
+                          "ladder": ", ".join(f"{fmt_value(lr)}: {pct(d, 1)}" for lr, d in ladder),
                           "n_collapsed": len(col), "collapsed_lrs": ", ".join(fmt_value(lr) for lr, _ in col),
                           "col_min": min(d for _, d in col), "col_max": max(d for _, d in col),
                           "col_range": " to ".join(dict.fromkeys(pct(f(d for _, d in col), 1) for f in (min, max)))})
@@ -573,10 +576,11 @@ say([Claim("threads", {"t_a": 1, "t_b": 2, "repeat": "bit-identical" if same els
 # <a id="s9"></a>
 # ## 9. Grid, random search and successive halving at equal compute
 #
-# Sections 5 and 7 searched by brute force: every value, or every cell of a grid, trained with several seeds to
-# convergence. Here three ways of searching one space are compared at the same compute, each run through
-# `mlplab tune` (Optuna) on a narrow MLP (784-32-10, ReLU, He-uniform weights, SGD, batch 128) trained for a fixed
-# few epochs, with one seed per trial and fixed sampler seeds. The space is the learning rate (log scale) x momentum:
+# Sections 5 and 7 searched by brute force: every value, or every cell of a grid, trained with several seeds until
+# early stopping or the budget ended it. Here three ways of searching one space are compared at the same compute,
+# each run through `mlplab tune` (Optuna) on a narrow MLP (784-32-10, ReLU, He-uniform weights, SGD, batch 128)
+# trained for a fixed few epochs, with one seed per trial and fixed sampler seeds. The space is the learning rate
+# (log scale) x momentum:
 #
 # - **Grid**: a lattice of the box, every point trained once, in a seeded random order.
 # - **Random search**: settings drawn from the same box (the learning rate log-uniformly, momentum uniformly). When
@@ -769,8 +773,8 @@ say([Claim("compute", {"model_epochs": sum(len(r["history"]) for r in mine), "bu
 # %% tags=["hide-input"]
 sweep_pts = {EXPS[n].title: POINTS[n] for n in SWEEPS}
 CONTROLS = {"init": ["zeros"], "activation": ["identity"], "depth": [0]}  # kept to show a failure or a baseline
-ranking = analysis.ranking_claim(sweep_pts, {EXPS[n].title: [v for p in POINTS[n] for v in [p.value] if v in vs]
-                                             for n, vs in CONTROLS.items()})
+ranking = analysis.ranking_claim(sweep_pts, {EXPS[n].title: [p.value for p in POINTS[n] if p.value in vs]
+                                             for n, vs in CONTROLS.items()}, lin.median, "softmax regression")
 rows_s = []
 for n in SWEEPS:
     pts = POINTS[n]
