@@ -233,6 +233,8 @@ def test_an_end_worse_only_within_the_budget_says_so(tmp_path):
     low = next(c for c in claims if c.kind.startswith("sweep_low"))
     assert low.kind == "sweep_low_bad_budget" and (low.facts["low_budget"], low.facts["low_n"]) == (3, 3)
     assert "3 of its 3 runs stopped on the 3-epoch budget" in low.text and "not where it would end" in low.text
+    ranking = analysis.ranking_claim({"lr": pts}, baseline=0.5)  # the spread rests on the budget-stopped 0.01
+    assert ranking.facts["budget_bound"] == ["lr"] and "its worst value stopped on the budget" in ranking.text
 
 
 def test_overfitting_is_called_only_beyond_the_noise_and_without_an_accuracy_gain():

@@ -645,14 +645,22 @@ def ranking_claim(sweeps: dict[str, list[Point]], controls: dict[str, list] | No
         return sorted(((s, name) for name, pts in groups.items() if len(pts) > 1 for s, ok in [spread(pts)] if ok),
                       reverse=True)
 
-    def text(measured):
-        return ", ".join(f"{name} ({100 * s:.1f} points)" for s, name in measured) or "empty (no spread beyond noise)"
+    def budget_bound(pts):  # the worst value's median is a budget-stopped run's: a spread within the budget
+        lo = min((p for p in pts if p.records), key=lambda p: p.median)
+        return 2 * stopped_by_budget(lo) > lo.n
 
-    full, work = rank(sweeps), rank({n: working(n, pts) for n, pts in sweeps.items()})
+    def text(measured, groups):
+        return ", ".join(f"{name} ({100 * s:.1f} points" + ("; its worst value stopped on the budget" if
+                                                             budget_bound(groups[name]) else "") + ")"
+                         for s, name in measured) or "empty (no spread beyond noise)"
+
+    kept = {n: working(n, pts) for n, pts in sweeps.items()}
+    full, work = rank(sweeps), rank(kept)
     shown = "; ".join(f"{name}: {', '.join(fmt_value(v) for v in vs)}" for name, vs in controls.items() if vs)
     share = sum(s for s, _ in work) / sum(s for s, _ in full) if full else 1.0  # of the summed spreads
-    return Claim("ranking", {"ranking": text(full), "order": [name for _, name in full],
-                             "ranking_working": text(work), "order_working": [name for _, name in work],
+    return Claim("ranking", {"ranking": text(full, sweeps), "order": [name for _, name in full],
+                             "ranking_working": text(work, kept), "order_working": [name for _, name in work],
+                             "budget_bound": [name for _, name in work if budget_bound(kept[name])],
                              "controls": shown or "none", "working_share": share, "baseline": baseline,
                              "baseline_name": baseline_name or "none",
                              "share_said": f"Most of that spread ({1 - share:.0%} of its sum) comes from the "
