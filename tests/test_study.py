@@ -376,6 +376,28 @@ def _check_live(out, claim, records):
     return True
 
 
+def _check_confusions(out, claim, records):
+    """The three most frequent (true, predicted) pairs of the chosen recipe's seed, from its weights in the store."""
+    import torch
+
+    from mlplab.device import arithmetic
+    from mlplab.mlp import forward
+
+    f = claim["facts"]
+    rec = next(r for r in records if r["key"] == f["key"])
+    assert rec["seed"] == f["seed"]
+    splits = make_splits(load_mnist())
+    x, y = torch.from_numpy(splits.test_x).float() / 255, splits.test_y.tolist()
+    with Store(out / "study.sqlite", create=False) as s:
+        w = s.weights(f["key"])
+    with torch.no_grad(), arithmetic(torch.device("cpu"), rec["precision"]):
+        pred = forward({k: v.float() for k, v in w.items()}, x, rec["activation"])[0].float().argmax(-1).tolist()
+    wrong = Counter((t, p) for t, p in zip(y, pred) if t != p)
+    top = sorted(wrong.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
+    assert f["pairs"] == [[t, p, n] for (t, p), n in top] and f["n_errors"] == sum(wrong.values())
+    return True
+
+
 def _check_retuned(claim, records):
     """A batch size at its own best rate in the grid, against the reference batch size at its own, written again."""
     f = claim["facts"]
@@ -407,14 +429,16 @@ def test_every_claim_renders_to_its_sentence_and_its_facts_recompute_from_the_st
     kinds = Counter(c["kind"] for c, _ in claims)
     for needed in ("sweep_best", "anova", "recipe", "grid_best", "zero_stored", "threads", "misclassified",
                    "compute", "ranking", "linear_vs_mlp", "search_compute", "search_noise", "search_best",
-                   "grid_trend", "smoothing_floor", "depth_signal", "zero_one_class", "overfit", "retuned", "live_gap"):
+                   "grid_trend", "smoothing_floor", "depth_signal", "zero_one_class", "overfit", "retuned", "live_gap",
+                   "confusions"):
         assert kinds[needed] >= 1, f"no {needed} claim in the notebook"
     recomputed = 0
     for claim, markdown in claims:
         assert analysis.render(claim["kind"], claim["facts"]) == claim["text"], claim
         assert claim["text"] in markdown
         check = {**CHECKS, "search": functools.partial(_check_search, out),
-                 "live": functools.partial(_check_live, out)}.get(claim["kind"].split("_")[0])
+                 "live": functools.partial(_check_live, out),
+                 "confusions": functools.partial(_check_confusions, out)}.get(claim["kind"].split("_")[0])
         if check is not None and check(claim, records):
             recomputed += 1
     assert recomputed >= 20

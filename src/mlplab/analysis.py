@@ -360,6 +360,8 @@ TEMPLATES = {
                "seed-to-seed spread (one standard deviation of the reported validation loss) and the validation "
                "accuracy did not improve. In {n_acc_up}, the validation accuracy at the last epoch was higher than at "
                "the reported one: stopping on validation loss is not stopping on accuracy.",
+    "confusions": "Seed {seed}'s most frequent confusions on the test set: {listed}; these three account for "
+                  "{n_top} of its {n_errors} errors.",
     "neighbours": "For {n_near} of the {n_hard} images shown, the nearest training image carries the label the seeds "
                   "predicted, not the true one.",
     "ranking": "Over the whole range each sweep tried, ranked by the spread of median validation accuracy they "

@@ -719,6 +719,12 @@ if len(imgs):
 cm = np.zeros((10, 10), dtype=int)
 np.add.at(cm, (TY.numpy(), preds[0].numpy()), 1)
 show(plots.confusion(cm, "Confusion matrix of seed 0 (test set)"), "confusion")
+off = [(int(cm[i, j]), i, j) for i in range(10) for j in range(10) if i != j]  # (count, true, predicted)
+top = sorted(off, key=lambda x: (-x[0], x[1], x[2]))[:3]  # the most frequent; ties: by true, then predicted digit
+say([Claim("confusions", {"key": trial_key(recipe_cfgs[0]), "seed": recipe_cfgs[0].seed,
+                          "pairs": [[i, j, n] for n, i, j in top], "n_top": sum(n for n, _, _ in top),
+                          "n_errors": int(cm.sum() - np.trace(cm)),
+                          "listed": ", ".join(f"a {i} read as {j} ({n})" for n, i, j in top)})])
 stored_test = {r["key"]: r["test_accuracy"] for r in chosen_recipe.records}
 gap = max(abs(float((p == TY).float().mean()) - stored_test[trial_key(c)]) for c, p in zip(recipe_cfgs, preds))
 if len(hard):
