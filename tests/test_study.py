@@ -47,6 +47,12 @@ def records(quick_study):
         return s.records()
 
 
+@functools.cache
+def _splits():
+    """MNIST's train / validation / test split, as the study uses it (loaded once for all the checks)."""
+    return make_splits(load_mnist())
+
+
 def _cells(out):
     return json.loads((out / "study.ipynb").read_text())["cells"]
 
@@ -346,8 +352,8 @@ def _check_depth(claim, records):
     from mlplab.mlp import init_mlp
 
     f = claim["facts"]
-    x = torch.from_numpy(make_splits(load_mnist()).train_x[:512]).float() / 255
-    y = torch.from_numpy(make_splits(load_mnist()).train_y[:512]).long()
+    x = torch.from_numpy(_splits().train_x[:512]).float() / 255
+    y = torch.from_numpy(_splits().train_y[:512]).long()
     inits = {"He uniform, gain 0.5": ("kaiming_uniform", 0.5), "He uniform, gain 1": ("kaiming_uniform", 1.0),
              "He uniform, gain 2": ("kaiming_uniform", 2.0), "uniform(-0.01, 0.01)": ("uniform", 0.01),
              "Glorot uniform": ("xavier_uniform", 1.0)}
@@ -386,8 +392,7 @@ def _check_confusions(out, claim, records):
     f = claim["facts"]
     rec = next(r for r in records if r["key"] == f["key"])
     assert rec["seed"] == f["seed"]
-    splits = make_splits(load_mnist())
-    x, y = torch.from_numpy(splits.test_x).float() / 255, splits.test_y.tolist()
+    x, y = torch.from_numpy(_splits().test_x).float() / 255, _splits().test_y.tolist()
     with Store(out / "study.sqlite", create=False) as s:
         w = s.weights(f["key"])
     with torch.no_grad(), arithmetic(torch.device("cpu"), rec["precision"]):
@@ -456,7 +461,7 @@ def test_linear_vs_mlp_and_zero_init_claims_follow_the_store(quick_study, record
     assert f["mlp_val"] == pytest.approx(statistics.median(mlp))
     z = [r for r in _experiment_of(records, "init") if r["init"] == "zeros"]
     assert claims["zero_stored"]["zero_val"] == pytest.approx(statistics.median(_val(r) for r in z))
-    val_y = make_splits(load_mnist()).val_y  # a run that predicts one digit scores exactly that digit's share
+    val_y = _splits().val_y  # a run that predicts one digit scores exactly that digit's share
     shares = {c: float(np.mean(val_y == c)) for c in range(10)}
     one = [c for r in z for c, s in shares.items() if abs(_val(r) - s) < 0.5 / len(val_y)]
     assert claims["zero_one_class"]["n_one"] == len(one) and claims["zero_one_class"]["n"] == len(z)

@@ -485,10 +485,14 @@ def grid_claims(rows: list, cols: list, cells: list[list[Point]], row_name: str,
 
 def retuned_claims(rows: list, cells: list[list[Point]], ref, name: str, unit: str = "",
                    experiment: str = "") -> list[Claim]:
-    """Each row of a setting x learning-rate grid at its own best rate, against row `ref` at its best rate: does the
-    difference a one-at-a-time sweep saw at one fixed rate survive re-tuning the rate?"""
+    """Each row of a setting x learning-rate grid at its own best rate, against row `ref` at its best rate (the row of
+    the grid's best cell when the grid has no row `ref`): does the difference a one-at-a-time sweep saw at one fixed
+    rate survive re-tuning the rate?"""
     if ref not in rows:
-        return []
+        top = best([c for row in cells for c in row if c.records])
+        if top is None:
+            return []
+        ref = top.value[0]
     r = best(cells[rows.index(ref)])
     out = []
     for value, row in zip(rows, cells):

@@ -416,9 +416,8 @@ lr_claims = sweep_section("lr", [lp[0].value, analysis.best(lp).value, lp[-1].va
 # %% tags=["hide-input"]
 bs_claims = sweep_section("batch_size")
 rows_b, _, cells_b = analysis.grid(REC["batch_x_lr"], "batch_size", "lr")
-ref_b = analysis.best(POINTS["batch_size"]).value  # the sweep's best, else the grid's best row
-ref_b = ref_b if ref_b in rows_b else analysis.best([c for r in cells_b for c in r if c.records]).value[0]
-retuned_bs = analysis.retuned_claims(rows_b, cells_b, ref_b, "a batch of", " examples", "batch_x_lr")
+retuned_bs = analysis.retuned_claims(rows_b, cells_b, analysis.best(POINTS["batch_size"]).value, "a batch of",
+                                    " examples", "batch_x_lr")
 if retuned_bs:
     say(retuned_bs, lead="**With the rate re-tuned** (the grid of section 7). ")
 
