@@ -80,7 +80,7 @@ def _kinds(claims):
 
 def test_edge_optimum_is_flagged_and_the_low_end_is_bad(tmp_path):
     claims = analysis.sweep_claims(_sweep(tmp_path, {0.01: 0.90, 0.1: 0.95, 1.0: 0.97}), "learning rate")
-    assert _kinds(claims) == ["sweep_best", "sweep_edge", "sweep_low_bad", "sweep_no_failures"]
+    assert _kinds(claims) == ["sweep_best", "sweep_edge", "sweep_low_bad"]  # nothing failed: no failure sentence
     assert claims[0].facts["best"] == 1.0 and claims[1].facts["edge"] == "largest"
 
 
@@ -232,7 +232,7 @@ def test_an_end_worse_only_within_the_budget_says_so(tmp_path):
     claims = analysis.sweep_claims(pts, "learning rate")
     low = next(c for c in claims if c.kind.startswith("sweep_low"))
     assert low.kind == "sweep_low_bad_budget" and (low.facts["low_budget"], low.facts["low_n"]) == (3, 3)
-    assert "3 of its 3 runs stopped on the 3-epoch budget" in low.text and "not where it would end" in low.text
+    assert "all 3 of its runs stopped on the 3-epoch budget" in low.text and "not where it would end" in low.text
     ranking = analysis.ranking_claim({"lr": pts}, baseline=0.5)  # the spread rests on the budget-stopped 0.01
     assert ranking.facts["budget_bound"] == ["lr"] and "its worst value stopped on the budget" in ranking.text
 
@@ -435,3 +435,76 @@ def test_depth_signal_claim_states_each_init_and_whether_gradients_stay_flat():
     steep = {**flat, "small": [1e-5, 1e-7, 1e-9]}
     c = analysis.depth_signal_claim(act, steep, course="course")
     assert not c.facts["grad_flat"] and "also changes from the first layer to the last" in c.text
+
+
+def test_failures_name_the_values_where_runs_collapsed_or_diverged(tmp_path):
+    """Made-up store: at lr 1 one seed collapses (finite, below 2x chance), at lr 3 two diverge; lr 0.1 is fine."""
+    path = tmp_path / "fail.sqlite"
+    runs = [(0.1, s, 0.95, "budget") for s in range(3)] + [(1.0, 0, 0.11, "budget"), (1.0, 1, 0.9, "budget"),
+                                                            (1.0, 2, 0.91, "budget"), (3.0, 0, 0.5, "budget"),
+                                                            (3.0, 1, 0.0, "diverged"), (3.0, 2, 0.0, "diverged")]
+    configs = [TrainConfig(hidden=(8,), epochs=1, lr=lr, seed=s) for lr, s, _, _ in runs]
+    results = [TrainResult(config=c, history=_history([acc]), params={}, best_epoch=None, outcome=how,
+                           diverged=how == "diverged") for c, (_, _, acc, how) in zip(configs, runs)]
+    with Store(path) as s:
+        s.claim(configs)
+        s.finish(results)
+        records = s.records()
+    pts = analysis.by_setting(records, "lr")
+    failed = [c for c in analysis.sweep_claims(pts, "learning rate") if c.kind == "sweep_failures"]
+    assert len(failed) == 1 and failed[0].facts["failed"] == [[1.0, 1, 0], [3.0, 0, 2]]
+    assert "3 of the 9 runs failed" in failed[0].text and ": 1 (1 collapsed), 3 (2 diverged)." in failed[0].text
+
+
+def test_counts_read_as_english():
+    assert analysis.render("zero_one_class", {"n_one": 3, "n": 3, "classes": "1"}).startswith("All 3 of the ")
+    assert analysis.render("zero_one_class", {"n_one": 2, "n": 3, "classes": "1"}).startswith("2 of the 3 ")
+    facts = {"low": 0.1, "low_val": 0.9, "low_p": 0.001, "low_budget": 1, "low_n": 3, "budget": 15, "unit": ""}
+    assert "but 1 of its 3 runs stopped" in analysis.render("sweep_low_bad_budget", facts)
+    assert "but all 3 of its runs stopped" in analysis.render("sweep_low_bad_budget", {**facts, "low_budget": 3})
+    threads = {"t_a": 1, "t_b": 2, "repeat": "bit-identical", "n_diff": 14911, "n_total": 50890, "max_diff": 1e-7}
+    text = analysis.render("threads", threads)
+    assert "with 1 thread, the" in text and "with 2 threads instead" in text and "14,911 of 50,890" in text
+
+
+def test_narrowest_widths_tied_and_the_first_width_to_beat_the_baseline(tmp_path):
+    means = {1: 0.37, 2: 0.36, 4: 0.80, 16: 0.95, 64: 0.975}
+    runs = [(TrainConfig(hidden=(w,), epochs=1, seed=s), m + d) for w, m in means.items()
+            for s, d in enumerate([-0.02, 0.0, 0.02])]
+    pts = analysis.by_setting(_store(tmp_path, runs), "hidden")
+    c = analysis.narrowest_claim(pts, 0.92, "softmax regression", " units")
+    assert (c.facts["a"], c.facts["b"], c.facts["verdict"], c.facts["first"]) == (1, 2, "tied", 16)
+    assert c.facts["p"] == pytest.approx(stats.ttest_ind([0.35, 0.37, 0.39], [0.34, 0.36, 0.38],
+                                                         equal_var=False).pvalue)
+    assert "1 unit and 2 units" in c.text and "beats softmax regression (92.00%) is 16 units (95.00%)" in c.text
+    c = analysis.narrowest_claim(pts, 0.99, "softmax regression", " units")
+    assert c.facts["first"] is None and "is none of the widths tried" in c.text
+
+
+def test_a_best_rate_tied_in_every_row_is_named_when_the_best_moves(tmp_path):
+    """Best rates 0.01, 0.001, 0.01 (no monotone trend), but 0.01 is tied with the best in every row."""
+    medians = {32: [0.90, 0.950, 0.90, 0.80], 256: [0.951, 0.950, 0.90, 0.80], 2048: [0.90, 0.950, 0.90, 0.80]}
+    trend = _trend(tmp_path, medians, 0.002)
+    assert trend.facts["direction"] == "moves without a monotone trend" and trend.facts["common"] == [0.01]
+    assert "No shift is claimed: 0.01 is tied with the best in every row" in trend.text
+
+
+def test_findings_copy_their_facts_from_the_claims_that_state_them(tmp_path):
+    medians = {32: [0.950, 0.949, 0.90, 0.90], 256: [0.949, 0.950, 0.90, 0.90], 2048: [0.90, 0.90, 0.90, 0.95]}
+    trend = _trend(tmp_path, medians, 0.002)
+    (tmp_path / "seeds").mkdir()
+    anova = analysis.anova_claim(_store(tmp_path / "seeds", _seed_grid(0.003, 0.0, rng_seed=1)))
+    zero = analysis.Claim("zero_stored", {"zero_val": 0.1064, "zero_outcomes": "3 collapsed", "random_val": 0.97,
+                                          "random_name": "kaiming_uniform"})
+    one = analysis.Claim("zero_one_class", {"n_one": 3, "n": 3, "classes": "1, 3, 7"})
+    search = analysis.search_claims(
+        {m: {"model_epochs": 80, "trials": 20, "complete": 20, "pruned": 0, "failed": 0, "best_val": v}
+         for m, v in (("grid", 0.95), ("random", 0.951), ("halving", 0.952))},
+        {"grid": "grid search", "random": "random search", "halving": "successive halving"}, 4, 20,
+        [0.955, 0.96, 0.958], {"lr": 0.05, "momentum": 0.9}, 20)
+    c = analysis.findings_claim({"batch size": trend}, anova, zero, one, search)
+    assert c.facts["moves"]["batch size"]["steps_apart"] == trend.facts["steps_apart"] == [False, True]
+    assert c.facts["p_rows"] == anova.facts["p_rows"] < 0.05 and c.facts["zero_one"] == 3
+    assert "with the batch size it rises (beyond seed noise at some steps only)" in c.text
+    assert "the init seed shows a detectable effect" in c.text and "all 3 of the runs predicting one digit" in c.text
+    assert "above every search's best" in c.text and "does not rank the three methods" in c.text

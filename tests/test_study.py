@@ -259,9 +259,15 @@ def _check_sweep(claim, records):
         if kind.endswith("_budget"):
             assert (f[f"{end}_budget"], f[f"{end}_n"]) == (stopped, len(g[v]))
         assert kind.endswith("ok") == (not bad and med[v] >= min(vals[best]))
-    elif kind in ("sweep_failures", "sweep_no_failures"):
-        c = Counter(_outcome(r)[0] for rs in g.values() for r in rs)
-        assert (f["n_collapsed"], f["n_diverged"], f["n_budget"]) == (c["collapsed"], c["diverged"], c["budget"])
+    elif kind == "sweep_failures":  # per value, its collapsed and diverged runs, in the sweep's order
+        failed = []
+        for v in sorted(g):
+            c = Counter(_outcome(r)[0] for r in g[v])
+            if c["collapsed"] or c["diverged"]:
+                failed.append([v, c["collapsed"], c["diverged"]])
+        assert [[analysis.fmt_value(v), c, d] for v, c, d in f["failed"]] == \
+            [[analysis.fmt_value(v), c, d] for v, c, d in failed] and failed
+        assert f["n_runs"] == sum(len(rs) for rs in g.values())
     else:
         return False
     return True
@@ -315,13 +321,15 @@ def _check_grid(claim, records):
         assert f["n_failed_cells"] == sum(any(_outcome(r)[0] in ("collapsed", "diverged") for r in rs)
                                           for rs in cells.values())
     if claim["kind"] == "grid_trend":  # the best rate per row, and the rates tied with it, written again
-        lrs, bests, spans = sorted({k[1] for k in cells}), [], []
+        lrs, bests, spans, tied_sets = sorted({k[1] for k in cells}), [], [], []
         for row in sorted({k[0] for k in cells}):
             mine = {lr: [_val(r) for r in cells[(row, lr)]] for lr in lrs if (row, lr) in cells}
             top = max(mine, key=lambda lr: statistics.median(mine[lr]))
             tied = [lrs.index(lr) for lr in mine if lr == top or _welch(mine[lr], mine[top]) >= 0.05]
             bests.append(lrs.index(top))
             spans.append((min(tied), max(tied)))
+            tied_sets.append({lrs[i] for i in tied})
+        assert f["common"] == sorted(set.intersection(*tied_sets))  # the rates tied with the best in every row
         assert f["best_cols"] == [lrs[i] for i in bests]
         same = all(a == b for a, b in zip(bests, bests[1:]))  # monotone, ties between neighbours allowed
         up = not same and all(a <= b for a, b in zip(bests, bests[1:]))
@@ -424,8 +432,50 @@ def _check_retuned(claim, records):
     return True
 
 
-CHECKS = {"sweep": _check_sweep, "retuned": _check_retuned, "depth": _check_depth, "anova": _check_anova,
-          "recipe": _check_recipe, "grid": _check_grid, "smoothing": _check_smoothing}
+def _check_split(out, claim, records):
+    """The lowest learning rates' seed-0 models, from their weights in the store, scored on the 50,000 training
+    images and the validation images."""
+    import torch
+
+    from mlplab.device import arithmetic
+    from mlplab.mlp import forward
+
+    f = claim["facts"]
+    lrs = sorted({r["lr"] for r in _experiment_of(records, "lr")})[:3]
+    recs = {r["lr"]: r for r in _experiment_of(records, "lr") if r["seed"] == 0}
+    assert [m[1] for m in f["models"]] == lrs and [m[0] for m in f["models"]] == [recs[lr]["key"] for lr in lrs]
+    sp = _splits()
+    with Store(out / "study.sqlite", create=False) as s:
+        for key, lr, train, val in f["models"]:
+            w = {k: v.float() for k, v in s.weights(key).items()}
+            with torch.no_grad(), arithmetic(torch.device("cpu"), recs[lr]["precision"]):
+                got = [float((forward(w, torch.from_numpy(x).float() / 255, recs[lr]["activation"])[0].argmax(-1)
+                              == torch.from_numpy(y)).float().mean()) for x, y in ((sp.train_x, sp.train_y),
+                                                                                    (sp.val_x, sp.val_y))]
+            assert [train, val] == pytest.approx(got, abs=1e-6)
+            assert val == pytest.approx(recs[lr]["val_accuracy"], abs=1e-6)  # the stored model itself
+    n_higher = sum(v > t for _, _, t, v in f["models"])
+    assert f["n_higher"] == n_higher and (claim["kind"] == "split_easier") == (2 * n_higher > len(f["models"]))
+    return True
+
+
+def _check_narrowest(claim, records):
+    """The two narrowest widths of the width sweep and the narrowest whose median beats softmax regression."""
+    f = claim["facts"]
+    g = _groups(_experiment_of(records, "hidden"), "hidden")
+    a, b = sorted(g)[:2]
+    va, vb = [_val(r) for r in g[a]], [_val(r) for r in g[b]]
+    lin = statistics.median(_val(r) for r in _experiment_of(records, "linear"))
+    first = next((w for w in sorted(g) if statistics.median(_val(r) for r in g[w]) > lin), None)
+    assert (f["a"], f["b"], f["first"]) == (a, b, first) and f["baseline"] == pytest.approx(lin)
+    assert f["p"] == pytest.approx(_welch(va, vb)) and f["verdict"] == ("tied" if _welch(va, vb) >= 0.05 else
+                                                                         "apart beyond seed noise")
+    assert f["a_failed"] == sum(_outcome(r)[0] in ("collapsed", "diverged") for r in g[a])
+    return True
+
+
+CHECKS = {"narrowest": _check_narrowest, "sweep": _check_sweep, "retuned": _check_retuned, "depth": _check_depth,
+          "anova": _check_anova, "recipe": _check_recipe, "grid": _check_grid, "smoothing": _check_smoothing}
 
 
 def test_every_claim_renders_to_its_sentence_and_its_facts_recompute_from_the_store(quick_study, records):
@@ -435,7 +485,7 @@ def test_every_claim_renders_to_its_sentence_and_its_facts_recompute_from_the_st
     for needed in ("sweep_best", "anova", "recipe", "grid_best", "zero_stored", "threads", "misclassified",
                    "compute", "ranking", "linear_vs_mlp", "search_compute", "search_noise", "search_best",
                    "grid_trend", "smoothing_floor", "depth_signal", "zero_one_class", "overfit", "retuned", "live_gap",
-                   "confusions"):
+                   "confusions", "narrowest", "findings", "live_gap"):
         assert kinds[needed] >= 1, f"no {needed} claim in the notebook"
     recomputed = 0
     for claim, markdown in claims:
@@ -443,10 +493,38 @@ def test_every_claim_renders_to_its_sentence_and_its_facts_recompute_from_the_st
         assert claim["text"] in markdown
         check = {**CHECKS, "search": functools.partial(_check_search, out),
                  "live": functools.partial(_check_live, out),
-                 "confusions": functools.partial(_check_confusions, out)}.get(claim["kind"].split("_")[0])
+                 "confusions": functools.partial(_check_confusions, out),
+                 "split": functools.partial(_check_split, out)}.get(claim["kind"].split("_")[0])
         if check is not None and check(claim, records):
             recomputed += 1
     assert recomputed >= 20
+    assert kinds["split_easier"] + kinds["split_same"] == 1
+    # a sweep says nothing about failures only when none of its runs collapsed or diverged
+    said = {c["facts"]["experiment"] for c, _ in claims if c["kind"] == "sweep_failures"}
+    for name in {c["facts"]["experiment"] for c, _ in claims if c["kind"] == "sweep_best"} - {"depth_retuned"} - said:
+        assert not any(_outcome(r)[0] in ("collapsed", "diverged") for r in _experiment_of(records, name)), name
+
+
+def test_summary_findings_repeat_the_claims_of_their_sections(quick_study):
+    """The summary's findings restate claims made (and recomputed above) in sections 4, 7, 8 and 9: each fact must be
+    the one its section's claim states."""
+    out, *_ = quick_study
+    claims = [c for c, _ in _claims(out)]
+    (f,) = [c["facts"] for c in claims if c["kind"] == "findings"]
+    trends = {c["facts"]["experiment"]: c["facts"] for c in claims if c["kind"] == "grid_trend"}
+    named = {"init scale": "lr_x_init_scale", "width": "lr_x_hidden", "batch size": "batch_x_lr", "depth": "depth_x_lr"}
+    assert set(f["moves"]) == set(named)
+    for name, moves in f["moves"].items():
+        t = trends[named[name]]
+        assert moves == {k: t[k] for k in ("direction", "separated", "steps_apart", "common")}
+    (anova,) = [c["facts"] for c in claims if c["kind"] == "anova"]
+    assert (f["p_rows"], f["p_cols"], f["anova_min"], f["anova_max"]) == \
+        (anova["p_rows"], anova["p_cols"], anova["min"], anova["max"])
+    (zero,) = [c["facts"] for c in claims if c["kind"] == "zero_stored"]
+    (one,) = [c["facts"] for c in claims if c["kind"] == "zero_one_class"]
+    assert f["zero_val"] == zero["zero_val"] and (f["zero_one"], f["zero_n"]) == (one["n_one"], one["n"])
+    (best,) = [c["facts"] for c in claims if c["kind"] == "search_best"]
+    assert f["search"].startswith(best["conclusion"])
 
 
 def test_linear_vs_mlp_and_zero_init_claims_follow_the_store(quick_study, records):

@@ -237,9 +237,10 @@ def anova_two_way(y: list[list[float]]) -> dict:
 class _Formatter(string.Formatter):
     """Format specs for facts: pct (accuracy as %, 2 decimals), pct1, pp (a difference in percentage points), p (a
     p-value), f (an F statistic), v (a setting's value), vu (a setting's value with the claim's `unit` fact: "1 unit",
-    "4 units"), n/NOUN (a count and its noun: "1 value", "3 values"), tied/NOUNS (the count of the claim's
-    `n_others` tied with the best, as a phrase), count (an expected count: "about 3.2", or "fewer than 0.1");
-    anything else is Python's own."""
+    "4 units"), n/NOUN (a count and its noun: "1 value", "3 values"; "no value" for 0), of=KEY,OWNER (a part of the
+    fact KEY: "1 of its 3", or "all 3 of its" when it is all of them; Of=KEY,OWNER starts a sentence), tied/NOUNS
+    (the count of the claim's `n_others` tied with the best, as a phrase), count (an expected count: "about 3.2", or
+    "fewer than 0.1"), "," (thousands separators); anything else is Python's own."""
 
     def vformat(self, format_string, args, kwargs):
         self._facts = kwargs
@@ -248,8 +249,13 @@ class _Formatter(string.Formatter):
     def format_field(self, value, spec):
         if spec == "vu":
             return with_unit(value, self._facts.get("unit", ""))
-        if spec.startswith("n/"):  # {k:n/value}: "1 value", "3 values"
-            return f"{value} {spec[2:]}{'' if value == 1 else 's'}"
+        if spec.startswith("n/"):  # {k:n/value}: "no value", "1 value", "3 values"
+            return f"{value if value else 'no'} {spec[2:]}{'' if value in (0, 1) else 's'}"
+        if spec.startswith(("of=", "Of=")):  # {k:of=n,its}: "1 of its 3", "all 3 of its"
+            key, owner = spec[3:].split(",", 1)
+            total = self._facts[key]
+            text = f"all {total} of {owner}" if value == total and total > 1 else f"{value} of {owner} {total}"
+            return text[0].upper() + text[1:] if spec[0] == "O" else text
         if spec.startswith("tied/"):  # {n_tied:tied/values}: how many of the n_others others tie with the best
             return tied_phrase(value, self._facts["n_others"], spec[len("tied/"):])
         if spec in ("pct", "pct1"):
@@ -276,18 +282,18 @@ TEMPLATES = {
     "sweep_edge_plateau": "The best value is the {edge} value tried, but it sits on a plateau: the {n_plateau:n/value} "
                           "next to it, back to {plateau_from:vu}, are tied with it. Whether accuracy rises beyond the "
                           "range is not measured.",
-    "sweep_low_bad": "The low end is clearly worse: {low:vu} reaches a median of {low_val:pct} (Welch p "
+    "sweep_low_bad": "The low end is worse beyond seed noise: {low:vu} reaches a median of {low_val:pct} (Welch p "
                      "{low_p:p} against the best).",
     "sweep_low_ok": "The low end, {low:vu}, is tied with the best ({low_val:pct}, Welch p {low_p:p}): no harm "
                     "observed down to it.",
-    "sweep_high_bad": "The high end is clearly worse: {high:vu} reaches a median of {high_val:pct} "
+    "sweep_high_bad": "The high end is worse beyond seed noise: {high:vu} reaches a median of {high_val:pct} "
                       "(Welch p {high_p:p} against the best).",
     "sweep_low_bad_budget": "Within the budget the low end is worse: {low:vu} reaches a median of {low_val:pct} "
-                            "(Welch p {low_p:p} against the best), but {low_budget} of its {low_n} runs stopped on "
+                            "(Welch p {low_p:p} against the best), but {low_budget:of=low_n,its} runs stopped on "
                             "the {budget}-epoch budget before the patience rule fired, so this measures how far it "
                             "gets in {budget} epochs, not where it would end.",
     "sweep_high_bad_budget": "Within the budget the high end is worse: {high:vu} reaches a median of {high_val:pct} "
-                             "(Welch p {high_p:p} against the best), but {high_budget} of its {high_n} runs stopped "
+                             "(Welch p {high_p:p} against the best), but {high_budget:of=high_n,its} runs stopped "
                              "on the {budget}-epoch budget before the patience rule fired, so this measures "
                              "how far it gets in {budget} epochs, not where it would end.",
     "sweep_low_unclear": "The low end, {low:vu}, reaches a median of {low_val:pct}, but its seeds spread too "
@@ -296,24 +302,27 @@ TEMPLATES = {
                           "widely to call it worse than the best (Welch p {high_p:p}).",
     "sweep_high_ok": "A plateau, not an optimum: {high:vu} is tied with the best ({high_val:pct}, Welch p "
                      "{high_p:p}), so no harm is observed up to {high:vu}.",
-    "sweep_failures": "{n_failed} of {n_runs} runs failed: {n_collapsed} collapsed to near chance with a finite loss "
-                      "and {n_diverged} diverged; {n_budget} more did not converge within the {budget}-epoch budget.",
-    "sweep_no_failures": "No run collapsed or diverged; {n_budget} of {n_runs} did not converge within the "
-                         "{budget}-epoch budget.",
+    "sweep_failures": "{n_failed} of the {n_runs} runs failed (collapsed to near chance with a finite loss, or "
+                      "diverged): {where}.",
     "chosen_test": "Its test accuracy: median {test:pct} over {n} seeds.",
     "anova": "A two-way ANOVA over {n_init} init seeds x {n_data} data orders: init seed F({df_rows}, {df_res}) = "
              "{f_rows:f}, p {p_rows:p} ({init_verdict}); data order F({df_cols}, {df_res}) = {f_cols:f}, p "
              "{p_cols:p} ({data_verdict}). Validation accuracy ranges from {min:pct} to {max:pct}.",
-    "grid_best": "The best cell on validation is {row_name} {row:v} with learning rate {col:v} (median "
+    "grid_best": "The best cell on validation is {row_name} {row:v} at learning rate {col:v} (median "
                  "{best_val:pct}); {n_tied:tied/cells}. Cells with at least one collapsed or diverged seed: "
                  "{n_failed_cells}.",
     "grid_best_lr": "The best learning rate per {row_name}: {per_row}.",
     "grid_trend": "From the smallest {row_name} to the largest, the best learning rate {trend}. The rates tied with "
                   "each row's best are {ranges}. {verdict}.",
     "live_gap": "Both errors are measured on the whole split after each epoch. The validation error is below the "
-                "training error at {n_below} of the {n} epochs (last epoch: {last_val:pct} validation against "
-                "{last_train:pct} training accuracy). That rules out overfitting so far; why validation is lower "
-                "is not measured here.",
+                "training error at {n_below:of=n,the} epochs (last epoch: {last_val:pct} validation against "
+                "{last_train:pct} training accuracy). That rules out overfitting so far.",
+    "split_easier": "Part of that is the split, not the network: {n_higher:of=n,the} most underfit stored models "
+                    "(seed 0 of the learning-rate sweep at its lowest rates) score higher on the validation images "
+                    "than on the {n_train:,} they trained on ({pairs}).",
+    "split_same": "The split does not explain it: only {n_higher} of the {n} most underfit stored models (seed 0 of "
+                  "the learning-rate sweep at its lowest rates) score higher on the validation images than on the "
+                  "{n_train:,} they trained on ({pairs}).",
     "retuned": "At its own best learning rate, {name} {value:vu} reaches {value_val:pct} (learning rate "
                "{value_lr:v}{budget_note}) against {ref_val:pct} for {ref:vu} (learning rate {ref_lr:v}), Welch p "
                "{p:p}: {verdict}.",
@@ -330,7 +339,7 @@ TEMPLATES = {
                      "{first_step} and {last:.1e} at step {last_step}, against {random_last:.2f} for the random init.",
     "zero_stored": "In the stored init experiment, zero init ends with a median validation accuracy of {zero_val:pct} "
                    "(outcomes: {zero_outcomes}), against {random_val:pct} for the best random scheme, {random_name}.",
-    "zero_one_class": "{n_one} of the {n} zero-initialized runs score exactly the share of one digit among the "
+    "zero_one_class": "{n_one:Of=n,the} zero-initialized runs score exactly the share of one digit among the "
                       "validation images (digit and share: {classes}): they predict that one digit for every image.",
     "depth_signal": "From the first to the last of the {n_layers} layers, the activations' standard deviation is "
                     "multiplied by {act}. With the course's {course} the signal after {n_layers} layers is "
@@ -343,12 +352,13 @@ TEMPLATES = {
                   "have "
                   "{col_range}.",
     "dead_units_none": "No run collapsed; the largest fraction of dead hidden units is {ok_dead:pct1}.",
-    "threads": "Trained twice with {t_a} thread(s), the weights were {repeat}. Trained with {t_b} threads instead, "
-               "{n_diff} of {n_total} weights differed from the {t_a}-thread run (largest difference {max_diff:.1e}).",
-    "misclassified": "Of the {n_test} test images, {n_any} are misclassified by at least one of the {n_seeds} seeds "
+    "threads": "Trained twice with {t_a:n/thread}, the weights were {repeat}. Trained with {t_b:n/thread} instead, "
+               "{n_diff:,} of {n_total:,} weights differed from the {t_a}-thread run (largest difference "
+               "{max_diff:.1e}).",
+    "misclassified": "Of the {n_test:,} test images, {n_any} are misclassified by at least one of the {n_seeds} seeds "
                      "and {n_all} by all of them; if the seeds erred independently, {n_expected:count} would be "
                      "misclassified by all.",
-    "compute": "The study trained {model_epochs} model-epochs of the {budget_epochs} its budgets allowed "
+    "compute": "The study trained {model_epochs:,} model-epochs of the {budget_epochs:,} its budgets allowed "
                "({share:pct1}); early stopping saved the rest. The stored training time adds up to {seconds:.0f} s "
                "against {predicted:.0f} s predicted at the budget.",
     "smoothing_floor": "The label-smoothed recipe's dotted training loss is measured against its smoothed targets, so "
@@ -364,6 +374,14 @@ TEMPLATES = {
                   "{n_top} of its {n_errors} errors.",
     "neighbours": "For {n_near} of the {n_hard} images shown, the nearest training image carries the label the seeds "
                   "predicted, not the true one.",
+    "narrowest": "The two narrowest widths, {a:vu} and {b:vu}, reach medians of {a_val:pct} and {b_val:pct} (Welch "
+                 "p {p:p}: {verdict}); failed runs: {a_failed} of {a_n} and {b_failed} of {b_n}. The narrowest "
+                 "width whose median beats {baseline_name} ({baseline:pct}) is {first_said}.",
+    "findings": "How the best learning rate moves across each grid's rows: {interactions}. Randomness: the init "
+                "seed shows {init_verdict} (ANOVA p {p_rows:p}) and the data order {data_verdict} (p {p_cols:p}); "
+                "the {n_anova} runs of one setting span {anova_min:pct} to {anova_max:pct}. Zero initialization "
+                "ends at a median of {zero_val:pct}, {zero_one:of=zero_n,the} runs predicting one digit for every "
+                "image. Searching at equal compute: {search}.",
     "ranking": "Over the whole range each sweep tried, ranked by the spread of median validation accuracy they "
                "cause (only sweeps whose best and worst values differ beyond seed noise): {ranking}. {share_said}"
                "Leaving out the controls ({controls}) and every value whose median does not beat {baseline_name} "
@@ -371,8 +389,8 @@ TEMPLATES = {
     "search_compute": "Each method could spend {budget} model-epochs ({rounds} rounds of {round_epochs}). The grid "
                       "spent {grid_epochs} on {grid_trials} trials, random search {random_epochs} on {random_trials}, "
                       "and successive halving {halving_epochs} on {halving_trials}, {halving_pruned} of which it "
-                      "stopped early; {n_failed} trials in all diverged or failed. Random search and halving draw "
-                      "from the same seeded stream: halving tried {n_shared} of random search's {random_trials} "
+                      "stopped early; {n_failed:n/trial} diverged or failed. Random search and halving draw "
+                      "from the same seeded stream: halving tried {n_shared:of=random_trials,random search's} "
                       "settings too, with the same training seed: on those the two trained the same model, until "
                       "halving stopped it, so the comparison between them is paired.",
     "search_noise": "The noise of one run, measured on {n} seeds of one setting of this model and budget (learning "
@@ -441,8 +459,8 @@ def sweep_claims(points: list[Point], name: str, unit: str = "", experiment: str
                 facts.update({f"{end}_budget": stopped, f"{end}_n": p.n,
                               "budget": max(r["epochs"] for r in p.records)})
             out.append(Claim(f"sweep_{end}_{verdict}", facts))
-    out.append(failure_claim(pts, base))
-    return out
+    failed = failure_claim(pts, base)
+    return out + ([failed] if failed else [])
 
 
 def stopped_by_budget(p: Point) -> int:
@@ -450,14 +468,20 @@ def stopped_by_budget(p: Point) -> int:
     return sum(o.kind == "budget" and bool(r.get("patience")) for r, o in zip(p.records, p.outcomes))
 
 
-def failure_claim(points: list[Point], base: dict) -> Claim:
-    counts = {k: sum(p.count(k) for p in points) for k in OUTCOMES}
-    n_runs = sum(p.n for p in points)
-    budget = max(r["epochs"] for p in points for r in p.records)
-    facts = {**base, "n_runs": n_runs, "n_failed": counts["collapsed"] + counts["diverged"],
-             "n_collapsed": counts["collapsed"], "n_diverged": counts["diverged"], "n_budget": counts["budget"],
-             "budget": budget}
-    return Claim("sweep_failures" if facts["n_failed"] else "sweep_no_failures", facts)
+def failure_claim(points: list[Point], base: dict) -> Claim | None:
+    """Which values of a sweep had runs that collapsed or diverged, and how many (None when none did: the tables
+    count every outcome, so a sentence saying nothing failed would only repeat them)."""
+    failed = [[p.value, p.count("collapsed"), p.count("diverged")] for p in points if p.failed]
+    if not failed:
+        return None
+
+    def what(c, d):
+        return " and ".join(f"{k} {word}" for k, word in ((c, "collapsed"), (d, "diverged")) if k)
+
+    return Claim("sweep_failures", {**base, "n_runs": sum(p.n for p in points), "failed": failed,
+                                    "n_failed": sum(c + d for _, c, d in failed),
+                                    "where": ", ".join(f"{with_unit(v, base.get('unit', ''))} ({what(c, d)})"
+                                                       for v, c, d in failed)})
 
 
 def chosen_test_claim(p: Point, experiment: str = "") -> Claim:
@@ -536,7 +560,10 @@ def trend_claim(cols: list, cells: list[list[Point]], base: dict) -> Claim:
     def steps(keep):
         return ", ".join(f"{fmt_value(a[2])} and {fmt_value(b[2])}" for (a, b), x in zip(pairs, apart) if x == keep)
 
-    verdict = ("No shift is claimed" if not apart else
+    common = sorted(set.intersection(*map(set, tied_sets))) if tied_sets else []
+    verdict = (f"No shift is claimed: {' and '.join(fmt_value(cols[i]) for i in common)} "
+               f"{'is' if len(common) == 1 else 'are'} tied with the best in every row" if not apart and common and
+               trend != "stays" else "No shift is claimed" if not apart else
                "Each row's range lies wholly beyond the previous row's, so the shift is beyond seed noise" if separated
                else "Neighbouring rows' ranges overlap, so the shift is not established beyond seed noise"
                if not any(apart) else
@@ -554,6 +581,7 @@ def trend_claim(cols: list, cells: list[list[Point]], base: dict) -> Claim:
             f"{trend}, with some neighbouring rows sharing a best rate" if weak else trend)
     return Claim("grid_trend", {**base, "trend": said, "direction": trend,
                                 "separated": separated, "steps_apart": apart, "best_cols": [cols[i] for i in bests],
+                                "common": [cols[i] for i in common],
                                 "ranges": shown, "verdict": verdict})
 
 
@@ -570,6 +598,57 @@ def anova_claim(records: list[dict], experiment: str = "") -> Claim:
                            **{k: a[k] for k in ("df_rows", "df_cols", "df_res", "f_rows", "p_rows", "f_cols",
                                                 "p_cols", "min", "max")},
                            "init_verdict": verdict(a["p_rows"]), "data_verdict": verdict(a["p_cols"])})
+
+
+def narrowest_claim(points: list[Point], baseline: float, baseline_name: str, unit: str = "",
+                    experiment: str = "") -> Claim:
+    """The bottom of a width sweep: whether its two narrowest widths can be told apart, how many of their runs failed,
+    and the narrowest width whose median beats the baseline (softmax regression)."""
+    a, b = [p for p in points if p.records][:2]
+    p = welch_p(a.vals, b.vals)
+    first = next((q for q in points if q.records and q.median > baseline), None)
+    return Claim("narrowest", {"experiment": experiment, "unit": unit, "a": a.value, "b": b.value,
+                               "a_val": a.median, "b_val": b.median, "a_n": a.n, "b_n": b.n, "a_failed": a.failed,
+                               "b_failed": b.failed, "p": p,
+                               "verdict": "tied" if not differs(a, b) else "apart beyond seed noise",
+                               "baseline": baseline, "baseline_name": baseline_name,
+                               "first": first.value if first else None, "first_val": first.median if first else None,
+                               "first_said": f"{with_unit(first.value, unit)} ({pct(first.median, 2)})" if first
+                               else "none of the widths tried"})
+
+
+def findings_claim(trends: dict[str, Claim], anova: Claim, zero: Claim, zero_classes: Claim,
+                   search: list[Claim]) -> Claim:
+    """What the summary says beyond the ranking, each fact copied from the claim that states it in its own section
+    (so it is recomputed wherever that claim is): how the best learning rate moves in each grid ({row name: its
+    grid_trend claim}), the randomness ANOVA, zero initialization, and the search comparison."""
+    def status(f):
+        if f["direction"] not in ("rises", "falls"):
+            rates = " and ".join(fmt_value(c) for c in f["common"])
+            return f" ({rates} tied with the best in every row)" if f["common"] and f["direction"] != "stays" else ""
+        apart = [x for x in f["steps_apart"] if x]
+        return (" (beyond seed noise)" if f["separated"] else " (within seed noise)" if not apart
+                else " (beyond seed noise at some steps only)")
+
+    moves = {name: {"direction": c.facts["direction"], "separated": c.facts["separated"],
+                    "steps_apart": c.facts["steps_apart"], "common": c.facts["common"]} for name, c in trends.items()}
+    word = {"stays": "stays the same", "rises": "rises", "falls": "falls",
+            "moves without a monotone trend": "moves without a monotone trend"}
+    a = anova.facts
+    best = next((c for c in search if c.kind == "search_best"), None)
+    noise = next((c for c in search if c.kind == "search_noise"), None)
+    return Claim("findings", {
+        "moves": moves,
+        "interactions": "; ".join(f"with the {name} it {word[m['direction']]}{status(m)}" for name, m in moves.items()),
+        "p_rows": a["p_rows"], "p_cols": a["p_cols"], "init_verdict": a["init_verdict"],
+        "data_verdict": a["data_verdict"], "anova_min": a["min"], "anova_max": a["max"], "n_anova": a["n_init"] *
+        a["n_data"], "zero_val": zero.facts["zero_val"], "zero_n": zero_classes.facts["n"],
+        "zero_one": zero_classes.facts["n_one"],
+        "search": (f"{best.facts['conclusion']}" if best else "the searches' gaps were not measured against noise")
+        + (f"; the study's base setting reached a median of {pct(noise.facts['noise_median'], 2)} over its seeds, "
+           + ("above every search's best" if noise.facts["n_searches_below"] == noise.facts["n_searches"] else
+              f"above the best of {noise.facts['n_searches_below']} of the {noise.facts['n_searches']} searches"
+              if noise.facts["n_searches_below"] else "below every search's best") if noise else "")})
 
 
 def smoothing_floor(eps: float, classes: int) -> float:
@@ -754,8 +833,8 @@ def search_claims(summaries: dict[str, dict], titles: dict[str, str], rounds: in
         above = sum(med > b for b in bests)
         out.append(Claim("search_noise", {**base, "n": n, "sd": sd, "df": n - 1,
                                           "threshold": float(stats.t.ppf(1 - ALPHA / 2, n - 1)) * math.sqrt(2) * sd,
-                                          "noise_median": med, "n_searches_below": above,
-                                          "noise_vs_best": "above the best that every search found" if bests and
+                                          "noise_median": med, "n_searches_below": above, "n_searches": len(bests),
+                                          "noise_vs_best": "above every search's best" if bests and
                                           above == len(bests) else f"above the best of {above} of the "
                                           f"{len(bests)} searches" if above else "no search's best was below it"}))
     else:

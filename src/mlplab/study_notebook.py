@@ -97,9 +97,9 @@ def outcome_counts(points):
 n_trials = len({r["key"] for recs in REC.values() for r in recs})
 display(Markdown(
     f"mlplab {mlplab.__version__}, torch {torch.__version__}, device `{DEVICE}`, {torch.get_num_threads()} "
-    f"thread(s). " + ("**Quick study**: fewer values, seeds and epochs; its numbers are a smoke test, not "
-                      "results. " if QUICK else "") +
-    f"The experiments below use {n_trials} stored trials."))
+    f"thread{'' if torch.get_num_threads() == 1 else 's'}. "
+    + ("**Quick study**: fewer values, seeds and epochs; its numbers are a smoke test, not results. " if QUICK else "")
+    + f"The experiments below use {n_trials} stored trials."))
 
 # %% [markdown]
 # <a id="s1"></a>
@@ -205,8 +205,25 @@ for h in live_log:
           f"validation accuracy {pct(h['val_accuracy'], 2)}")
 show(plots.train_vs_val(live_log, "The thirty-line MLP: training vs validation error"), "plain_torch_curves")
 n_below = sum(h["val_accuracy"] > h["train_accuracy"] for h in live_log)
-say([Claim("live_gap", {"n_below": n_below, "n": len(live_log), "last_train": live_log[-1]["train_accuracy"],
-                        "last_val": live_log[-1]["val_accuracy"]})])
+live_claim = Claim("live_gap", {"n_below": n_below, "n": len(live_log), "last_train": live_log[-1]["train_accuracy"],
+                                "last_val": live_log[-1]["val_accuracy"]})
+
+# Is the validation split simply easier? The most underfit stored models (seed 0 of the learning-rate sweep at its
+# lowest rates, weights kept by the store) evaluated on the images they trained on and on the validation images.
+from mlplab.mlp import forward as mlp_forward  # the student's `forward` above keeps its name
+
+low_cfgs = sorted((t for t in EXPS["lr"].trials() if t.seed == 0), key=lambda t: t.lr)[:3]
+low_models = []
+for c, w in zip(low_cfgs, networks(low_cfgs)[0]):
+    with torch.no_grad(), arithmetic(torch.device("cpu"), c.precision):
+        w = {k: v.float() for k, v in w.items()}
+        low_models.append([trial_key(c), c.lr] + [float((mlp_forward(w, x, c.activation)[0].argmax(-1) == y)
+                                                        .float().mean()) for x, y in ((X, Y), (XV, YV))])
+n_higher = sum(v > t for _, _, t, v in low_models)
+say([live_claim, Claim("split_easier" if 2 * n_higher > len(low_models) else "split_same",
+                       {"models": low_models, "n": len(low_models), "n_higher": n_higher, "n_train": len(X),
+                        "pairs": "; ".join(f"lr {fmt_value(lr)}: {pct(t, 2)} training, {pct(v, 2)} validation"
+                                           for _, lr, t, v in low_models)})])
 
 # %% [markdown]
 # How far this network gets when trained until it stops improving, and with which recipe, is the next section's
@@ -340,10 +357,10 @@ say(zero_claims[1:] + [one_class_claim], lead="**The stored ReLU runs.** ",
 
 # %% tags=["hide-input"]
 REFERENCE = {f"softmax regression ({pct(lin.median, 2)})": lin.median}
-CLAIM_NAMES = {"hidden": "width", "depth": "depth (hidden layers)"}  # "the best width is 512 units"
+CLAIM_NAMES = {"hidden": "width", "depth": "depth"}  # "the best width is 512 units", "the best depth is 1 hidden layer"
 SWEEPS = {"hidden": ("hidden units", " units"), "activation": ("activation", ""), "init": ("init scheme", ""),
           "init_scale": ("init scale a", ""), "lr": ("learning rate", ""), "batch_size": ("batch size", " examples"),
-          "depth": ("hidden layers", "")}
+          "depth": ("hidden layers", " hidden layers")}
 
 
 def sweep_section(name, curve_values=None):
@@ -372,6 +389,9 @@ def sweep_section(name, curve_values=None):
 # %% tags=["hide-input"]
 hp = POINTS["hidden"]
 width_claims = sweep_section("hidden", [p.value for p in hp[:: max(1, len(hp) // 4)]])
+if len(hp) >= 2:
+    say([analysis.narrowest_claim(hp, lin.median, "softmax regression", " units", "hidden")],
+        lead="**The narrow end.** ")
 
 # %% [markdown]
 # ### 5.2 Activation function
@@ -437,8 +457,9 @@ retuned = [analysis.best(r) for r in cells_d]
 table(["hidden layers", "best learning rate", "median val. accuracy", "seeds"],
       [[fmt_value(rows_d[i]), fmt_value(b.value[1]), pct(b.median, 2), b.n] for i, b in enumerate(retuned)])
 retuned_pts = [analysis.Point(b.value[0], b.records) for b in retuned]
-say(analysis.grid_claims(rows_d, cols_d, cells_d, "depth", "depth_x_lr")
-    + analysis.sweep_claims(retuned_pts, "depth (hidden layers) with its rate re-tuned", "", "depth_retuned")[:1])
+depth_grid = analysis.grid_claims(rows_d, cols_d, cells_d, "depth", "depth_x_lr")
+say(depth_grid + analysis.sweep_claims(retuned_pts, "depth with the rate re-tuned per depth", " hidden layers",
+                            "depth_retuned")[:1])
 
 # %% [markdown]
 # <a id="s6"></a>
@@ -504,13 +525,13 @@ show(plots.curves({lab: {"history": rec["history"], "best_epoch": o.best_epoch} 
 # validation error on a log scale fitted to the grid's range; the dashed box is the best cell on validation.
 
 # %% tags=["hide-input"]
-GRIDS = {"lr_x_init_scale": ("init_scale", "init scale a (uniform)"), "lr_x_hidden": ("hidden", "hidden units"),
-         "batch_x_lr": ("batch_size", "batch size")}
+GRIDS = {"lr_x_init_scale": ("init_scale", "init scale a (uniform)", "init scale"),  # (row, axis label, in text)
+         "lr_x_hidden": ("hidden", "hidden units", "width"), "batch_x_lr": ("batch_size", "batch size", "batch size")}
 grid_claims = {}
-for name, (row, row_label) in GRIDS.items():
+for name, (row, row_label, row_name) in GRIDS.items():
     rws, cls, cs = analysis.grid(REC[name], row, "lr")
     show(plots.heatmap(rws, cls, cs, row_label, "learning rate", EXPS[name].title), f"grid_{name}")
-    grid_claims[name] = analysis.grid_claims(rws, cls, cs, row_label, name)
+    grid_claims[name] = analysis.grid_claims(rws, cls, cs, row_name, name)
     say(grid_claims[name], lead=f"**{EXPS[name].title}.** ")
 display(Markdown(
     "Where the best learning rate moves with the other setting, tuning one at a time would miss the best "
@@ -791,6 +812,10 @@ for n in SWEEPS:
 table(["sweep", "best on validation", "its median val. accuracy", "spread of medians (points)",
        "converged / budget / collapsed / diverged"], rows_s)
 say([ranking, analysis.recipe_claim(RP, "recipe")], lead="**Summary.** ")
+trends = {GRIDS[n][2]: next(c for c in grid_claims[n] if c.kind == "grid_trend") for n in GRIDS}
+trends["depth"] = next(c for c in depth_grid if c.kind == "grid_trend")
+say([analysis.findings_claim(trends, anova, zero_claims[1], one_class_claim, search_said)],
+    lead="**Beyond the ranking.** ")
 
 # %% [markdown]
 # <a id="s13"></a>
