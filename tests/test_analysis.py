@@ -502,9 +502,32 @@ def test_findings_copy_their_facts_from_the_claims_that_state_them(tmp_path):
          for m, v in (("grid", 0.95), ("random", 0.951), ("halving", 0.952))},
         {"grid": "grid search", "random": "random search", "halving": "successive halving"}, 4, 20,
         [0.955, 0.96, 0.958], {"lr": 0.05, "momentum": 0.9}, 20)
-    c = analysis.findings_claim({"batch size": trend}, anova, zero, one, search)
+    parts = analysis.Claim("recipe_parts", {"verdict": "Taking out Adam costs accuracy beyond seed noise"})
+    c = analysis.findings_claim({"batch size": trend}, anova, zero, one, search, parts)
+    assert "three parts (section 3): taking out Adam costs accuracy" in c.text
     assert c.facts["moves"]["batch size"]["steps_apart"] == trend.facts["steps_apart"] == [False, True]
     assert c.facts["p_rows"] == anova.facts["p_rows"] < 0.05 and c.facts["zero_one"] == 3
     assert "with the batch size it rises (beyond seed noise at some steps only)" in c.text
     assert "the init seed shows a detectable effect" in c.text and "all 3 of the runs predicting one digit" in c.text
     assert "above every search's best" in c.text and "does not rank the three methods" in c.text
+
+
+def test_recipe_parts_name_the_part_whose_removal_costs_accuracy(tmp_path):
+    """Made-up store: the full recipe at 0.98; without label smoothing 0.97 (worse), a constant rate 0.9798 (tied),
+    SGD instead of Adam 0.95 (worse)."""
+    full = dict(optimizer="adam", lr=3e-3, schedule="cosine", label_smoothing=0.1, momentum=0.0)
+    arms = {"full": (full, 0.98), "no_ls": ({**full, "label_smoothing": 0.0}, 0.97),
+            "constant": ({**full, "schedule": "constant", "epochs": 30}, 0.9798),
+            "sgd": ({**full, "optimizer": "sgd", "lr": 0.05, "momentum": 0.9}, 0.95)}
+    runs = [(TrainConfig(hidden=(8,), **{"epochs": 10, **cfg}, seed=s), m + d) for cfg, m in arms.values()
+            for s, d in enumerate([-0.001, 0.0, 0.001])]
+    pts = analysis.by_setting(_store(tmp_path, runs), "recipe")
+    c = analysis.recipe_parts_claim(pts[0], pts[1:])
+    assert [r["verdict"] for r in c.facts["parts"]] == ["worse beyond seed noise", "tied", "worse beyond seed noise"]
+    assert [r["part"] for r in c.facts["parts"]] == ["label smoothing", "the cosine schedule", "Adam"]
+    assert c.facts["parts"][0]["p"] == pytest.approx(stats.ttest_ind([0.969, 0.97, 0.971], [0.979, 0.98, 0.981],
+                                                                     equal_var=False).pvalue)
+    assert "with no label smoothing, 97.00%" in c.text and "with a constant rate (budget 30 epochs)" in c.text
+    assert "with SGD, momentum 0.9 at 0.05 instead of Adam" in c.text
+    assert "Taking out label smoothing or Adam costs accuracy beyond seed noise; taking out the cosine schedule " \
+           "does not." in c.text

@@ -459,6 +459,23 @@ def _check_split(out, claim, records):
     return True
 
 
+def _check_recipe_parts(claim, records):
+    """adam_cosine against each one-part change, from the stored records: medians, Welch p and verdicts."""
+    f = claim["facts"]
+    g = {}
+    for r in _experiment_of(records, "recipe_parts"):
+        g.setdefault((r["optimizer"], r["schedule"], r["label_smoothing"]), []).append(_val(r))
+    full = g.pop(("adam", "cosine", study.RECIPES["adam_cosine"]["label_smoothing"]))
+    want = sorted((statistics.median(v), _welch(v, full), "tied" if _welch(v, full) >= 0.05 else
+                   "worse beyond seed noise" if statistics.median(v) < statistics.median(full) else
+                   "better beyond seed noise") for v in g.values())
+    got = sorted((r["val"], r["p"], r["verdict"]) for r in f["parts"])
+    assert len(got) == len(want) == len(study.RECIPE_PARTS) and f["full_val"] == pytest.approx(statistics.median(full))
+    for (gv, gp, gverdict), (wv, wp, wverdict) in zip(got, want):
+        assert (gv, gp, gverdict) == (pytest.approx(wv), pytest.approx(wp), wverdict)
+    return True
+
+
 def _check_narrowest(claim, records):
     """The two narrowest widths of the width sweep and the narrowest whose median beats softmax regression."""
     f = claim["facts"]
@@ -474,8 +491,9 @@ def _check_narrowest(claim, records):
     return True
 
 
-CHECKS = {"narrowest": _check_narrowest, "sweep": _check_sweep, "retuned": _check_retuned, "depth": _check_depth,
-          "anova": _check_anova, "recipe": _check_recipe, "grid": _check_grid, "smoothing": _check_smoothing}
+CHECKS = {"narrowest": _check_narrowest, "recipe_parts": _check_recipe_parts, "sweep": _check_sweep,
+          "retuned": _check_retuned, "depth": _check_depth, "anova": _check_anova, "recipe": _check_recipe,
+          "grid": _check_grid, "smoothing": _check_smoothing}
 
 
 def test_every_claim_renders_to_its_sentence_and_its_facts_recompute_from_the_store(quick_study, records):
@@ -485,7 +503,7 @@ def test_every_claim_renders_to_its_sentence_and_its_facts_recompute_from_the_st
     for needed in ("sweep_best", "anova", "recipe", "grid_best", "zero_stored", "threads", "misclassified",
                    "compute", "ranking", "linear_vs_mlp", "search_compute", "search_noise", "search_best",
                    "grid_trend", "smoothing_floor", "depth_signal", "zero_one_class", "overfit", "retuned", "live_gap",
-                   "confusions", "narrowest", "findings", "live_gap"):
+                   "confusions", "narrowest", "findings", "live_gap", "recipe_parts"):
         assert kinds[needed] >= 1, f"no {needed} claim in the notebook"
     recomputed = 0
     for claim, markdown in claims:
@@ -494,7 +512,8 @@ def test_every_claim_renders_to_its_sentence_and_its_facts_recompute_from_the_st
         check = {**CHECKS, "search": functools.partial(_check_search, out),
                  "live": functools.partial(_check_live, out),
                  "confusions": functools.partial(_check_confusions, out),
-                 "split": functools.partial(_check_split, out)}.get(claim["kind"].split("_")[0])
+                 "split": functools.partial(_check_split, out)}.get(
+            claim["kind"] if claim["kind"] == "recipe_parts" else claim["kind"].split("_")[0])
         if check is not None and check(claim, records):
             recomputed += 1
     assert recomputed >= 20
@@ -523,6 +542,8 @@ def test_summary_findings_repeat_the_claims_of_their_sections(quick_study):
     (zero,) = [c["facts"] for c in claims if c["kind"] == "zero_stored"]
     (one,) = [c["facts"] for c in claims if c["kind"] == "zero_one_class"]
     assert f["zero_val"] == zero["zero_val"] and (f["zero_one"], f["zero_n"]) == (one["n_one"], one["n"])
+    (parts,) = [c["facts"] for c in claims if c["kind"] == "recipe_parts"]
+    assert f["parts_verdict"].lower() == parts["verdict"].lower()
     (best,) = [c["facts"] for c in claims if c["kind"] == "search_best"]
     assert f["search"].startswith(best["conclusion"])
 

@@ -263,7 +263,7 @@ class _Formatter(string.Formatter):
         if spec == "pp":
             return f"{100 * value:.2f}"
         if spec == "p":
-            return "< 0.0001" if value < 1e-4 else f"= {value:.2g}" if value < 0.01 else f"= {value:.2f}"
+            return fmt_p(value)
         if spec == "f":
             return "inf" if value == math.inf else f"{value:.2f}"
         if spec == "v":
@@ -329,6 +329,8 @@ TEMPLATES = {
     "recipe": "Chosen on validation: **{recipe}**, median validation accuracy {best_val:pct} over {n} seeds; "
               "{n_tied:tied/recipes}. Its test accuracy: median {test:pct} (range {test_min:pct} to "
               "{test_max:pct}), {verdict} this study's 98% target (the course itself asks for the mid-to-high 90s).",
+    "recipe_parts": "**{recipe}**, one part changed at a time ({n} seeds each), against its median "
+                    "{full_val:pct}: {listed}. {verdict}.",
     "linear_vs_mlp": "Trained with the same recipe and stopping rule, softmax regression reaches a median "
                      "validation accuracy of {lin_val:pct} and the 784-{width}-10 MLP {mlp_val:pct}: {gap:pp} points "
                      "apart (Welch p {p:p}).",
@@ -377,7 +379,8 @@ TEMPLATES = {
     "narrowest": "The two narrowest widths, {a:vu} and {b:vu}, reach medians of {a_val:pct} and {b_val:pct} (Welch "
                  "p {p:p}: {verdict}); failed runs: {a_failed} of {a_n} and {b_failed} of {b_n}. The narrowest "
                  "width whose median beats {baseline_name} ({baseline:pct}) is {first_said}.",
-    "findings": "How the best learning rate moves across each grid's rows: {interactions}. Randomness: the init "
+    "findings": "Of adam_cosine's three parts (section 3): {parts_verdict}. How the best learning rate moves "
+                "across each grid's rows: {interactions}. Randomness: the init "
                 "seed shows {init_verdict} (ANOVA p {p_rows:p}) and the data order {data_verdict} (p {p_cols:p}); "
                 "the {n_anova} runs of one setting span {anova_min:pct} to {anova_max:pct}. Zero initialization "
                 "ends at a median of {zero_val:pct}, {zero_one:of=zero_n,the} runs predicting one digit for every "
@@ -618,10 +621,11 @@ def narrowest_claim(points: list[Point], baseline: float, baseline_name: str, un
 
 
 def findings_claim(trends: dict[str, Claim], anova: Claim, zero: Claim, zero_classes: Claim,
-                   search: list[Claim]) -> Claim:
+                   search: list[Claim], parts: Claim) -> Claim:
     """What the summary says beyond the ranking, each fact copied from the claim that states it in its own section
-    (so it is recomputed wherever that claim is): how the best learning rate moves in each grid ({row name: its
-    grid_trend claim}), the randomness ANOVA, zero initialization, and the search comparison."""
+    (so it is recomputed wherever that claim is): which parts of the recipe matter, how the best learning rate moves
+    in each grid ({row name: its grid_trend claim}), the randomness ANOVA, zero initialization, and the search
+    comparison."""
     def status(f):
         if f["direction"] not in ("rises", "falls"):
             rates = " and ".join(fmt_value(c) for c in f["common"])
@@ -638,7 +642,7 @@ def findings_claim(trends: dict[str, Claim], anova: Claim, zero: Claim, zero_cla
     best = next((c for c in search if c.kind == "search_best"), None)
     noise = next((c for c in search if c.kind == "search_noise"), None)
     return Claim("findings", {
-        "moves": moves,
+        "parts_verdict": parts.facts["verdict"][0].lower() + parts.facts["verdict"][1:], "moves": moves,
         "interactions": "; ".join(f"with the {name} it {word[m['direction']]}{status(m)}" for name, m in moves.items()),
         "p_rows": a["p_rows"], "p_cols": a["p_cols"], "init_verdict": a["init_verdict"],
         "data_verdict": a["data_verdict"], "anova_min": a["min"], "anova_max": a["max"], "n_anova": a["n_init"] *
@@ -665,6 +669,47 @@ def recipe_claim(points: list[Point], experiment: str = "") -> Claim:
     return Claim("recipe", {"experiment": experiment, "recipe": str(b.value), "best_val": b.median, "n": b.n,
                             "n_tied": len(tied), "n_others": len(points) - 1, "test": t, "test_min": min(b.tests),
                             "test_max": max(b.tests), "verdict": "above" if t >= 0.98 else "below"})
+
+
+def recipe_parts_claim(full: Point, parts: list[Point], experiment: str = "") -> Claim:
+    """A recipe against itself with one part changed at a time (each Point's records differ from `full`'s in their
+    optimizer, schedule or label smoothing): which change costs validation accuracy beyond seed noise?"""
+    ref = full.records[0]
+    optimizer = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD"}
+
+    def change(r):  # (what replaced it, the part taken out)
+        if r["optimizer"] != ref["optimizer"]:
+            return (f"{setting(r, 'recipe').split(', lr')[0]} at {r['lr']:g} instead of "
+                    f"{optimizer.get(ref['optimizer'], ref['optimizer'])}",
+                    optimizer.get(ref["optimizer"], ref["optimizer"]))
+        if r.get("schedule", "constant") != ref.get("schedule", "constant"):
+            return (f"a {r.get('schedule', 'constant')} rate" + (f" (budget {r['epochs']} epochs)"
+                                                                 if r["epochs"] != ref["epochs"] else ""),
+                    f"the {ref.get('schedule', 'constant')} schedule")
+        if r.get("label_smoothing", 0.0) != ref.get("label_smoothing", 0.0):
+            return ("no label smoothing" if not r["label_smoothing"] else
+                    f"label smoothing {r['label_smoothing']:g}", "label smoothing")
+        return "no change", "nothing"
+
+    rows = []
+    for p in parts:
+        said, part = change(p.records[0])
+        rows.append({"change": said, "part": part, "val": p.median, "n": p.n, "p": welch_p(p.vals, full.vals),
+                     "verdict": "tied" if not differs(p, full) else
+                     "worse beyond seed noise" if p.median < full.median else "better beyond seed noise"})
+    costly = [r["part"] for r in rows if r["verdict"] == "worse beyond seed noise"]
+    free = [r["part"] for r in rows if r["verdict"] != "worse beyond seed noise"]
+
+    def either(xs):
+        return " or ".join(xs) if len(xs) < 3 else ", ".join(xs[:-1]) + " or " + xs[-1]
+
+    verdict = (f"Taking out {either(costly)} costs accuracy beyond seed noise; taking out {either(free)} does not"
+               if costly and free else "Taking out any one of them costs accuracy beyond seed noise" if costly else
+               "No single change costs accuracy beyond seed noise, so the gain is not pinned on one part")
+    return Claim("recipe_parts", {
+        "experiment": experiment, "recipe": str(full.value), "full_val": full.median, "n": full.n, "parts": rows,
+        "listed": "; ".join(f"with {r['change']}, {pct(r['val'], 2)} (Welch p {fmt_p(r['p'])}: "
+                            f"{r['verdict']})" for r in rows), "verdict": verdict})
 
 
 def overfit_claim(runs: list[tuple[list[dict], int, float]]) -> Claim:
@@ -866,6 +911,11 @@ def search_claims(summaries: dict[str, dict], titles: dict[str, str], rounds: in
 
 def pct(x: float | None, digits: int = 1) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.{digits}f}%"
+
+
+def fmt_p(p: float) -> str:
+    """A p-value as the text writes it after "p": "< 0.0001", "= 0.0043", "= 0.79"."""
+    return "< 0.0001" if p < 1e-4 else f"= {p:.2g}" if p < 0.01 else f"= {p:.2f}"
 
 
 def tied_phrase(n_tied: int, n_others: int, nouns: str) -> str:
