@@ -427,8 +427,13 @@ def _check_retuned(claim, records):
     assert (f["value_lr"], f["ref_lr"]) == (lr_v, lr_r) and f["p"] == pytest.approx(p)
     assert f["value_val"] == pytest.approx(statistics.median(v))
     assert f["ref_val"] == pytest.approx(statistics.median(ref))
-    assert f["verdict"] == ("tied" if p >= 0.05 else "worse beyond seed noise" if statistics.median(v) <
-                            statistics.median(ref) else "better beyond seed noise")
+    verdict = ("tied" if p >= 0.05 else "worse beyond seed noise" if statistics.median(v) < statistics.median(ref)
+               else "better beyond seed noise")
+    recs = [r for r in _experiment_of(records, "batch_x_lr") if (r["batch_size"], r["lr"]) == (f["value"], lr_v)]
+    stopped = sum(_outcome(r)[0] == "budget" and r["patience"] > 0 for r in recs)
+    if verdict.startswith("worse") and 2 * stopped > len(recs):
+        verdict += " within the budget"
+    assert f["verdict"] == verdict and f["n_budget"] == stopped
     return True
 
 

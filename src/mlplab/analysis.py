@@ -302,8 +302,7 @@ TEMPLATES = {
                           "widely to call it worse than the best (Welch p {high_p:p}).",
     "sweep_high_ok": "A plateau, not an optimum: {high:vu} is tied with the best ({high_val:pct}, Welch p "
                      "{high_p:p}), so no harm is observed up to {high:vu}.",
-    "sweep_failures": "{n_failed} of the {n_runs} runs failed (collapsed to near chance with a finite loss, or "
-                      "diverged): {where}.",
+    "sweep_failures": "{n_failed} of the {n_runs} runs failed: {where}.",
     "chosen_test": "Its test accuracy: median {test:pct} over {n} seeds.",
     "anova": "A two-way ANOVA over {n_init} init seeds x {n_data} data orders: init seed F({df_rows}, {df_res}) = "
              "{f_rows:f}, p {p_rows:p} ({init_verdict}); data order F({df_cols}, {df_res}) = {f_cols:f}, p "
@@ -529,11 +528,14 @@ def retuned_claims(rows: list, cells: list[list[Point]], ref, name: str, unit: s
         stopped = stopped_by_budget(b)
         verdict = ("tied" if not differs(b, r) else "worse beyond seed noise" if b.median < r.median
                    else "better beyond seed noise")
+        if verdict.startswith("worse") and 2 * stopped > b.n:  # its median is a budget-stopped run's
+            verdict += " within the budget"
         out.append(Claim("retuned", {"experiment": experiment, "name": name, "unit": unit, "value": value,
                                      "value_val": b.median, "value_lr": b.value[1], "ref": ref, "ref_val": r.median,
                                      "ref_lr": r.value[1], "p": welch_p(b.vals, r.vals), "verdict": verdict,
                                      "n_budget": stopped, "n": b.n,
-                                     "budget_note": f"; {stopped} of its {b.n} runs stopped on the budget"
+                                     "budget_note": f"; {_FMT.format('{k:of=n,its}', k=stopped, n=b.n)} runs "
+                                                    "stopped on the budget"
                                      if stopped else ""}))
     return out
 

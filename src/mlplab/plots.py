@@ -334,7 +334,7 @@ def compute_bars(names: list[str], model_epochs: list[int], budget_epochs: list[
     a1.set_xlabel("model-epochs")
     a1.legend(fontsize=8)
     a2.barh(y, seconds, color=OKABE_ITO[2])
-    a2.set_xlabel("seconds of training (its share of each population)")
+    a2.set_xlabel("seconds of training\n(its share of each population)")
     fig.suptitle(title)
     return fig
 

@@ -795,7 +795,7 @@ for n, e in EXPS.items():
     est = cost.shares(all_t, e.trials())
     me = sum(len(r["history"]) for r in recs)
     sec = sum((r["seconds"] or 0) / (r["population"] or 1) for r in recs)
-    names.append(n), trained.append(me), budgets.append(est.model_epochs), secs.append(sec)
+    names.append(e.title.split(" (")[0]), trained.append(me), budgets.append(est.model_epochs), secs.append(sec)
     rows_c.append([e.title, e.precision, len(recs), me, est.model_epochs, f"{est.flops / 1e12:.1f}",
                    f"{est.seconds:.0f}", f"{sec:.0f}"])
 table(["experiment", "precision", "trials", "model-epochs trained", "at the budget", "TFLOP at the budget",
