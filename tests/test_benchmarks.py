@@ -42,7 +42,9 @@ def test_tune_benchmark_smoke(tmp_path):
         assert [r["seed"] for r in runs] == [0, 1]
         for r in runs:
             for how in ("mlplab", "optuna_nn"):
-                assert 0.5 < r[how]["best_val_accuracy"] <= 1 and r[how]["model_epochs"] > 0
+                # 6 trials of 2 epochs of 10 steps on 2,000 images (Optuna's side draws its init unseeded): the
+                # best can stay below 50%; above twice chance (10 classes) it learned something
+                assert 0.2 < r[how]["best_val_accuracy"] <= 1 and r[how]["model_epochs"] > 0
                 assert r[how]["complete"] + r[how]["pruned"] == data["settings"]["trials"]
                 refit = r[how]["refit"]  # the chosen setting retrained with 2 fresh seeds
                 assert refit["seeds"] == 2 and len(refit["val"]) == 2 and all(0 < v <= 1 for v in refit["val"])

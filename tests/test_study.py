@@ -434,33 +434,35 @@ def _check_retuned(claim, records):
     if verdict.startswith("worse") and 2 * stopped > len(recs):
         verdict += " within the budget"
     assert f["verdict"] == verdict and f["n_budget"] == stopped
+    ref = [r for r in _experiment_of(records, "batch_x_lr") if (r["batch_size"], r["lr"]) == (f["ref"], lr_r)]
+    assert f["ref_budget"] == sum(_outcome(r)[0] == "budget" and r["patience"] > 0 for r in ref)
     return True
 
 
 def _check_split(out, claim, records):
-    """The lowest learning rates' seed-0 models, from their weights in the store, scored on the 50,000 training
-    images and the validation images."""
+    """The learning-rate sweep's seed-0 models, from their weights in the store, scored on the 50,000 training images
+    and the validation images; the one closest to the thirty-line model's training accuracy, and the reading."""
     import torch
 
     from mlplab.device import arithmetic
     from mlplab.mlp import forward
 
     f = claim["facts"]
-    lrs = sorted({r["lr"] for r in _experiment_of(records, "lr")})[:3]
-    recs = {r["lr"]: r for r in _experiment_of(records, "lr") if r["seed"] == 0}
-    assert [m[1] for m in f["models"]] == lrs and [m[0] for m in f["models"]] == [recs[lr]["key"] for lr in lrs]
     sp = _splits()
+    fits = []
     with Store(out / "study.sqlite", create=False) as s:
-        for key, lr, train, val in f["models"]:
-            w = {k: v.float() for k, v in s.weights(key).items()}
-            with torch.no_grad(), arithmetic(torch.device("cpu"), recs[lr]["precision"]):
-                got = [float((forward(w, torch.from_numpy(x).float() / 255, recs[lr]["activation"])[0].argmax(-1)
-                              == torch.from_numpy(y)).float().mean()) for x, y in ((sp.train_x, sp.train_y),
-                                                                                    (sp.val_x, sp.val_y))]
-            assert [train, val] == pytest.approx(got, abs=1e-6)
-            assert val == pytest.approx(recs[lr]["val_accuracy"], abs=1e-6)  # the stored model itself
-    n_higher = sum(v > t for _, _, t, v in f["models"])
-    assert f["n_higher"] == n_higher and (claim["kind"] == "split_easier") == (2 * n_higher > len(f["models"]))
+        for r in (r for r in _experiment_of(records, "lr") if r["seed"] == 0):
+            w = {k: v.float() for k, v in s.weights(r["key"]).items()}
+            with torch.no_grad(), arithmetic(torch.device("cpu"), r["precision"]):
+                train, val = [float((forward(w, torch.from_numpy(x).float() / 255, r["activation"])[0].argmax(-1)
+                                     == torch.from_numpy(y)).float().mean())
+                              for x, y in ((sp.train_x, sp.train_y), (sp.val_x, sp.val_y))]
+            assert val == pytest.approx(r["val_accuracy"], abs=1e-6)  # the stored model itself
+            fits.append((abs(train - f["live_train"]), r["key"], train, val))
+    _, key, train, val = min(fits)
+    assert (f["key"], f["train"], f["val"]) == (key, pytest.approx(train, abs=1e-6), pytest.approx(val, abs=1e-6))
+    share = (val - train) / f["live_gap"]
+    assert f["verdict"] == ("most" if share >= 0.5 else "part" if share > 0 else "none")
     return True
 
 
@@ -508,7 +510,7 @@ def test_every_claim_renders_to_its_sentence_and_its_facts_recompute_from_the_st
     for needed in ("sweep_best", "anova", "recipe", "grid_best", "zero_stored", "threads", "misclassified",
                    "compute", "ranking", "linear_vs_mlp", "search_compute", "search_noise", "search_best",
                    "grid_trend", "smoothing_floor", "depth_signal", "zero_one_class", "overfit", "retuned", "live_gap",
-                   "confusions", "narrowest", "findings", "live_gap", "recipe_parts"):
+                   "confusions", "narrowest", "findings", "recipe_parts"):
         assert kinds[needed] >= 1, f"no {needed} claim in the notebook"
     recomputed = 0
     for claim, markdown in claims:
@@ -522,7 +524,11 @@ def test_every_claim_renders_to_its_sentence_and_its_facts_recompute_from_the_st
         if check is not None and check(claim, records):
             recomputed += 1
     assert recomputed >= 20
-    assert kinds["split_easier"] + kinds["split_same"] == 1
+    (live,) = [c["facts"] for c, _ in claims if c["kind"] == "live_gap"]
+    split = [c["facts"] for c, _ in claims if c["kind"] == "split"]
+    assert len(split) == (live["last_val"] > live["last_train"])  # said only when validation is ahead
+    for f in split:
+        assert f["live_train"] == live["last_train"] and f["live_gap"] == live["last_val"] - live["last_train"]
     # a sweep says nothing about failures only when none of its runs collapsed or diverged
     said = {c["facts"]["experiment"] for c, _ in claims if c["kind"] == "sweep_failures"}
     for name in {c["facts"]["experiment"] for c, _ in claims if c["kind"] == "sweep_best"} - {"depth_retuned"} - said:
@@ -540,7 +546,7 @@ def test_summary_findings_repeat_the_claims_of_their_sections(quick_study):
     assert set(f["moves"]) == set(named)
     for name, moves in f["moves"].items():
         t = trends[named[name]]
-        assert moves == {k: t[k] for k in ("direction", "separated", "steps_apart", "common")}
+        assert moves == {k: t[k] for k in ("direction", "separated", "steps_apart", "common", "rows")}
     (anova,) = [c["facts"] for c in claims if c["kind"] == "anova"]
     assert (f["p_rows"], f["p_cols"], f["anova_min"], f["anova_max"]) == \
         (anova["p_rows"], anova["p_cols"], anova["min"], anova["max"])
@@ -628,6 +634,7 @@ def _check_search(out, claim, records):
         bests = [g["best"] for g in got.values()]
         assert f["noise_median"] == pytest.approx(statistics.median(noise))
         assert f["n_searches_below"] == sum(b < statistics.median(noise) for b in bests)
+        assert f["margin"] == pytest.approx(statistics.median(noise) - max(bests))
     elif kind == "search_best":
         best = {m: g["best"] for m, g in got.items()}
         top = max(best.values())

@@ -238,7 +238,8 @@ class _Formatter(string.Formatter):
     """Format specs for facts: pct (accuracy as %, 2 decimals), pct1, pp (a difference in percentage points), p (a
     p-value), f (an F statistic), v (a setting's value), vu (a setting's value with the claim's `unit` fact: "1 unit",
     "4 units"), n/NOUN (a count and its noun: "1 value", "3 values"; "no value" for 0), of=KEY,OWNER (a part of the
-    fact KEY: "1 of its 3", or "all 3 of its" when it is all of them; Of=KEY,OWNER starts a sentence), tied/NOUNS
+    fact KEY: "1 of its 3", or "all 3 of its" when it is all of them; Of=KEY,OWNER starts a sentence;
+    each=KEY,OWNER says "each of the 5" for all of them), tied/NOUNS
     (the count of the claim's `n_others` tied with the best, as a phrase), count (an expected count: "about 3.2", or
     "fewer than 0.1"), "," (thousands separators); anything else is Python's own."""
 
@@ -251,11 +252,13 @@ class _Formatter(string.Formatter):
             return with_unit(value, self._facts.get("unit", ""))
         if spec.startswith("n/"):  # {k:n/value}: "no value", "1 value", "3 values"
             return f"{value if value else 'no'} {spec[2:]}{'' if value in (0, 1) else 's'}"
-        if spec.startswith(("of=", "Of=")):  # {k:of=n,its}: "1 of its 3", "all 3 of its"
-            key, owner = spec[3:].split(",", 1)
+        if spec.startswith(("of=", "Of=", "each=")):  # {k:of=n,its}: "1 of its 3", "all 3 of its"
+            how, rest = spec.split("=", 1)
+            key, owner = rest.split(",", 1)
             total = self._facts[key]
-            text = f"all {total} of {owner}" if value == total and total > 1 else f"{value} of {owner} {total}"
-            return text[0].upper() + text[1:] if spec[0] == "O" else text
+            every = f"each of {owner} {total}" if how == "each" else f"all {total} of {owner}"
+            text = every if value == total and total > 1 else f"{value} of {owner} {total}"
+            return text[0].upper() + text[1:] if how == "Of" else text
         if spec.startswith("tied/"):  # {n_tied:tied/values}: how many of the n_others others tie with the best
             return tied_phrase(value, self._facts["n_others"], spec[len("tied/"):])
         if spec in ("pct", "pct1"):
@@ -314,16 +317,14 @@ TEMPLATES = {
     "grid_trend": "From the smallest {row_name} to the largest, the best learning rate {trend}. The rates tied with "
                   "each row's best are {ranges}. {verdict}.",
     "live_gap": "Both errors are measured on the whole split after each epoch. The validation error is below the "
-                "training error at {n_below:of=n,the} epochs (last epoch: {last_val:pct} validation against "
+                "training error after {n_below:each=n,the} epochs (last epoch: {last_val:pct} validation against "
                 "{last_train:pct} training accuracy). That rules out overfitting so far.",
-    "split_easier": "Part of that is the split, not the network: {n_higher:of=n,the} most underfit stored models "
-                    "(seed 0 of the learning-rate sweep at its lowest rates) score higher on the validation images "
-                    "than on the {n_train:,} they trained on ({pairs}).",
-    "split_same": "The split does not explain it: only {n_higher} of the {n} most underfit stored models (seed 0 of "
-                  "the learning-rate sweep at its lowest rates) score higher on the validation images than on the "
-                  "{n_train:,} they trained on ({pairs}).",
+    "split": "A stored model at about the same fit (seed 0 of the learning-rate sweep at lr {lr:v}: {train:pct} on "
+             "the {n_train:,} images it trained on) scores {val:pct} on validation, {gap:pp} points above that, "
+             "against {live_gap:pp} here: {reading}.",
     "retuned": "At its own best learning rate, {name} {value:vu} reaches {value_val:pct} (learning rate "
-               "{value_lr:v}{budget_note}) against {ref_val:pct} for {ref:vu} (learning rate {ref_lr:v}), Welch p "
+               "{value_lr:v}{budget_note}) against {ref_val:pct} for {ref:vu} (learning rate {ref_lr:v}{ref_note}), "
+               "Welch p "
                "{p:p}: {verdict}.",
     "recipe": "Chosen on validation: **{recipe}**, median validation accuracy {best_val:pct} over {n} seeds; "
               "{n_tied:tied/recipes}. Its test accuracy: median {test:pct} (range {test_min:pct} to "
@@ -360,8 +361,8 @@ TEMPLATES = {
                      "and {n_all} by all of them; if the seeds erred independently, {n_expected:count} would be "
                      "misclassified by all.",
     "compute": "The study trained {model_epochs:,} model-epochs of the {budget_epochs:,} its budgets allowed "
-               "({share:pct1}); early stopping saved the rest. The stored training time adds up to {seconds:.0f} s "
-               "against {predicted:.0f} s predicted at the budget.",
+               "({share:pct1}); early stopping saved the rest. The stored training time adds up to {seconds:,.0f} s "
+               "against {predicted:,.0f} s predicted at the budget.",
     "smoothing_floor": "The label-smoothed recipe's dotted training loss is measured against its smoothed targets, so "
                        "it can never fall below their entropy, {floor:.2f} nats (smoothing {eps:g} over {classes} "
                        "classes); its validation loss is the plain cross-entropy. Its training curve lying above its "
@@ -376,14 +377,13 @@ TEMPLATES = {
     "neighbours": "For {n_near} of the {n_hard} images shown, the nearest training image carries the label the seeds "
                   "predicted, not the true one.",
     "narrowest": "The two narrowest widths, {a:vu} and {b:vu}, reach medians of {a_val:pct} and {b_val:pct} (Welch "
-                 "p {p:p}: {verdict}); failed runs: {a_failed} of {a_n} and {b_failed} of {b_n}. The narrowest "
-                 "width whose median beats {baseline_name} ({baseline:pct}) is {first_said}.",
+                 "p {p:p}: {verdict}); {a_failed} of {a_n} runs failed at {a:vu}, {b_failed} of {b_n} at {b:vu}. The "
+                 "narrowest width tried whose median beats {baseline_name} ({baseline:pct}) is {first_said}.",
     "findings": "Of adam_cosine's three parts (section 3): {parts_verdict}. How the best learning rate moves "
-                "across each grid's rows: {interactions}. Randomness: the init "
-                "seed shows {init_verdict} (ANOVA p {p_rows:p}) and the data order {data_verdict} (p {p_cols:p}); "
-                "the {n_anova} runs of one setting span {anova_min:pct} to {anova_max:pct}. Zero initialization "
-                "ends at a median of {zero_val:pct}, {zero_one:of=zero_n,the} runs predicting one digit for every "
-                "image. Searching at equal compute: {search}.",
+                "across each grid's rows: {interactions}. Randomness: {randomness}; the {n_anova} runs of one setting "
+                "span {anova_min:pct} to {anova_max:pct}. Zero initialization ends at a median of {zero_val:pct}; "
+                "{zero_one:of=zero_n,its} runs predict a single digit for every image. Searching at equal compute: "
+                "{search}.",
     "ranking": "Over the whole range each sweep tried, ranked by the spread of median validation accuracy they "
                "cause (only sweeps whose best and worst values differ beyond seed noise): {ranking}. {share_said}"
                "Leaving out the controls ({controls}) and every value whose median does not beat {baseline_name} "
@@ -520,6 +520,11 @@ def retuned_claims(rows: list, cells: list[list[Point]], ref, name: str, unit: s
             return []
         ref = top.value[0]
     r = best(cells[rows.index(ref)])
+    ref_stopped = stopped_by_budget(r) if r is not None else 0
+
+    def budget_note(k, n):
+        return f"; {_FMT.format('{k:of=n,its}', k=k, n=n)} runs stopped on the budget" if k else ""
+
     out = []
     for value, row in zip(rows, cells):
         b = best(row)
@@ -534,9 +539,8 @@ def retuned_claims(rows: list, cells: list[list[Point]], ref, name: str, unit: s
                                      "value_val": b.median, "value_lr": b.value[1], "ref": ref, "ref_val": r.median,
                                      "ref_lr": r.value[1], "p": welch_p(b.vals, r.vals), "verdict": verdict,
                                      "n_budget": stopped, "n": b.n,
-                                     "budget_note": f"; {_FMT.format('{k:of=n,its}', k=stopped, n=b.n)} runs "
-                                                    "stopped on the budget"
-                                     if stopped else ""}))
+                                     "budget_note": budget_note(stopped, b.n), "ref_budget": ref_stopped,
+                                     "ref_note": budget_note(ref_stopped, r.n)}))
     return out
 
 
@@ -567,7 +571,8 @@ def trend_claim(cols: list, cells: list[list[Point]], base: dict) -> Claim:
 
     common = sorted(set.intersection(*map(set, tied_sets))) if tied_sets else []
     verdict = (f"No shift is claimed: {' and '.join(fmt_value(cols[i]) for i in common)} "
-               f"{'is' if len(common) == 1 else 'are'} tied with the best in every row" if not apart and common and
+               f"{'is' if len(common) == 1 else 'are'} the best rate or tied with it in every row" if not apart and
+               common and
                trend != "stays" else "No shift is claimed" if not apart else
                "Each row's range lies wholly beyond the previous row's, so the shift is beyond seed noise" if separated
                else "Neighbouring rows' ranges overlap, so the shift is not established beyond seed noise"
@@ -586,7 +591,7 @@ def trend_claim(cols: list, cells: list[list[Point]], base: dict) -> Claim:
             f"{trend}, with some neighbouring rows sharing a best rate" if weak else trend)
     return Claim("grid_trend", {**base, "trend": said, "direction": trend,
                                 "separated": separated, "steps_apart": apart, "best_cols": [cols[i] for i in bests],
-                                "common": [cols[i] for i in common],
+                                "common": [cols[i] for i in common], "rows": [r[2] for r in ranges],
                                 "ranges": shown, "verdict": verdict})
 
 
@@ -603,6 +608,25 @@ def anova_claim(records: list[dict], experiment: str = "") -> Claim:
                            **{k: a[k] for k in ("df_rows", "df_cols", "df_res", "f_rows", "p_rows", "f_cols",
                                                 "p_cols", "min", "max")},
                            "init_verdict": verdict(a["p_rows"]), "data_verdict": verdict(a["p_cols"])})
+
+
+SPLIT_READINGS = {"most": "most of that gap comes from the split (the held-out images are easier to classify), not "
+                          "from the network",
+                  "part": "part of that gap comes from the split, the rest from the network",
+                  "none": "the gap does not come from the split"}
+
+
+def split_claim(key: str, lr: float, train: float, val: float, live_train: float, live_val: float,
+                n_train: int) -> Claim:
+    """How much of a model's validation-over-training gap the split itself gives: a stored model at about the same
+    training accuracy (key, lr, its train and val accuracy) against the live one's gap. Most when the stored gap is
+    at least half the live one."""
+    gap, live_gap = val - train, live_val - live_train
+    share = gap / live_gap if live_gap > 0 else math.nan
+    verdict = "most" if share >= 0.5 else "part" if share > 0 else "none"
+    return Claim("split", {"key": key, "lr": lr, "train": train, "val": val, "gap": gap, "live_gap": live_gap,
+                           "live_train": live_train, "n_train": n_train, "verdict": verdict,
+                           "reading": SPLIT_READINGS[verdict]})
 
 
 def narrowest_claim(points: list[Point], baseline: float, baseline_name: str, unit: str = "",
@@ -631,13 +655,17 @@ def findings_claim(trends: dict[str, Claim], anova: Claim, zero: Claim, zero_cla
     def status(f):
         if f["direction"] not in ("rises", "falls"):
             rates = " and ".join(fmt_value(c) for c in f["common"])
-            return f" ({rates} tied with the best in every row)" if f["common"] and f["direction"] != "stays" else ""
-        apart = [x for x in f["steps_apart"] if x]
-        return (" (beyond seed noise)" if f["separated"] else " (within seed noise)" if not apart
-                else " (beyond seed noise at some steps only)")
+            return (f" ({rates} {'is' if len(f['common']) == 1 else 'are'} the best rate or tied with it in every "
+                    "row)" if f["common"] and
+                    f["direction"] != "stays" else "")
+        steps = [f"from {fmt_value(a)} to {fmt_value(b)}" for a, b, x in zip(f["rows"], f["rows"][1:],
+                                                                               f["steps_apart"]) if x]
+        return (" (beyond seed noise)" if f["separated"] else " (within seed noise)" if not steps
+                else f" (beyond seed noise {' and '.join(steps)} only)")
 
     moves = {name: {"direction": c.facts["direction"], "separated": c.facts["separated"],
-                    "steps_apart": c.facts["steps_apart"], "common": c.facts["common"]} for name, c in trends.items()}
+                    "steps_apart": c.facts["steps_apart"], "common": c.facts["common"], "rows": c.facts["rows"]}
+             for name, c in trends.items()}
     word = {"stays": "stays the same", "rises": "rises", "falls": "falls",
             "moves without a monotone trend": "moves without a monotone trend"}
     a = anova.facts
@@ -646,15 +674,18 @@ def findings_claim(trends: dict[str, Claim], anova: Claim, zero: Claim, zero_cla
     return Claim("findings", {
         "parts_verdict": parts.facts["verdict"][0].lower() + parts.facts["verdict"][1:], "moves": moves,
         "interactions": "; ".join(f"with the {name} it {word[m['direction']]}{status(m)}" for name, m in moves.items()),
+        "randomness": (f"neither the init seed (ANOVA p {fmt_p(a['p_rows'])}) nor the data order (p "
+                       f"{fmt_p(a['p_cols'])}) has a detectable effect"
+                       if a["p_rows"] >= ALPHA and a["p_cols"] >= ALPHA else
+                       f"the init seed shows {a['init_verdict']} (ANOVA p {fmt_p(a['p_rows'])}) and the data order "
+                       f"{a['data_verdict']} (p {fmt_p(a['p_cols'])})"),
         "p_rows": a["p_rows"], "p_cols": a["p_cols"], "init_verdict": a["init_verdict"],
         "data_verdict": a["data_verdict"], "anova_min": a["min"], "anova_max": a["max"], "n_anova": a["n_init"] *
         a["n_data"], "zero_val": zero.facts["zero_val"], "zero_n": zero_classes.facts["n"],
         "zero_one": zero_classes.facts["n_one"],
         "search": (f"{best.facts['conclusion']}" if best else "the searches' gaps were not measured against noise")
         + (f"; the study's base setting reached a median of {pct(noise.facts['noise_median'], 2)} over its seeds, "
-           + ("above every search's best" if noise.facts["n_searches_below"] == noise.facts["n_searches"] else
-              f"above the best of {noise.facts['n_searches_below']} of the {noise.facts['n_searches']} searches"
-              if noise.facts["n_searches_below"] else "below every search's best") if noise else "")})
+           f"{noise.facts['noise_vs_best']}" if noise else "")})
 
 
 def smoothing_floor(eps: float, classes: int) -> float:
@@ -675,43 +706,60 @@ def recipe_claim(points: list[Point], experiment: str = "") -> Claim:
 
 def recipe_parts_claim(full: Point, parts: list[Point], experiment: str = "") -> Claim:
     """A recipe against itself with one part changed at a time (each Point's records differ from `full`'s in their
-    optimizer, schedule or label smoothing): which change costs validation accuracy beyond seed noise?"""
+    optimizer, schedule or label smoothing): which change costs validation accuracy beyond seed noise? A loss beyond
+    noise whose p-value would not survive a Bonferroni correction for the number of changes is called borderline; a
+    loss within noise is reported with its size, since a few seeds cannot tell a small effect from none."""
     ref = full.records[0]
     optimizer = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD"}
 
-    def change(r):  # (what replaced it, the part taken out)
+    def change(r):  # (the arm, as "with ...", and what it does to the recipe)
         if r["optimizer"] != ref["optimizer"]:
-            return (f"{setting(r, 'recipe').split(', lr')[0]} at {r['lr']:g} instead of "
-                    f"{optimizer.get(ref['optimizer'], ref['optimizer'])}",
-                    optimizer.get(ref["optimizer"], ref["optimizer"]))
+            mine = optimizer.get(r["optimizer"], r["optimizer"])
+            momentum = f"momentum {r['momentum']:g}, " if r.get("momentum") else ""
+            theirs = optimizer.get(ref["optimizer"], ref["optimizer"])
+            return (f"{mine} ({momentum}learning rate {r['lr']:g}) instead of {theirs}",
+                    f"replacing {theirs} by {mine}")
         if r.get("schedule", "constant") != ref.get("schedule", "constant"):
             return (f"a {r.get('schedule', 'constant')} rate" + (f" (budget {r['epochs']} epochs)"
                                                                  if r["epochs"] != ref["epochs"] else ""),
-                    f"the {ref.get('schedule', 'constant')} schedule")
+                    f"dropping the {ref.get('schedule', 'constant')} schedule")
         if r.get("label_smoothing", 0.0) != ref.get("label_smoothing", 0.0):
             return ("no label smoothing" if not r["label_smoothing"] else
-                    f"label smoothing {r['label_smoothing']:g}", "label smoothing")
-        return "no change", "nothing"
+                    f"label smoothing {r['label_smoothing']:g}", "dropping label smoothing")
+        return "no change", "changing nothing"
 
     rows = []
     for p in parts:
         said, part = change(p.records[0])
-        rows.append({"change": said, "part": part, "val": p.median, "n": p.n, "p": welch_p(p.vals, full.vals),
+        rows.append({"change": said, "part": part, "val": p.median, "gap": full.median - p.median, "n": p.n,
+                     "p": welch_p(p.vals, full.vals),
                      "verdict": "tied" if not differs(p, full) else
                      "worse beyond seed noise" if p.median < full.median else "better beyond seed noise"})
-    costly = [r["part"] for r in rows if r["verdict"] == "worse beyond seed noise"]
-    free = [r["part"] for r in rows if r["verdict"] != "worse beyond seed noise"]
+    k = len(rows)
+    costly = [r for r in rows if r["verdict"] == "worse beyond seed noise"]
+    weak = [r for r in costly if r["p"] >= ALPHA / k]
+    within = [r for r in rows if r["verdict"] == "tied"]
 
-    def either(xs):
-        return " or ".join(xs) if len(xs) < 3 else ", ".join(xs[:-1]) + " or " + xs[-1]
+    def join(xs):
+        return " and ".join(xs) if len(xs) < 3 else ", ".join(xs[:-1]) + " and " + xs[-1]
 
-    verdict = (f"Taking out {either(costly)} costs accuracy beyond seed noise; taking out {either(free)} does not"
-               if costly and free else "Taking out any one of them costs accuracy beyond seed noise" if costly else
-               "No single change costs accuracy beyond seed noise, so the gain is not pinned on one part")
+    said = []
+    if costly:
+        borderline = (f", {join([r['part'] for r in weak])} only at p {join([fmt_p(r['p']) for r in weak])}, which "
+                      f"would not survive a correction for the {k} comparisons" if weak else "")
+        said.append(f"{join([r['part'] for r in costly])} cost{'s' if len(costly) == 1 else ''} accuracy beyond "
+                    f"seed noise{borderline}")
+    if within:
+        gaps = join([f"{100 * r['gap']:.2f}" for r in within])
+        said.append(f"{join([r['part'] for r in within])} cost{'s' if len(within) == 1 else ''} {gaps} points, "
+                    f"within seed noise ({full.n} seeds per arm cannot tell effects this small from none)")
+    verdict = "; ".join(said) or "no change costs accuracy"
     return Claim("recipe_parts", {
         "experiment": experiment, "recipe": str(full.value), "full_val": full.median, "n": full.n, "parts": rows,
-        "listed": "; ".join(f"with {r['change']}, {pct(r['val'], 2)} (Welch p {fmt_p(r['p'])}: "
-                            f"{r['verdict']})" for r in rows), "verdict": verdict})
+        "listed": "; ".join(f"with {r['change']}, {pct(r['val'], 2)} ({100 * abs(r['gap']):.2f} points "
+                            f"{'lower' if r['gap'] >= 0 else 'higher'}, Welch p {fmt_p(r['p'])}: {r['verdict']})"
+                            for r in rows),
+        "verdict": verdict[0].upper() + verdict[1:]})
 
 
 def overfit_claim(runs: list[tuple[list[dict], int, float]]) -> Claim:
@@ -878,10 +926,14 @@ def search_claims(summaries: dict[str, dict], titles: dict[str, str], rounds: in
         med = statistics.median(noise)
         bests = [v["best_val"] for v in s.values() if v["best_val"] is not None]
         above = sum(med > b for b in bests)
+        margin = med - max(bests) if bests else math.nan
         out.append(Claim("search_noise", {**base, "n": n, "sd": sd, "df": n - 1,
                                           "threshold": float(stats.t.ppf(1 - ALPHA / 2, n - 1)) * math.sqrt(2) * sd,
                                           "noise_median": med, "n_searches_below": above, "n_searches": len(bests),
-                                          "noise_vs_best": "above every search's best" if bests and
+                                          "margin": margin,
+                                          "noise_vs_best": (f"above every search's best, by {100 * margin:.2f} points "
+                                                            f"({'less' if margin < sd else 'more'} than one run's "
+                                                            "standard deviation)") if bests and
                                           above == len(bests) else f"above the best of {above} of the "
                                           f"{len(bests)} searches" if above else "no search's best was below it"}))
     else:
