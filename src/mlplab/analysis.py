@@ -666,14 +666,14 @@ def findings_claim(trends: dict[str, Claim], anova: Claim, zero: Claim, zero_cla
     moves = {name: {"direction": c.facts["direction"], "separated": c.facts["separated"],
                     "steps_apart": c.facts["steps_apart"], "common": c.facts["common"], "rows": c.facts["rows"]}
              for name, c in trends.items()}
-    word = {"stays": "stays the same", "rises": "rises", "falls": "falls",
-            "moves without a monotone trend": "moves without a monotone trend"}
     a = anova.facts
     best = next((c for c in search if c.kind == "search_best"), None)
     noise = next((c for c in search if c.kind == "search_noise"), None)
     return Claim("findings", {
         "parts_verdict": parts.facts["verdict"][0].lower() + parts.facts["verdict"][1:], "moves": moves,
-        "interactions": "; ".join(f"with the {name} it {word[m['direction']]}{status(m)}" for name, m in moves.items()),
+        "interactions": "; ".join(f"with the {name} it "
+                                  f"{'stays the same' if m['direction'] == 'stays' else m['direction']}{status(m)}"
+                                  for name, m in moves.items()),
         "randomness": (f"neither the init seed (ANOVA p {fmt_p(a['p_rows'])}) nor the data order (p "
                        f"{fmt_p(a['p_cols'])}) has a detectable effect"
                        if a["p_rows"] >= ALPHA and a["p_cols"] >= ALPHA else

@@ -479,7 +479,7 @@ table(["hidden layers", "best learning rate", "median val. accuracy", "seeds"],
 retuned_pts = [analysis.Point(b.value[0], b.records) for b in retuned]
 depth_grid = analysis.grid_claims(rows_d, cols_d, cells_d, "depth", "depth_x_lr")
 say(depth_grid + analysis.sweep_claims(retuned_pts, "depth with the rate re-tuned per depth", " hidden layers",
-                            "depth_retuned")[:1])
+                                       "depth_retuned")[:1])
 
 # %% [markdown]
 # <a id="s6"></a>
