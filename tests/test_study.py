@@ -390,21 +390,26 @@ def _check_live(out, claim, records):
     return True
 
 
-def _check_confusions(out, claim, records):
-    """The three most frequent (true, predicted) pairs of the chosen recipe's seed, from its weights in the store."""
+def _predict(out, rec, pixels):
+    """The predicted classes of a stored model (its weights in the store, in the precision it trained with) for uint8
+    pixels (N, 784)."""
     import torch
 
     from mlplab.device import arithmetic
     from mlplab.mlp import forward
 
+    with Store(out / "study.sqlite", create=False) as s:
+        w = {k: v.float() for k, v in s.weights(rec["key"]).items()}
+    with torch.no_grad(), arithmetic(torch.device("cpu"), rec["precision"]):
+        return forward(w, torch.from_numpy(pixels).float() / 255, rec["activation"])[0].float().argmax(-1).numpy()
+
+
+def _check_confusions(out, claim, records):
+    """The three most frequent (true, predicted) pairs of the chosen recipe's seed, from its weights in the store."""
     f = claim["facts"]
     rec = next(r for r in records if r["key"] == f["key"])
     assert rec["seed"] == f["seed"]
-    x, y = torch.from_numpy(_splits().test_x).float() / 255, _splits().test_y.tolist()
-    with Store(out / "study.sqlite", create=False) as s:
-        w = s.weights(f["key"])
-    with torch.no_grad(), arithmetic(torch.device("cpu"), rec["precision"]):
-        pred = forward({k: v.float() for k, v in w.items()}, x, rec["activation"])[0].float().argmax(-1).tolist()
+    y, pred = _splits().test_y.tolist(), _predict(out, rec, _splits().test_x).tolist()
     wrong = Counter((t, p) for t, p in zip(y, pred) if t != p)
     top = sorted(wrong.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
     assert f["pairs"] == [[t, p, n] for (t, p), n in top] and f["n_errors"] == sum(wrong.values())
@@ -442,23 +447,14 @@ def _check_retuned(claim, records):
 def _check_split(out, claim, records):
     """The learning-rate sweep's seed-0 models, from their weights in the store, scored on the 50,000 training images
     and the validation images; the one closest to the thirty-line model's training accuracy, and the reading."""
-    import torch
-
-    from mlplab.device import arithmetic
-    from mlplab.mlp import forward
-
     f = claim["facts"]
     sp = _splits()
     fits = []
-    with Store(out / "study.sqlite", create=False) as s:
-        for r in (r for r in _experiment_of(records, "lr") if r["seed"] == 0):
-            w = {k: v.float() for k, v in s.weights(r["key"]).items()}
-            with torch.no_grad(), arithmetic(torch.device("cpu"), r["precision"]):
-                train, val = [float((forward(w, torch.from_numpy(x).float() / 255, r["activation"])[0].argmax(-1)
-                                     == torch.from_numpy(y)).float().mean())
-                              for x, y in ((sp.train_x, sp.train_y), (sp.val_x, sp.val_y))]
-            assert val == pytest.approx(r["val_accuracy"], abs=1e-6)  # the stored model itself
-            fits.append((abs(train - f["live_train"]), r["key"], train, val))
+    for r in (r for r in _experiment_of(records, "lr") if r["seed"] == 0):
+        train, val = [float((_predict(out, r, x) == y).mean()) for x, y in ((sp.train_x, sp.train_y),
+                                                                             (sp.val_x, sp.val_y))]
+        assert val == pytest.approx(r["val_accuracy"], abs=1e-6)  # the stored model itself
+        fits.append((abs(train - f["live_train"]), r["key"], train, val))
     _, key, train, val = min(fits)
     assert (f["key"], f["train"], f["val"]) == (key, pytest.approx(train, abs=1e-6), pytest.approx(val, abs=1e-6))
     share = (val - train) / f["live_gap"]

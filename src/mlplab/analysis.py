@@ -125,6 +125,9 @@ class Point:
         return [r.get("history") or [] for r in self.records]
 
 
+OPTIMIZER_NAMES = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD"}
+
+
 def setting(record: dict, name: str):
     """The value of a setting in a record; `depth` and `width` are read off `hidden`."""
     hidden = record.get("hidden") or []
@@ -139,7 +142,7 @@ def setting(record: dict, name: str):
         return f"{init}:{record['init_scale']:g}" if init in ("uniform", "normal") else init
     if name == "recipe":
         opt = record["optimizer"]
-        kind = ("Adam" if opt == "adam" else "AdamW" if opt == "adamw" else
+        kind = (OPTIMIZER_NAMES.get(opt, opt) if opt != "sgd" else
                 f"SGD, momentum {record['momentum']:g}" if record.get("momentum") else "plain SGD")
         wd = f", weight decay {record['weight_decay']:g}" if record.get("weight_decay") else ""
         schedule = record.get("schedule", "constant")
@@ -324,8 +327,7 @@ TEMPLATES = {
              "against {live_gap:pp} here: {reading}.",
     "retuned": "At its own best learning rate, {name} {value:vu} reaches {value_val:pct} (learning rate "
                "{value_lr:v}{budget_note}) against {ref_val:pct} for {ref:vu} (learning rate {ref_lr:v}{ref_note}), "
-               "Welch p "
-               "{p:p}: {verdict}.",
+               "Welch p {p:p}: {verdict}.",
     "recipe": "Chosen on validation: **{recipe}**, median validation accuracy {best_val:pct} over {n} seeds; "
               "{n_tied:tied/recipes}. Its test accuracy: median {test:pct} (range {test_min:pct} to "
               "{test_max:pct}), {verdict} this study's 98% target (the course itself asks for the mid-to-high 90s).",
@@ -351,8 +353,7 @@ TEMPLATES = {
                   "{ladder}), with no clean line between working and collapsed runs: the converged or budget-stopped "
                   "run with the most has {ok_dead:pct1} dead (learning rate {ok_dead_lr:v}, validation accuracy "
                   "{ok_dead_val:pct}), and the {n_collapsed} collapsed seed-0 runs (learning rates {collapsed_lrs}) "
-                  "have "
-                  "{col_range}.",
+                  "have {col_range}.",
     "dead_units_none": "No run collapsed; the largest fraction of dead hidden units is {ok_dead:pct1}.",
     "threads": "Trained twice with {t_a:n/thread}, the weights were {repeat}. Trained with {t_b:n/thread} instead, "
                "{n_diff:,} of {n_total:,} weights differed from the {t_a}-thread run (largest difference "
@@ -455,10 +456,9 @@ def sweep_claims(points: list[Point], name: str, unit: str = "", experiment: str
             verdict = ("bad" if differs(p, b) and p.median < b.median else
                        "ok" if p.median >= min(b.vals) else "unclear")
             facts = {**base, end: p.value, f"{end}_val": p.median, f"{end}_p": welch_p(p.vals, b.vals)}
-            stopped = stopped_by_budget(p)
-            if verdict == "bad" and 2 * stopped > p.n:  # its median is a budget-stopped run's: say so
+            if verdict == "bad" and budget_bound(p):  # say so
                 verdict = "bad_budget"
-                facts.update({f"{end}_budget": stopped, f"{end}_n": p.n,
+                facts.update({f"{end}_budget": stopped_by_budget(p), f"{end}_n": p.n,
                               "budget": max(r["epochs"] for r in p.records)})
             out.append(Claim(f"sweep_{end}_{verdict}", facts))
     failed = failure_claim(pts, base)
@@ -468,6 +468,18 @@ def sweep_claims(points: list[Point], name: str, unit: str = "", experiment: str
 def stopped_by_budget(p: Point) -> int:
     """How many of a point's runs had early stopping on (patience > 0) yet ran out of budget before it fired."""
     return sum(o.kind == "budget" and bool(r.get("patience")) for r, o in zip(p.records, p.outcomes))
+
+
+def budget_bound(p: Point) -> bool:
+    """Whether most of a point's runs stopped on the budget, so that its median is a budget-stopped run's: a verdict
+    on it holds within the budget only."""
+    return 2 * stopped_by_budget(p) > p.n
+
+
+def versus(p: Point, ref: Point) -> str:
+    """p against ref on validation accuracy: tied, or worse or better beyond seed noise (Welch p < ALPHA)."""
+    return ("tied" if not differs(p, ref) else "worse beyond seed noise" if p.median < ref.median
+            else "better beyond seed noise")
 
 
 def failure_claim(points: list[Point], base: dict) -> Claim | None:
@@ -531,9 +543,8 @@ def retuned_claims(rows: list, cells: list[list[Point]], ref, name: str, unit: s
         if value == ref or b is None or r is None:
             continue
         stopped = stopped_by_budget(b)
-        verdict = ("tied" if not differs(b, r) else "worse beyond seed noise" if b.median < r.median
-                   else "better beyond seed noise")
-        if verdict.startswith("worse") and 2 * stopped > b.n:  # its median is a budget-stopped run's
+        verdict = versus(b, r)
+        if verdict.startswith("worse") and budget_bound(b):
             verdict += " within the budget"
         out.append(Claim("retuned", {"experiment": experiment, "name": name, "unit": unit, "value": value,
                                      "value_val": b.median, "value_lr": b.value[1], "ref": ref, "ref_val": r.median,
@@ -542,6 +553,12 @@ def retuned_claims(rows: list, cells: list[list[Point]], ref, name: str, unit: s
                                      "budget_note": budget_note(stopped, b.n), "ref_budget": ref_stopped,
                                      "ref_note": budget_note(ref_stopped, r.n)}))
     return out
+
+
+def best_everywhere(rates: list) -> str:
+    """The rates that are the best or tied with it in every row of a grid, as the text says it."""
+    return f"{' and '.join(fmt_value(c) for c in rates)} {'is' if len(rates) == 1 else 'are'} the best rate or tied " \
+           "with it in every row"
 
 
 def trend_claim(cols: list, cells: list[list[Point]], base: dict) -> Claim:
@@ -570,10 +587,8 @@ def trend_claim(cols: list, cells: list[list[Point]], base: dict) -> Claim:
         return ", ".join(f"{fmt_value(a[2])} and {fmt_value(b[2])}" for (a, b), x in zip(pairs, apart) if x == keep)
 
     common = sorted(set.intersection(*map(set, tied_sets))) if tied_sets else []
-    verdict = (f"No shift is claimed: {' and '.join(fmt_value(cols[i]) for i in common)} "
-               f"{'is' if len(common) == 1 else 'are'} the best rate or tied with it in every row" if not apart and
-               common and
-               trend != "stays" else "No shift is claimed" if not apart else
+    verdict = (f"No shift is claimed: {best_everywhere([cols[i] for i in common])}"
+               if not apart and common and trend != "stays" else "No shift is claimed" if not apart else
                "Each row's range lies wholly beyond the previous row's, so the shift is beyond seed noise" if separated
                else "Neighbouring rows' ranges overlap, so the shift is not established beyond seed noise"
                if not any(apart) else
@@ -654,10 +669,7 @@ def findings_claim(trends: dict[str, Claim], anova: Claim, zero: Claim, zero_cla
     comparison."""
     def status(f):
         if f["direction"] not in ("rises", "falls"):
-            rates = " and ".join(fmt_value(c) for c in f["common"])
-            return (f" ({rates} {'is' if len(f['common']) == 1 else 'are'} the best rate or tied with it in every "
-                    "row)" if f["common"] and
-                    f["direction"] != "stays" else "")
+            return f" ({best_everywhere(f['common'])})" if f["common"] and f["direction"] != "stays" else ""
         steps = [f"from {fmt_value(a)} to {fmt_value(b)}" for a, b, x in zip(f["rows"], f["rows"][1:],
                                                                                f["steps_apart"]) if x]
         return (" (beyond seed noise)" if f["separated"] else " (within seed noise)" if not steps
@@ -710,13 +722,12 @@ def recipe_parts_claim(full: Point, parts: list[Point], experiment: str = "") ->
     noise whose p-value would not survive a Bonferroni correction for the number of changes is called borderline; a
     loss within noise is reported with its size, since a few seeds cannot tell a small effect from none."""
     ref = full.records[0]
-    optimizer = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD"}
 
     def change(r):  # (the arm, as "with ...", and what it does to the recipe)
         if r["optimizer"] != ref["optimizer"]:
-            mine = optimizer.get(r["optimizer"], r["optimizer"])
+            mine = OPTIMIZER_NAMES.get(r["optimizer"], r["optimizer"])
             momentum = f"momentum {r['momentum']:g}, " if r.get("momentum") else ""
-            theirs = optimizer.get(ref["optimizer"], ref["optimizer"])
+            theirs = OPTIMIZER_NAMES.get(ref["optimizer"], ref["optimizer"])
             return (f"{mine} ({momentum}learning rate {r['lr']:g}) instead of {theirs}",
                     f"replacing {theirs} by {mine}")
         if r.get("schedule", "constant") != ref.get("schedule", "constant"):
@@ -733,8 +744,7 @@ def recipe_parts_claim(full: Point, parts: list[Point], experiment: str = "") ->
         said, part = change(p.records[0])
         rows.append({"change": said, "part": part, "val": p.median, "gap": full.median - p.median, "n": p.n,
                      "p": welch_p(p.vals, full.vals),
-                     "verdict": "tied" if not differs(p, full) else
-                     "worse beyond seed noise" if p.median < full.median else "better beyond seed noise"})
+                     "verdict": versus(p, full)})
     k = len(rows)
     costly = [r for r in rows if r["verdict"] == "worse beyond seed noise"]
     weak = [r for r in costly if r["p"] >= ALPHA / k]
@@ -825,13 +835,12 @@ def ranking_claim(sweeps: dict[str, list[Point]], controls: dict[str, list] | No
         return sorted(((s, name) for name, pts in groups.items() if len(pts) > 1 for s, ok in [spread(pts)] if ok),
                       reverse=True)
 
-    def budget_bound(pts):  # the worst value's median is a budget-stopped run's: a spread within the budget
-        lo = min((p for p in pts if p.records), key=lambda p: p.median)
-        return 2 * stopped_by_budget(lo) > lo.n
+    def worst_bound(pts):  # the worst value's median is a budget-stopped run's: a spread within the budget
+        return budget_bound(min((p for p in pts if p.records), key=lambda p: p.median))
 
     def text(measured, groups):
         return ", ".join(f"{name} ({100 * s:.1f} points" + ("; its worst value stopped on the budget" if
-                                                             budget_bound(groups[name]) else "") + ")"
+                                                             worst_bound(groups[name]) else "") + ")"
                          for s, name in measured) or "empty (no spread beyond noise)"
 
     kept = {n: working(n, pts) for n, pts in sweeps.items()}
@@ -840,7 +849,7 @@ def ranking_claim(sweeps: dict[str, list[Point]], controls: dict[str, list] | No
     share = sum(s for s, _ in work) / sum(s for s, _ in full) if full else 1.0  # of the summed spreads
     return Claim("ranking", {"ranking": text(full, sweeps), "order": [name for _, name in full],
                              "ranking_working": text(work, kept), "order_working": [name for _, name in work],
-                             "budget_bound": [name for _, name in work if budget_bound(kept[name])],
+                             "budget_bound": [name for _, name in work if worst_bound(kept[name])],
                              "controls": shown or "none", "working_share": share, "baseline": baseline,
                              "baseline_name": baseline_name or "none",
                              "share_said": f"Most of that spread ({1 - share:.0%} of its sum) comes from the "

@@ -213,9 +213,10 @@ live_claim = Claim("live_gap", {"n_below": n_below, "n": len(live_log), "last_tr
 # the thirty-line model's shows how much of the gap the split gives at the same fit.
 from mlplab.mlp import forward as mlp_forward  # the student's `forward` above keeps its name
 
-fit_cfgs = [t for t in EXPS["lr"].trials() if t.seed == 0]
+lr_cfgs = [t for t in EXPS["lr"].trials() if t.seed == 0]  # also section 6's dead units
+lr_params, lr_stored = networks(lr_cfgs)
 fits = []
-for c, w in zip(fit_cfgs, networks(fit_cfgs)[0]):
+for c, w in zip(lr_cfgs, lr_params):
     with torch.no_grad(), arithmetic(torch.device("cpu"), c.precision):
         w = {k: v.float() for k, v in w.items()}
         fits.append([trial_key(c), c.lr] + [float((mlp_forward(w, x, c.activation)[0].argmax(-1) == y)
@@ -503,9 +504,7 @@ table(["experiment", "runs", "converged", "not converged in budget", "collapsed"
       [[e.title, len(REC[n])] + outcome_row(REC[n]) for n, e in EXPS.items()])
 
 # %% tags=["hide-input"]
-lr_cfgs = [t for t in EXPS["lr"].trials() if t.seed == 0]
-lr_params, lr_stored = networks(lr_cfgs)
-if not lr_stored:
+if not lr_stored:  # lr_cfgs and lr_params: the learning-rate sweep's seed-0 models, loaded in section 2
     print("This store kept no weights for these models (an older mlplab wrote it): they were trained again here.")
 by_key = {r["key"]: r for r in REC["lr"]}
 xs = torch.from_numpy(splits.train_x[:2000]).float() / 255
