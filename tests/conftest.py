@@ -1,12 +1,15 @@
 """Shared fixtures. The MNIST cache goes to a per-session folder so the tests never touch the user's cache."""
 
+import atexit
 import os
+import shutil
 import tempfile
 
 import numpy as np
 import pytest
 
 _CACHE = tempfile.mkdtemp(prefix="mlplab-test-cache-")
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)  # 50 MB of MNIST arrays: not left behind
 os.environ["MLPLAB_CACHE"] = _CACHE  # inherited by the command-line subprocesses too
 
 

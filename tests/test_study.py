@@ -21,7 +21,7 @@ from mlplab import analysis, study
 from mlplab.data import load_mnist, make_splits
 from mlplab.store import Store, trial_key
 
-SECTIONS = ["## 1. The data and the protocol", "## 2. An MLP in thirty lines", "## 3. The course MLP",
+SECTIONS = ["## 1. The data and the protocol", "## 2. An MLP in thirty lines", "## 3. The 784-256-10 MLP",
             "## 4. Why not initialize with zeros", "## 5. One hyperparameter at a time", "## 6. Failure modes",
             "## 7. Interactions", "## 8. Randomness", "## 9. Grid, random search and successive halving",
             "## 10. Inside the networks", "## 11. What the study cost", "## 12. Summary", "## 13. Reflection",
@@ -268,6 +268,17 @@ def _check_sweep(claim, records):
         assert [[analysis.fmt_value(v), c, d] for v, c, d in f["failed"]] == \
             [[analysis.fmt_value(v), c, d] for v, c, d in failed] and failed
         assert f["n_runs"] == sum(len(rs) for rs in g.values())
+    elif kind == "sweep_breakdown":  # converged runs whose last epoch is > 10 points below their reported one
+        rows = []
+        for v in sorted(g):
+            drops = [(r["history"][e - 1]["val_accuracy"], r["history"][-1]["val_accuracy"])
+                     for r in g[v] for k, e in [_outcome(r)] if k == "converged"]
+            drops = [(a, b) for a, b in drops if a - b > 0.10]
+            if drops:
+                rows.append([analysis.fmt_value(v), len(drops), statistics.median(a for a, _ in drops),
+                             statistics.median(b for _, b in drops)])
+        assert rows and [[analysis.fmt_value(x["value"]), x["k"], pytest.approx(x["reported"]),
+                          pytest.approx(x["last"])] for x in f["rows"]] == rows
     else:
         return False
     return True
@@ -304,6 +315,18 @@ def _check_recipe(claim, records):
     assert (best[5] != "constant") == (best[5] in f["recipe"]) and bool(best[6]) == ("label smoothing" in f["recipe"])
     assert f["best_val"] == pytest.approx(med[best]) and f["test"] == pytest.approx(statistics.median(tests))
     assert f["verdict"] == ("above" if statistics.median(tests) >= 0.98 else "below")
+    # a recipe worse than the chosen one whose runs mostly ended on their budget is named, with that count
+    bound = {}
+    for k, rs in g.items():
+        vals, ref = [_val(r) for r in rs], [_val(r) for r in g[best]]
+        n_budget = sum(_outcome(r)[0] == "budget" for r in rs)
+        if k != best and med[k] < med[best] and _welch(vals, ref) < 0.05 and 2 * n_budget > len(rs):
+            bound[n_budget] = bound.get(n_budget, 0) + 1
+    stated = {}
+    for x in f["bound"]:
+        stated[x["n_budget"]] = stated.get(x["n_budget"], 0) + 1
+        assert x["recipe"] in claim["text"] and f"{x['budget']}-epoch budget" in claim["text"]
+    assert stated == bound
     return True
 
 

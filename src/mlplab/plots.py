@@ -17,7 +17,7 @@ import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.ticker import FuncFormatter, LogFormatter, MaxNLocator
 
-from mlplab.analysis import Point, best, fmt_value, pct
+from mlplab.analysis import Point, best, fmt_value, pct, with_unit
 
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p"]
@@ -122,7 +122,7 @@ def sweep(points: list[Point], name: str, title: str, reference: dict | None = N
     if b is not None:
         bx = b.value if numeric else points.index(b)
         ax.scatter([bx], [100 * (1 - b.median)], s=200, facecolors="none", edgecolors="black", lw=1.5, zorder=5,
-                   label=f"best on validation: {fmt_value(b.value)}{unit}")
+                   label=f"best on validation: {with_unit(b.value, unit)}")
     for k, (label, acc) in enumerate((reference or {}).items()):
         ax.axhline(100 * (1 - acc), color=OKABE_ITO[[1, 2, 3][k % 3]], ls=["--", ":", "-."][k % 3], lw=1.2,
                    label=label)
@@ -162,7 +162,7 @@ def heatmap(rows: list, cols: list, cells: list[list[Point]], row_name: str, col
             # a median that is a diverged seed (accuracy 0 by convention) reads "div.", not "0.0"
             label = "div." if 2 * k.count("diverged") > len(k) else f"{100 * c.median:.{digits}f}"
             shade = (math.log(m[i, j]) - math.log(lo)) / max(math.log(hi) - math.log(lo), 1e-9)
-            ax.text(j, i, label + (f"\n{marks}" if marks and k.count("diverged") < len(k) else ""), ha="center",
+            ax.text(j, i, label + (f"\n{marks}" if marks else ""), ha="center",
                     va="center", fontsize=7.5, color="white" if shade > 0.55 else "black")
     flat = [c for row in cells for c in row if c.records]
     b = best(flat) if box_best else None
@@ -185,11 +185,14 @@ def heatmap(rows: list, cols: list, cells: list[list[Point]], row_name: str, col
 
 def curves(runs: dict[str, list[dict]], title: str):
     """Per-epoch curves of a few runs: training and validation loss (left), validation error on a log axis
-    (right); the reported (best) epoch of each run is ringed."""
+    (right); the reported (best) epoch of each run is ringed. A run whose "outcome" is not "converged" says it in
+    its label."""
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4 + 0.2 * math.ceil((len(runs) + 1) / 2)))
     errs = []
     for k, (label, run) in enumerate(runs.items()):
         h, best_epoch = run["history"], run.get("best_epoch")
+        if run.get("outcome", "converged") != "converged":
+            label = f"{label}: {'not converged within the budget' if run['outcome'] == 'budget' else run['outcome']}"
         ep = [x["epoch"] for x in h]
         st = line_style(k)
         tl = [x["train_loss"] if x["train_loss"] is not None else np.nan for x in h]
@@ -270,15 +273,17 @@ def layer_stats(stats: dict[str, list[float]], ylabel: str, title: str):
 
 
 def unit_spread(steps: list[int], spreads: dict[str, list[float]], title: str):
-    """Spread between hidden units' weights over training on a symmetric-log axis: logarithmic above the smallest
-    non-zero spread, linear below it, so an exact 0 is drawn at a real 0 (labelled), not at a made-up floor."""
+    """Spread between hidden units' weights over training. Where the non-zero spreads span more than two decades,
+    on a symmetric-log axis (logarithmic above the smallest non-zero spread, linear below it); else on a linear one.
+    Either way an exact 0 is drawn at a real 0 (labelled), not at a made-up floor."""
     fig, ax = plt.subplots(figsize=(7, 4))
     positive = [y for ys in spreads.values() for y in ys if y > 0]
     for k, (label, ys) in enumerate(spreads.items()):
         zero = all(y == 0 for y in ys)
         ax.plot(steps, ys, **line_style(k), markevery=max(1, len(steps) // 10),
                 label=label + (" (exactly 0 at every step)" if zero else ""))
-    ax.set_yscale("symlog", linthresh=min(positive) if positive else 1e-8)
+    if positive and max(positive) > 100 * min(positive):
+        ax.set_yscale("symlog", linthresh=min(positive))
     ax.set_ylim(bottom=0)
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("spread between hidden units\n(max |w_j - w_0| / max |w|)")
@@ -323,8 +328,9 @@ def confusion(cm: np.ndarray, title: str):
 
 
 def compute_bars(names: list[str], model_epochs: list[int], budget_epochs: list[int], seconds: list[float],
-                 title: str):
-    """Per experiment: model-epochs trained against the budget's (left), and seconds of training (right)."""
+                 title: str, predicted: list[float] | None = None):
+    """Per experiment: model-epochs trained against the budget's (left), and seconds of training (right), next to
+    the cost model's prediction for the whole budget when `predicted` is given."""
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 0.32 * len(names) + 1.6), sharey=True)
     y = np.arange(len(names))
     a1.barh(y - 0.2, budget_epochs, height=0.4, color="none", edgecolor=OKABE_ITO[0], label="at the budget")
@@ -333,7 +339,13 @@ def compute_bars(names: list[str], model_epochs: list[int], budget_epochs: list[
     a1.invert_yaxis()
     a1.set_xlabel("model-epochs")
     a1.legend(fontsize=8)
-    a2.barh(y, seconds, color=OKABE_ITO[2])
+    if predicted is None:
+        a2.barh(y, seconds, color=OKABE_ITO[2])
+    else:
+        a2.barh(y - 0.2, predicted, height=0.4, color="none", edgecolor=OKABE_ITO[2],
+                label="predicted at the budget (cost model)")
+        a2.barh(y + 0.2, seconds, height=0.4, color=OKABE_ITO[2], label="measured")
+        a2.legend(fontsize=8)
     a2.set_xlabel("seconds of training\n(its share of each population)")
     fig.suptitle(title)
     return fig

@@ -14,7 +14,7 @@
 # **Contents**
 # 1. [The data and the protocol](#s1)
 # 2. [An MLP in thirty lines of plain PyTorch](#s2)
-# 3. [The course MLP, trained with early stopping](#s3)
+# 3. [The 784-256-10 MLP, trained with early stopping](#s3)
 # 4. [Why not initialize with zeros?](#s4)
 # 5. [One hyperparameter at a time](#s5)
 # 6. [Failure modes](#s6)
@@ -113,11 +113,12 @@ display(Markdown(
 # **Training until it stops improving.** Every model trains until its validation loss (cross-entropy on the
 # validation set, measured after each epoch) has not improved by more than a minimum delta for a number of epochs in
 # a row (the patience), or until its epoch budget runs out; it then reports the epoch with the lowest validation
-# loss: that epoch's weights and metrics. The learning rate is constant in every experiment but one recipe of section 3
-# (`adam_cosine`, whose rate decays to zero at the end of its budget), so elsewhere the budget does not change a
-# model's training before it stops. Each run ends in one of four ways:
+# loss: that epoch's weights and metrics. The learning rate is constant everywhere except in section 3's cosine runs
+# (`adam_cosine` and two of its one-part changes, whose rate decays to zero at the end of their budget), so elsewhere
+# the budget does not change a model's training before it stops. Each run ends in one of four ways:
 #
-# - **converged**: stopped by the patience rule;
+# - **converged**: stopped by the patience rule (this says how training ended, not how good the model is: a run can
+#   converge to a poor one);
 # - **not converged within the budget** ("budget" in the tables): the budget ran out before the patience rule
 #   fired (the last epochs may or may not have improved);
 # - **collapsed**: finite loss, but the reported validation accuracy is below twice chance (20%);
@@ -140,23 +141,27 @@ b0 = EXPS["lr"].spec.base_config()
 rows = []
 for e in EXPS.values():
     t = e.trials()
-    rows.append([e.title, len(t), len({x.seed for x in t}), "/".join(sorted({str(x.epochs) for x in t})),
+    # seeds per setting: fewer for the widest widths of the width sweep, which would not fit the budget otherwise
+    per = Counter(repr({k: v for k, v in vars(x).items() if k != "seed"}) for x in t).values()
+    rows.append([e.title, len(t), "-".join(dict.fromkeys(str(n) for n in (min(per), max(per)))),
+                 "/".join(sorted({str(x.epochs) for x in t})),
                  "/".join(sorted({str(x.patience) for x in t})), e.precision])
 display(Markdown(
     f"Here: {len(splits.train_x):,} training, {len(splits.val_x):,} validation and {len(splits.test_x):,} test "
     f"images; patience **{b0.patience}** epochs, minimum delta **{b0.min_delta:g}** (in nats of mean validation "
     f"cross-entropy), epoch budget **{b0.epochs}** for the sweeps. Precision per experiment below: bf16 means the "
     "matrix products run in bfloat16 under autocast, with float32 weights, gradients and optimizer state."))
-table(["experiment", "trials", "seeds", "epoch budget", "patience", "precision"], rows)
+table(["experiment", "trials", "seeds per setting", "epoch budget", "patience", "precision"], rows)
 show(plots.digits_grid(ds.train_images, ds.train_labels), "data_digits")
 
 # %% [markdown]
 # <a id="s2"></a>
 # ## 2. An MLP in thirty lines of plain PyTorch
 #
-# What the assignment asks for, written the way a student writes it: one hidden layer of 256 ReLU units,
-# uniform(-0.01, 0.01) weights drawn with `torch.distributions.Uniform`, zero biases, cross-entropy, plain SGD at
-# learning rate 0.1, batch 128. No `torch.nn`, no `torch.optim`. (The rest of the study uses mlplab, which is the
+# The assignment's deep model, written the way a student writes it: one hidden layer, uniform(-0.01, 0.01) weights
+# drawn with `torch.distributions.Uniform` as the assignment suggests, zero biases, cross-entropy and plain SGD. The
+# width (256 ReLU units), the learning rate (0.1) and the batch size (128) are the assignment's to choose; these are
+# common first choices. No `torch.nn`, no `torch.optim`. (The rest of the study uses mlplab, which is the
 # same mathematics with a leading model axis, so that many models train at once; its code is in the appendix.)
 
 # %%
@@ -231,15 +236,15 @@ say([live_claim] + ([analysis.split_claim(key, lr_m, train_m, val_m, last["train
 # question.
 #
 # <a id="s3"></a>
-# ## 3. The course MLP, trained with early stopping
+# ## 3. The 784-256-10 MLP, trained with early stopping
 #
-# The course's network (784-256-10, ReLU, batch 128) with four recipes: the course's own (uniform(-0.01, 0.01)
+# Section 2's network (784-256-10, ReLU, batch 128) with four recipes: section 2's own (uniform(-0.01, 0.01)
 # weights, plain SGD at 0.1), SGD with momentum 0.9 at 0.05 with He-uniform weights, Adam at 1e-3 with He-uniform
 # weights, and `adam_cosine`, mlplab's `fast` preset's recipe: Adam at 3e-3 whose rate decays to 0 along a cosine
 # over a 10-epoch budget, with label smoothing 0.1 (the training targets put 0.9 on the true class and spread 0.1
-# over all ten, which keeps the logits from growing without bound). The first three run at a constant rate to a
-# longer budget (plain SGD converges slowly); the budgets are in the table of section 1. The recipe is chosen on
-# validation accuracy; only the chosen one's test accuracy is read.
+# over all ten, which keeps the logits from growing without bound). The first three run at a constant rate, which
+# sets no horizon, so only the patience rule ends them, within a longer budget (the table of section 1). The recipe
+# is chosen on validation accuracy; only the chosen one's test accuracy is read.
 
 # %% tags=["hide-input"]
 RP = POINTS["recipe"]
@@ -247,8 +252,9 @@ table(["recipe", "median val. accuracy", "seeds", "stopped at epoch (median)", "
        "converged / budget / collapsed / diverged"],
       [[p.value, pct(p.median, 2), p.n, f"{statistics.median(o.stopped_epoch for o in p.outcomes):g}",
         f"{statistics.median(o.best_epoch for o in p.outcomes):g}", outcome_counts([p])] for p in RP])
-show(plots.curves({p.value: {"history": p.records[0]["history"], "best_epoch": p.outcomes[0].best_epoch}
-                   for p in RP}, "The course MLP, four recipes (seed 0 of each)"), "recipe_curves")
+show(plots.curves({p.value: {"history": p.records[0]["history"], "best_epoch": p.outcomes[0].best_epoch,
+                              "outcome": p.outcomes[0].kind}
+                   for p in RP}, "The 784-256-10 MLP, four recipes (seed 0 of each)"), "recipe_curves")
 chosen_recipe = analysis.best(RP)
 shown = [(p.records[0]["history"], p.outcomes[0].best_epoch) for p in RP]
 # every run of every recipe, each against its recipe's seed-to-seed spread of the reported validation loss
@@ -257,7 +263,7 @@ overfit = analysis.overfit_claim([(r["history"], o.best_epoch, loss_sd[p.value])
                                   for p in RP for r, o in zip(p.records, p.outcomes)])
 say([analysis.recipe_claim(RP, "recipe"), overfit],
     after=" Where the validation loss rises beyond that noise while the training loss falls, the network has begun "
-          "to fit the training images more closely than it generalizes, which is what early stopping guards against."
+          "to fit the training images more closely than it generalizes; the reported epoch is the one before that."
     if overfit.facts["n_over"] else "")
 smoothed = sorted({r["label_smoothing"] for p in RP for r in p.records if r["label_smoothing"]})
 if smoothed:
@@ -299,8 +305,8 @@ mlp = next(p for p in POINTS["depth"] if p.value == 1)
 say([Claim("linear_vs_mlp", {"width": mlp_width(REC["depth"]), "lin_val": lin.median, "mlp_val": mlp.median,
                              "gap": mlp.median - lin.median,
                              "p": analysis.welch_p(mlp.vals, lin.vals)})],
-    after=" A linear model draws one hyperplane per class through pixel space; digits whose classes overlap pixel "
-          "by pixel stay out of its reach, and the hidden layer is what lets the MLP bend those boundaries.")
+    after=" Softmax regression separates the classes by hyperplanes in pixel space, so digits that no hyperplane "
+          "separates stay out of its reach; the hidden layer lets the MLP draw curved boundaries.")
 
 # %% [markdown]
 # <a id="s4"></a>
@@ -371,10 +377,10 @@ say(zero_claims[1:] + [one_class_claim], lead="**The stored ReLU runs.** ",
 #
 # Each experiment varies one setting around the same base: 784-64-10, ReLU, He-uniform weights, SGD with momentum
 # 0.9 at learning rate 0.05, batch 128, every model trained until the patience rule or its budget stopped it
-# (section 1; how many of each, in every table). The width is a quarter of the
-# course's 256 so that the whole study fits its time budget; the learning-rate grids use this base too. The figures show
-# validation error on a log axis (accuracies crowd near 100%), each seed marked by its outcome, the median over
-# seeds as a line and the best value on validation circled; softmax regression is the dashed reference.
+# (section 1; how many of each, in every table). The width is a quarter of section 2's 256 so that the whole study
+# fits its time budget; the learning-rate grids use this base too. The figures show validation error on a log axis
+# (accuracies crowd near 100%), each seed marked by its outcome, the median over seeds as a line and the best value
+# on validation circled; softmax regression is the dashed reference.
 
 # %% tags=["hide-input"]
 REFERENCE = {f"softmax regression ({pct(lin.median, 2)})": lin.median}
@@ -394,7 +400,8 @@ def sweep_section(name, curve_values=None):
             f"{statistics.median(o.stopped_epoch for o in p.outcomes):g}"] for p in pts])
     if curve_values:
         runs = {f"{label} {fmt_value(p.value)}": {"history": p.records[0]["history"],
-                                                    "best_epoch": p.outcomes[0].best_epoch}
+                                                    "best_epoch": p.outcomes[0].best_epoch,
+                                                    "outcome": p.outcomes[0].kind}
                 for p in pts if p.value in curve_values}
         show(plots.curves(runs, f"{EXPS[name].title}: seed 0 of a few values"), f"curves_{name}")
     claims = analysis.sweep_claims(pts, CLAIM_NAMES.get(name, label), unit, name)
@@ -734,8 +741,9 @@ n_all, n_any = int(wrong.all(0).sum()), int(wrong.any(0).sum())
 err = wrong.float().mean(1)
 say([Claim("misclassified", {"n_test": len(TY), "n_any": n_any, "n_all": n_all, "n_seeds": len(recipe_cfgs),
                              "n_expected": float(len(TY) * err.prod())})],
-    after=" More images are wrong for every seed than independent errors would give: for this recipe, the hard images "
-          "are a property of the data, not of one seed (each seed sets both the initialization and the data order)."
+    after=" More images are wrong for every seed than independent errors would give: for this recipe, which images "
+          "are hard does not depend on the seed (each seed sets both the initialization and the data order); whether "
+          "another architecture or recipe would find the same images hard is not measured here."
     if n_all > 2 * float(len(TY) * err.prod())
     else "")
 hard = torch.nonzero(wrong.all(0)).flatten()[:6].numpy()
@@ -754,7 +762,8 @@ for i in hard:
         caps.append(f"train: {int(splits.train_y[j])}\nd={float(d[j]):.0f}")
 if len(imgs):
     show(plots.image_grid(np.array(imgs), caps, "Misclassified by every seed (left column),\nits three nearest "
-                          "training images (rest of the row)", cols=4), "hard_neighbours")
+                          "training images (rest of the row;\nd: Euclidean distance over the 784 pixel values, 0-255)",
+                          cols=4), "hard_neighbours")
 cm = np.zeros((10, 10), dtype=int)
 np.add.at(cm, (TY.numpy(), preds[0].numpy()), 1)
 show(plots.confusion(cm, "Confusion matrix of seed 0 (test set)"), "confusion")
@@ -790,18 +799,19 @@ display(Markdown(
 # %% tags=["hide-input"]
 all_t = study.all_trials(EXPS)
 by_key = {r["key"]: r for r in RECORDS}
-rows_c, names, trained, budgets, secs = [], [], [], [], []
+rows_c, names, trained, budgets, secs, predicted = [], [], [], [], [], []
 for n, e in EXPS.items():
     recs = REC[n]
     est = cost.shares(all_t, e.trials())
     me = sum(len(r["history"]) for r in recs)
     sec = sum((r["seconds"] or 0) / (r["population"] or 1) for r in recs)
     names.append(e.title.split(" (")[0]), trained.append(me), budgets.append(est.model_epochs), secs.append(sec)
+    predicted.append(est.seconds)
     rows_c.append([e.title, e.precision, len(recs), me, est.model_epochs, f"{est.flops / 1e12:.1f}",
                    f"{est.seconds:.0f}", f"{sec:.0f}"])
 table(["experiment", "precision", "trials", "model-epochs trained", "at the budget", "TFLOP at the budget",
        "predicted s (budget)", "stored s"], rows_c)
-show(plots.compute_bars(names, trained, budgets, secs, "Compute per experiment"), "compute")
+show(plots.compute_bars(names, trained, budgets, secs, "Compute per experiment", predicted), "compute")
 total = cost.estimate(all_t)
 mine = [by_key[k] for k in {trial_key(t) for t in all_t} if k in by_key]
 say([Claim("compute", {"model_epochs": sum(len(r["history"]) for r in mine), "budget_epochs": total.model_epochs,
@@ -843,8 +853,9 @@ say([analysis.findings_claim(trends, anova, zero_claims[1], one_class_claim, sea
 # Writing the MLP from plain tensors shows what a framework takes off one's hands:
 #
 # - **Parameter bookkeeping.** The thirty-line model keeps its weights in a list whose order every function must
-#   agree on, and states every layer size twice: in `init` and implicitly in each product. A module object that owns
-#   its parameters, knows its shapes and lists them removes that duplication; this is the first thing to wrap.
+#   agree on, and each hidden size must be written twice and kept consistent (256 as the output of one `init` and
+#   the input of the next). A module object that owns its parameters, knows its shapes and lists them removes that
+#   duplication; this is the first thing to wrap.
 # - **Initialization** needs each layer's fan-in and fan-out, which the layer already knows; passing them by hand is
 #   redundant information the caller can get wrong.
 # - **The update loop** must be told about every parameter, and momentum or Adam state has to live in structures
@@ -852,9 +863,10 @@ say([analysis.findings_claim(trends, anova, zero_claims[1], one_class_claim, sea
 #   is the natural wrapper.
 # - **Batching, evaluation and early stopping** (shuffling, slicing, evaluating without gradients, keeping the
 #   best weights) are the same in every project and belong in a library.
-# - **What is missing**: first-class support for training many models at once. This study trains hundreds of
-#   models as populations stacked along a model axis, which the usual layer abstractions (one set of parameters
-#   per model) do not express.
+# - **What is missing from the low-level style**: a plain way to train many models at once. This study trains
+#   hundreds of models as populations stacked along a model axis. PyTorch can do this (`torch.func`'s
+#   `stack_module_state` with `vmap` and `functional_call`), but only by leaving the layer objects behind for a
+#   functional form, and stopping one model early is left to the user; mlplab's population is that form, written out.
 #
 # What the low-level form gives in return: every shape and every operation is visible, which is what made stacking
 # a whole sweep into one batched computation possible.
