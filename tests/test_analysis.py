@@ -239,6 +239,7 @@ def test_an_end_worse_only_within_the_budget_says_so(tmp_path):
     assert low.text.startswith("Within the 3-epoch budget") and "all 3 of its runs ended on the budget" in low.text
     ranking = analysis.ranking_claim({"lr": pts}, baseline=0.5)  # the spread rests on the budget-stopped 0.01
     assert ranking.facts["budget_bound"] == ["lr"] and "its worst value stopped on the budget" in ranking.text
+    assert "a longer budget or another range could reorder them" in ranking.text
 
 
 def test_a_converged_run_that_broke_down_after_its_reported_epoch_is_named(tmp_path):

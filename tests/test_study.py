@@ -517,7 +517,23 @@ def _check_narrowest(claim, records):
     return True
 
 
-CHECKS = {"narrowest": _check_narrowest, "recipe_parts": _check_recipe_parts, "sweep": _check_sweep,
+def _check_activations(claim, records):
+    """Identity against softmax regression, and sigmoid's and ReLU's budget stops, from the stored records."""
+    f = claim["facts"]
+    g = _groups(_experiment_of(records, "activation"), "activation")
+    ident, lin = [_val(r) for r in g["identity"]], [_val(r) for r in _experiment_of(records, "linear")]
+    p = _welch(ident, lin)
+    assert f["p"] == pytest.approx(p) and f["id_val"] == pytest.approx(statistics.median(ident))
+    assert f["verdict"] == ("tied" if p >= 0.05 else "worse beyond seed noise"
+                            if statistics.median(ident) < statistics.median(lin) else "better beyond seed noise")
+    for name, key in (("sigmoid", "sig"), ("relu", "relu")):
+        assert f[f"{key}_budget"] == sum(_outcome(r)[0] == "budget" for r in g[name]) and f[f"{key}_n"] == len(g[name])
+        assert f[f"{key}_val"] == pytest.approx(statistics.median(_val(r) for r in g[name]))
+    return True
+
+
+CHECKS = {"activations": _check_activations, "narrowest": _check_narrowest, "recipe_parts": _check_recipe_parts,
+          "sweep": _check_sweep,
           "retuned": _check_retuned, "depth": _check_depth, "anova": _check_anova, "recipe": _check_recipe,
           "grid": _check_grid, "smoothing": _check_smoothing}
 
@@ -529,7 +545,7 @@ def test_every_claim_renders_to_its_sentence_and_its_facts_recompute_from_the_st
     for needed in ("sweep_best", "anova", "recipe", "grid_best", "zero_stored", "threads", "misclassified",
                    "compute", "ranking", "linear_vs_mlp", "search_compute", "search_noise", "search_best",
                    "grid_trend", "smoothing_floor", "depth_signal", "zero_one_class", "overfit", "retuned", "live_gap",
-                   "confusions", "narrowest", "findings", "recipe_parts"):
+                   "confusions", "narrowest", "findings", "recipe_parts", "activations"):
         assert kinds[needed] >= 1, f"no {needed} claim in the notebook"
     recomputed = 0
     for claim, markdown in claims:

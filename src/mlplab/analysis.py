@@ -334,6 +334,10 @@ TEMPLATES = {
               "{test_max:pct}), {verdict} the 98% this study sets itself (the assignment expects the mid-to-high 90s).",
     "recipe_parts": "**{recipe}**, one part changed at a time ({n} seeds each), against its median "
                     "{full_val:pct}: {listed}. {verdict}.",
+    "activations": "The identity activation (the MLP as one linear map) reaches {id_val:pct} against softmax "
+                   "regression's {lin_val:pct}: {verdict} (Welch p {p:p}). Sigmoid reaches {sig_val:pct} and ReLU "
+                   "{relu_val:pct}; {sig_budget:of=sig_n,sigmoid's} runs ended on the budget, not converged, against "
+                   "{relu_budget} of ReLU's {relu_n}.",
     "linear_vs_mlp": "Trained with the same recipe and stopping rule, softmax regression reaches a median "
                      "validation accuracy of {lin_val:pct} and the 784-{width}-10 MLP {mlp_val:pct}: {gap:pp} points "
                      "apart (Welch p {p:p}).",
@@ -389,7 +393,7 @@ TEMPLATES = {
     "ranking": "Over the whole range each sweep tried, ranked by the spread of median validation accuracy they "
                "cause (only sweeps whose best and worst values differ beyond seed noise): {ranking}. {share_said}"
                "Leaving out the controls ({controls}) and every value whose median does not beat {baseline_name} "
-               "({baseline:pct}), the ranking is {ranking_working}.",
+               "({baseline:pct}), the ranking is {ranking_working}.{bound_said}",
     "search_compute": "Each method could spend {budget} model-epochs ({rounds} rounds of {round_epochs}). The grid "
                       "spent {grid_epochs} on {grid_trials} trials, random search {random_epochs} on {random_trials}, "
                       "and successive halving {halving_epochs} on {halving_trials}, {halving_pruned} of which it "
@@ -692,6 +696,19 @@ def narrowest_claim(points: list[Point], baseline: float, baseline_name: str, un
                                else "none of the widths tried"})
 
 
+def activations_claim(points: list[Point], linear: Point, experiment: str = "") -> Claim | None:
+    """The activation sweep against what its introduction expects: the identity activation (the MLP collapsed to one
+    linear map) against softmax regression, and sigmoid's budget stops against ReLU's (None without all three)."""
+    by = {p.value: p for p in points if p.records}
+    if not {"identity", "sigmoid", "relu"} <= by.keys():
+        return None
+    ident, sig, relu = by["identity"], by["sigmoid"], by["relu"]
+    return Claim("activations", {"experiment": experiment, "id_val": ident.median, "lin_val": linear.median,
+                                 "p": welch_p(ident.vals, linear.vals), "verdict": versus(ident, linear),
+                                 "sig_val": sig.median, "sig_budget": stopped_by_budget(sig), "sig_n": sig.n,
+                                 "relu_val": relu.median, "relu_budget": stopped_by_budget(relu), "relu_n": relu.n})
+
+
 def findings_claim(trends: dict[str, Claim], anova: Claim, zero: Claim, zero_classes: Claim,
                    search: list[Claim], parts: Claim) -> Claim:
     """What the summary says beyond the ranking, each fact copied from the claim that states it in its own section
@@ -703,7 +720,7 @@ def findings_claim(trends: dict[str, Claim], anova: Claim, zero: Claim, zero_cla
             return f" ({best_everywhere(f['common'])})" if f["common"] and f["direction"] != "stays" else ""
         steps = [f"from {fmt_value(a)} to {fmt_value(b)}" for a, b, x in zip(f["rows"], f["rows"][1:],
                                                                                f["steps_apart"]) if x]
-        return (" (beyond seed noise)" if f["separated"] else " (within seed noise)" if not steps
+        return (" (beyond seed noise)" if f["separated"] else ", but not beyond seed noise" if not steps
                 else f" (beyond seed noise {' and '.join(steps)} only)")
 
     moves = {name: {"direction": c.facts["direction"], "separated": c.facts["separated"],
@@ -887,9 +904,15 @@ def ranking_claim(sweeps: dict[str, list[Point]], controls: dict[str, list] | No
     full, work = rank(sweeps), rank(kept)
     shown = "; ".join(f"{name}: {', '.join(fmt_value(v) for v in vs)}" for name, vs in controls.items() if vs)
     share = sum(s for s, _ in work) / sum(s for s, _ in full) if full else 1.0  # of the summed spreads
+    bound = [name for _, name in work if worst_bound(kept[name])]
     return Claim("ranking", {"ranking": text(full, sweeps), "order": [name for _, name in full],
                              "ranking_working": text(work, kept), "order_working": [name for _, name in work],
-                             "budget_bound": [name for _, name in work if worst_bound(kept[name])],
+                             "budget_bound": bound,
+                             "bound_said": _FMT.format(" Each spread is measured over the range its sweep tried; "
+                                                       "in {k:of=n,the} sweeps of this ranking the worst value "
+                                                       "stopped on the budget, so a longer budget or another range "
+                                                       "could reorder them.", k=len(bound), n=len(work))
+                             if bound else "",
                              "controls": shown or "none", "working_share": share, "baseline": baseline,
                              "baseline_name": baseline_name or "none",
                              "share_said": f"Most of that spread ({1 - share:.0%} of its sum) comes from the "

@@ -100,7 +100,7 @@ def digits_grid(images: np.ndarray, labels: np.ndarray, per_class: int = 8):
 def sweep(points: list[Point], name: str, title: str, reference: dict | None = None, unit: str = ""):
     """Validation error (log axis) against one setting: every seed marked by its outcome, the median over seeds
     (line), the best value on validation (circled); reference lines for comparison."""
-    fig, ax = plt.subplots(figsize=(7.5, 4.3))
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
     numeric = all(isinstance(p.value, (int, float)) and not isinstance(p.value, bool) for p in points)
     xs = [p.value for p in points] if numeric else list(range(len(points)))
     errs = [100 * (1 - v) for p in points for v, o in zip(p.vals, p.outcomes) if o.kind != "diverged"]
@@ -108,11 +108,16 @@ def sweep(points: list[Point], name: str, title: str, reference: dict | None = N
     _error_axis(ax, errs + refs, "validation error (%, log scale)")
     top = ax.get_ylim()[1]
     seen = set()
+    log_x = numeric and min(xs) > 0 and max(xs) / min(xs) >= 100
+    gaps = [b - a for a, b in zip(xs, xs[1:])] if numeric else []
+    step = min(gaps) if gaps and min(gaps) > 0 else 1.0
     for x, p in zip(xs, points):
-        for v, o in zip(p.vals, p.outcomes):
+        for j, (v, o) in enumerate(zip(p.vals, p.outcomes)):
             m, face, edge, label = OUTCOME_STYLE[o.kind]
             y = top / 1.15 if o.kind == "diverged" else 100 * (1 - v)
-            ax.scatter([x], [y], marker=m, s=36, facecolors=face, edgecolors=edge, zorder=3,
+            off = j - (p.n - 1) / 2  # seeds side by side, so that equal values do not hide each other
+            sx = x * 1.06 ** off if log_x else x + 0.06 * step * off
+            ax.scatter([sx], [y], marker=m, s=36, facecolors=face, edgecolors=edge, zorder=3,
                        label=None if o.kind in seen else label, clip_on=False)
             seen.add(o.kind)
     med = [(x, 100 * (1 - p.median)) for x, p in zip(xs, points) if p.records]
@@ -126,7 +131,7 @@ def sweep(points: list[Point], name: str, title: str, reference: dict | None = N
     for k, (label, acc) in enumerate((reference or {}).items()):
         ax.axhline(100 * (1 - acc), color=OKABE_ITO[[1, 2, 3][k % 3]], ls=["--", ":", "-."][k % 3], lw=1.2,
                    label=label)
-    if numeric and min(xs) > 0 and max(xs) / min(xs) >= 100:
+    if log_x:
         ax.set_xscale("log", base=2 if all(float(x).is_integer() for x in xs) else 10)
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 1, 4, 16, not 2^0, 2^2, 2^4
         if len(xs) <= 12:  # few enough to label every value tried (a log axis labels only some)
@@ -137,7 +142,8 @@ def sweep(points: list[Point], name: str, title: str, reference: dict | None = N
     shown_unit = "" if name.endswith(unit.strip()) else unit.strip()  # "hidden units", not "hidden units (units)"
     ax.set_xlabel(f"{name}{f' ({shown_unit})' if shown_unit else ''}")
     ax.set_title(title)
-    ax.legend(fontsize=8, loc="best")
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=3, fontsize=8,
+               frameon=False)  # below the axes: inside, it could cover seeds
     return fig
 
 
@@ -261,14 +267,14 @@ def dead_units(lrs: list[float], dead: list[float], kinds: list[str], title: str
 
 def layer_stats(stats: dict[str, list[float]], ylabel: str, title: str):
     """One line per setting: a per-layer statistic (log axis) against the layer index."""
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(8.5, 4))
     for k, (label, ys) in enumerate(stats.items()):
         ax.plot(range(1, len(ys) + 1), [max(y, 1e-30) for y in ys], **line_style(k), label=label)
     ax.set_yscale("log")
     ax.set_xlabel("hidden layer")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend(fontsize=7, ncol=2)
+    fig.legend(loc="outside right center", fontsize=7, frameon=False)  # inside, it covered the lines' ends
     return fig
 
 

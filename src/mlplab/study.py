@@ -268,7 +268,7 @@ def experiments(quick: bool = False, seeds: int | None = None) -> dict[str, Expe
     widths = [1, 4, 16, 64, 256, 512] if q else [1, 2, 4, 16, 64, 128, 256, 512]
     wide = [] if q else [1024, 2048]
     exps = [
-        Experiment("recipe", "Training recipe for the course MLP (784-256-10)", "recipe", recipes),
+        Experiment("recipe", "Training recipe for the 784-256-10 MLP", "recipe", recipes),
         Experiment("recipe_parts", "The adam_cosine recipe, one part changed at a time", "recipe", parts),
         one("linear", "Softmax regression", "", None, base_over={"hidden": []}, n=n_seeds),
         Experiment("hidden", "Hidden layer width", "hidden",

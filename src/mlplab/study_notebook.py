@@ -208,6 +208,9 @@ with torch.random.fork_rng():
 for h in live_log:
     print(f"epoch {h['epoch']}: training accuracy {pct(h['train_accuracy'], 2)}, "
           f"validation accuracy {pct(h['val_accuracy'], 2)}")
+TX, TY = to_tensors(splits.test_x, splits.test_y, "cpu")
+print(f"test accuracy after epoch {LIVE_EPOCHS} (read once, nothing is chosen on it): "
+      f"{pct(accuracy(live_params, TX, TY), 2)}")
 show(plots.train_vs_val(live_log, "The thirty-line MLP: training vs validation error"), "plain_torch_curves")
 n_below = sum(h["val_accuracy"] > h["train_accuracy"] for h in live_log)
 live_claim = Claim("live_gap", {"n_below": n_below, "n": len(live_log), "last_train": live_log[-1]["train_accuracy"],
@@ -429,6 +432,9 @@ if len(hp) >= 2:
 
 # %% tags=["hide-input"]
 act_claims = sweep_section("activation", ["relu", "tanh", "sigmoid", "identity"])
+expected = analysis.activations_claim(POINTS["activation"], lin, "activation")
+if expected is not None:
+    say([expected], lead="**Against those expectations.** ")
 
 # %% [markdown]
 # ### 5.3 Initialization: scheme and scale
@@ -581,7 +587,10 @@ rows3, cols3, cells3 = analysis.grid(REC["seeds"], "seed", "data_seed")
 anova = analysis.anova_claim(REC["seeds"], "seeds")
 effect = min(anova.facts["p_rows"], anova.facts["p_cols"]) < analysis.ALPHA  # a best cell means something only then
 show(plots.heatmap(rows3, cols3, cells3, "initialization seed", "data-order seed",
-                   "Validation accuracy (%) for each pair of seeds (colour: error)", box_best=effect,
+                   "Validation accuracy (%) for each pair of seeds (colour: error)\n"
+                   f"the colours span {100 * (anova.facts['max'] - anova.facts['min']):.2f} points; "
+                   + ("an effect is detected (ANOVA below)" if effect else "no effect is detected (ANOVA below)"),
+                   box_best=effect,
                    what="validation error (%), one run per cell"), "grid_seeds")
 say([anova])
 
@@ -729,7 +738,6 @@ say([analysis.depth_signal_claim(act_std, grad_std, course="uniform(-0.01, 0.01)
 recipe_keys = {r["key"] for r in chosen_recipe.records}
 recipe_cfgs = [t for t in EXPS["recipe"].trials() if trial_key(t) in recipe_keys]
 recipe_params, recipe_stored = networks(recipe_cfgs)
-TX, TY = to_tensors(splits.test_x, splits.test_y, "cpu")
 with torch.no_grad():  # in the precision the study evaluated them in
     preds = []
     for c, w in zip(recipe_cfgs, recipe_params):
