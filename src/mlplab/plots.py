@@ -75,6 +75,9 @@ def _error_axis(ax, values_pct: list[float], label: str) -> None:
     numbers."""
     finite = [v for v in values_pct if v > 0 and math.isfinite(v)]
     lo = max(FLOOR, min(finite) / 1.5) if finite else 1.0
+    decade = 10 ** math.floor(math.log10(lo * 1.25))  # down to a power of ten when it is near, so that a labelled
+    if lo / 2.5 <= decade:  # tick lies below the lowest value
+        lo = max(FLOOR, decade * 0.95)
     hi = min(100.0, max(finite) * 1.5) if finite else 100.0
     ax.set_yscale("log")
     ax.set_ylim(lo, max(hi, lo * 3))
@@ -357,25 +360,35 @@ def compute_bars(names: list[str], model_epochs: list[int], budget_epochs: list[
     return fig
 
 
-def search_progress(curves: dict[str, list[tuple[int, float]]], budget: int, title: str):
+def search_progress(curves: dict[str, list[tuple[int, float]]], budget: int, title: str, noise_sd: float | None = None):
     """Best validation error so far (log axis) against model-epochs spent: one step line per search, a marker at the
     end of each of its rounds (each its own colour, line style and marker), and the common budget as a vertical
-    line. `curves`: label -> [(model-epochs, best validation accuracy so far; nan before any)]."""
-    fig, ax = plt.subplots(figsize=(7.5, 4.3))
-    errs = []
+    line. `curves`: label -> [(model-epochs, best validation accuracy so far; nan before any)]. `noise_sd`: one
+    run's standard deviation of validation accuracy, shaded on either side of the best final value: ends inside the
+    band cannot be told apart by one run each."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.9))
+    errs, finals = [], []
     for k, (label, points) in enumerate(curves.items()):
         pts = [(x, y) for x, y in points if y is not None and math.isfinite(y)]
         if not pts:
             continue
         xs, ys = [x for x, _ in pts], [100 * (1 - y) for _, y in pts]
         errs += ys
+        finals.append(ys[-1])
         ax.plot(xs, ys, drawstyle="steps-post", color=OKABE_ITO[k % 8], ls=LINESTYLES[k % 4],
                 marker=MARKERS[k % len(MARKERS)], ms=7, mfc="none" if k % 2 else OKABE_ITO[k % 8], lw=1.6,
                 label=f"{label}: best {pct(pts[-1][1], 2)}")
+    if noise_sd and finals:
+        lo_band, hi_band = min(finals) - 100 * noise_sd, min(finals) + 100 * noise_sd
+        ax.axhspan(max(lo_band, FLOOR), hi_band, color="gray", alpha=0.15, lw=0,
+                   label=f"best end \u00b1 one run's SD ({100 * noise_sd:.2f} points)")
+        errs += [max(lo_band, FLOOR), hi_band]
     ax.axvline(budget, color="gray", ls=":", lw=1, label=f"budget: {budget} model-epochs")
     _error_axis(ax, errs, "best validation error so far (%, log scale)")
+    if errs:
+        ax.set_ylim(max(FLOOR, min(errs) / 1.1), max(errs) * 1.1)  # the steps are small: fit them closely
     ax.set_xlim(0, budget * 1.05)
     ax.set_xlabel("model-epochs spent")
     ax.set_title(title)
-    ax.legend(fontsize=8, loc="best")
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=2, fontsize=8, frameon=False)
     return fig

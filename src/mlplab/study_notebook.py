@@ -9,7 +9,8 @@
 # Written and executed by `mlplab study`. The networks are built from plain tensors: initialization, activations,
 # cross-entropy and the optimizers are written by hand (autograd gives the gradients); nothing comes from
 # `torch.nn` or `torch.optim`. The experiments were trained beforehand, many models at once, into a result store;
-# the cells below read that store, and every number in the text is computed from it.
+# the cells below read that store, and every result in the text is computed from it (the settings, such as
+# learning rates and budgets, are the study's own choices, written where they are described).
 #
 # **Contents**
 # 1. [The data and the protocol](#s1)
@@ -555,6 +556,12 @@ show(plots.curves({lab: {"history": rec["history"], "best_epoch": o.best_epoch} 
 # fully crossed; a cell shows the median validation accuracy over its seeds ("div." when most seeds diverged) and,
 # below it, how many seeds stopped on their budget (b), collapsed (c) or diverged (d). The colour is the median
 # validation error on a log scale fitted to the grid's range; the dashed box is the best cell on validation.
+#
+# What to look for: where the best learning rate moves with the other setting, tuning one at a time would miss the
+# best combination. For the batch size the usual rule of thumb (not a finding of this study) is that the best rate
+# grows with the batch, since a larger batch averages out more of the gradient noise and can take larger steps. With
+# a budget in epochs a larger batch also takes fewer steps, so where a row's runs stopped on their budget (b), a
+# larger rate partly makes up for the missing steps: a shift there is not only the noise argument.
 
 # %% tags=["hide-input"]
 GRIDS = {"lr_x_init_scale": ("init_scale", "init scale a (uniform)", "init scale"),  # (row, axis label, in text)
@@ -565,12 +572,6 @@ for name, (row, row_label, row_name) in GRIDS.items():
     show(plots.heatmap(rws, cls, cs, row_label, "learning rate", EXPS[name].title), f"grid_{name}")
     grid_claims[name] = analysis.grid_claims(rws, cls, cs, row_name, name)
     say(grid_claims[name], lead=f"**{EXPS[name].title}.** ")
-display(Markdown(
-    "Where the best learning rate moves with the other setting, tuning one at a time would miss the best "
-    "combination. For the batch size the usual rule of thumb is that the best rate grows with the batch (a larger "
-    "batch averages out more of the gradient noise, so it can take larger steps). With a budget in epochs, a larger "
-    "batch also takes fewer steps, so where a row's runs stopped on their budget (b) a larger rate partly makes up "
-    "for the missing steps: a shift there is not only the noise argument."))
 
 # %% [markdown]
 # <a id="s8"></a>
@@ -680,12 +681,14 @@ table(["method", "trials (complete / pruned / failed)", "model-epochs", "seconds
       [[s.title, f"{v['trials']} ({v['complete']} / {v['pruned']} / {v['failed']})", v["model_epochs"],
         f"{v['seconds']:.0f}", pct(v["best_val"], 2), pct(v["best_test"], 2), setting_text(v["best_params"])]
        for s, v in ((SEARCHES[m], S_SUM[m]) for m in SEARCHES)])
-show(plots.search_progress({s.title: analysis.search_curve(S_TRIALS[m]) for m, s in SEARCHES.items()}, s0.budget,
-                           "Best validation accuracy so far (as error), at equal compute"), "search_progress")
 noise_recs = REC["search_noise"]
+noise_vals = [analysis.val_accuracy(r) for r in noise_recs]
+show(plots.search_progress({s.title: analysis.search_curve(S_TRIALS[m]) for m, s in SEARCHES.items()}, s0.budget,
+                           "Best validation accuracy so far (as error), at equal compute",
+                           statistics.stdev(noise_vals) if len(noise_vals) > 1 else None), "search_progress")
 search_said = analysis.search_claims(
     S_SUM, {m: s.title for m, s in SEARCHES.items()}, s0.rounds, s0.round_epochs,
-    [analysis.val_accuracy(r) for r in noise_recs], study.SEARCH_NOISE,
+    noise_vals, study.SEARCH_NOISE,
     analysis.shared_settings(S_TRIALS["random"], S_TRIALS["halving"]))
 say(search_said)
 
