@@ -412,6 +412,20 @@ def test_a_best_rate_that_rises_with_the_batch_beyond_noise_is_called_so(tmp_pat
     assert "the best learning rate rises" in trend.text and "the shift is beyond seed noise" in trend.text
 
 
+def test_a_row_whose_tied_rates_skip_a_worse_one_is_named(tmp_path):
+    """Batch 32: the best rate 0.01 (tight seeds), 0.1 worse (tight), 1 with one wild seed, hence tied with the
+    best; batch 256: a clean row. Only batch 32's tied rates skip one."""
+    seeds = {32: {0.001: [0.90, 0.90, 0.90], 0.01: [0.969, 0.970, 0.971], 0.1: [0.93, 0.93, 0.93],
+                  1.0: [0.969, 0.968, 0.60]},
+             256: {0.001: [0.90, 0.90, 0.90], 0.01: [0.969, 0.970, 0.971], 0.1: [0.93, 0.93, 0.93],
+                   1.0: [0.90, 0.90, 0.90]}}
+    runs = [(TrainConfig(hidden=(8,), epochs=1, batch_size=b, lr=lr, seed=k), v)
+            for b, row in seeds.items() for lr, vs in row.items() for k, v in enumerate(vs)]
+    trend = analysis.grid_claims(*analysis.grid(_store(tmp_path, runs), "batch_size", "lr"), "batch size")[-1]
+    assert trend.facts["gapped"] == [32]
+    assert "32: 0.01 and 1;" in trend.text and "At batch size 32 the tied rates skip a rate that is worse" in trend.text
+
+
 def test_a_rising_best_rate_within_noise_is_not_called_a_shift(tmp_path):
     """The best rate rises one step per row, but its neighbours sit within the seeds' noise: ranges overlap."""
     medians = {32: [0.950, 0.949, 0.948, 0.90], 256: [0.949, 0.950, 0.949, 0.90], 2048: [0.948, 0.949, 0.950, 0.90]}

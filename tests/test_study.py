@@ -361,6 +361,8 @@ def _check_grid(claim, records):
         apart = ([a[1] < b[0] for a, b in zip(spans, spans[1:])] if up else
                  [a[0] > b[1] for a, b in zip(spans, spans[1:])] if down else [])
         assert f["steps_apart"] == apart and f["separated"] == (bool(apart) and all(apart))
+        rows = sorted({k[0] for k in cells})  # rows whose tied rates skip one
+        assert f["gapped"] == [r for r, (lo, hi), t in zip(rows, spans, tied_sets) if len(t) != hi - lo + 1]
     return True
 
 

@@ -319,7 +319,7 @@ TEMPLATES = {
                  "{n_failed_cells}.",
     "grid_best_lr": "The best learning rate per {row_name}: {per_row}.",
     "grid_trend": "From the smallest {row_name} to the largest, the best learning rate {trend}. The rates tied with "
-                  "each row's best are {ranges}. {verdict}.",
+                  "each row's best are {ranges}. {verdict}.{gap_note}",
     "live_gap": "Both errors are measured on the whole split after each epoch. The validation error is below the "
                 "training error after {n_below:each=n,the} epochs (last epoch: {last_val:pct} validation against "
                 "{last_train:pct} training accuracy). That rules out overfitting so far.",
@@ -639,7 +639,12 @@ def trend_claim(cols: list, cells: list[list[Point]], base: dict) -> Claim:
     shown = "; ".join(f"{fmt_value(row)}: {tied_text(lo, hi, tied)}" for (lo, hi, row), tied in zip(ranges, tied_sets))
     said = ("stays the same" if trend == "stays" else
             f"{trend}, with some neighbouring rows sharing a best rate" if weak else trend)
-    return Claim("grid_trend", {**base, "trend": said, "direction": trend,
+    # a row whose tied rates skip one that is worse: its spread of seeds is wide enough to tie a far rate with the best
+    gapped = [row for (lo, hi, row), tied in zip(ranges, tied_sets) if len(tied) != hi - lo + 1]
+    gap_note = (f" At {base['row_name']} {' and '.join(fmt_value(r) for r in gapped)} the tied rates skip a rate "
+                "that is worse: there the seeds spread so widely that a distant rate ties with the best, so that "
+                "row's range locates its best rate only loosely." if gapped else "")
+    return Claim("grid_trend", {**base, "trend": said, "direction": trend, "gapped": gapped, "gap_note": gap_note,
                                 "separated": separated, "steps_apart": apart, "best_cols": [cols[i] for i in bests],
                                 "common": [cols[i] for i in common], "rows": [r[2] for r in ranges],
                                 "ranges": shown, "verdict": verdict})

@@ -528,8 +528,8 @@ for c, w in zip(lr_cfgs, lr_params):
         h = torch.relu(xs @ w["w0"][0].float() + w["b0"][0].float())  # (2000, H)
     dead.append(float((h.max(0).values <= 0).float().mean()))
     kinds.append(analysis.outcome(by_key[trial_key(c)]).kind)
-show(plots.dead_units([c.lr for c in lr_cfgs], dead, kinds, "Dead ReLU units after training, by learning rate"),
-     "dead_units")
+show(plots.dead_units([c.lr for c in lr_cfgs], dead, kinds,
+                     "Dead ReLU units after training, by learning rate (seed 0 of each)"), "dead_units")
 ok = [(d, c) for d, c, k in zip(dead, lr_cfgs, kinds) if k in ("converged", "budget")]
 col = [(c.lr, d) for c, d, k in zip(lr_cfgs, dead, kinds) if k == "collapsed"]
 most, most_cfg = max(ok, key=lambda x: x[0], default=(0.0, lr_cfgs[0]))
