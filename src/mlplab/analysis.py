@@ -665,10 +665,10 @@ def anova_claim(records: list[dict], experiment: str = "") -> Claim:
                            "init_verdict": verdict(a["p_rows"]), "data_verdict": verdict(a["p_cols"])})
 
 
-SPLIT_READINGS = {"most": "most of that gap comes from the split (the held-out images are easier to classify), not "
-                          "from the network",
-                  "part": "part of that gap comes from the split, the rest from the network",
-                  "none": "the gap does not come from the split"}
+SPLIT_READINGS = {"most": "by this one comparison, most of that gap comes from the split (the held-out images are "
+                          "easier to classify at this fit), not from the network",
+                  "part": "by this one comparison, part of that gap comes from the split, the rest from the network",
+                  "none": "by this one comparison, the gap does not come from the split"}
 
 
 def split_claim(key: str, lr: float, train: float, val: float, live_train: float, live_val: float,
