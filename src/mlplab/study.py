@@ -31,7 +31,7 @@ from pathlib import Path
 
 from mlplab.config import TrainConfig
 from mlplab.files import atomic_write, current_umask
-from mlplab.sweep import SweepSpec
+from mlplab.sweep import SweepSpec, expand_axis
 
 # How every experiment trains: to convergence under early stopping. A model stops once its validation loss has not
 # improved by more than MIN_DELTA for PATIENCE epochs in a row, or at its epoch budget; it reports the epoch with the
@@ -40,7 +40,10 @@ from mlplab.sweep import SweepSpec
 # stops.
 PATIENCE = 3
 MIN_DELTA = 1e-4
-BUDGET = 15  # max epochs of the sweeps (the course recipe gets RECIPE_BUDGET: plain SGD converges slower)
+BUDGET = 15  # max epochs of the sweeps (section 3's constant-rate recipes get RECIPE_BUDGET)
+# Init scales far below the logspace of the init-scale sweep (full study): is there a scale too small to train from,
+# short of the exact zero of section 4? (a random init this small still breaks the units' symmetry)
+TINY_SCALES = [1e-12, 1e-9, 1e-6]
 RECIPE_BUDGET = 30
 QUICK_BUDGET, QUICK_PATIENCE = 3, 1
 
@@ -280,7 +283,8 @@ def experiments(quick: bool = False, seeds: int | None = None) -> dict[str, Expe
         one("init", "Initialization scheme", "init",
             ["zeros", "uniform:0.01", "normal:0.01", "xavier_uniform", "kaiming_uniform", "kaiming_normal"]),
         one("init_scale", "Initialization scale a of uniform(-a, a)", "init_scale",
-            {"logspace": [-4, 1, 6 if q else 11]}, base_over={"init": "uniform"}),
+            ([] if q else TINY_SCALES) + expand_axis("init_scale", {"logspace": [-4, 1, 6 if q else 11]}),
+            base_over={"init": "uniform"}),
         one("lr", "Learning rate", "lr", lrs, n=n_seeds),
         one("batch_size", "Batch size", "batch_size", [64, 128, 512, 2048] if q else {"pow2": [5, 12]},
             " examples"),

@@ -443,7 +443,9 @@ if expected is not None:
 # What to expect: in a deep network too small a scale shrinks the signal layer by layer, and with it the gradients of
 # every layer at once (section 10.1 measures both at initialization of an 8-layer network); too large a scale starts
 # with large logits, far from where training ends. With one hidden layer, as here, there is only one layer to shrink
-# through: the sweep below says what actually happened, within its epoch budget.
+# through: the sweep below says what actually happened, within its epoch budget. In the full study the scale sweep
+# also reaches far down (to 1e-12): a random init that small is still random, so it breaks the symmetry between
+# units that an exact zero (section 4) cannot; whether the tiny scale itself does harm is what those values test.
 
 # %% tags=["hide-input"]
 init_claims = sweep_section("init")
