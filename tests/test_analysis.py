@@ -585,3 +585,24 @@ def test_recipe_parts_call_a_loss_beyond_noise_borderline_when_it_would_not_surv
     assert "Dropping label smoothing costs accuracy beyond seed noise, also after a correction for the 2" in c.text
     assert "dropping the cosine schedule is borderline (p = 0.0" in c.text
     assert "but not below 0.025, the bar after a correction for the 2 comparisons" in c.text
+
+
+def test_bottleneck_claim_reads_intervals_zeros_and_dead_units():
+    # one unit: h = 0 for two images (both predicted 6), then intervals 0, 2, 7 along h; digits 1, 3-5, 8, 9 never
+    codes, pred, y = [[0.0], [2.0], [0.0], [1.0], [3.0], [1.5]], [6, 2, 6, 0, 7, 2], [6, 2, 5, 0, 7, 3]
+    c = analysis.bottleneck_claim("k", 0, codes, pred, y)
+    f = c.facts
+    assert c.kind == "bottleneck_1" and f["order"] == [6, 0, 2, 7] and f["n_zero"] == 2 and f["zero_preds"] == [6]
+    assert f["acc"] == pytest.approx(4 / 6) and f["never"] == [1, 3, 4, 5, 8, 9] and f["n_pred"] == 4
+    assert "0 for 2 images (33.3%), and those all get the same prediction, 6." in c.text
+    assert "predicts 6, 0, 2, 7: 4 of the 10 digits; it never predicts 1, 3, 4, 5, 8 or 9." in c.text
+    # two units, the second dead: it reads one number
+    c = analysis.bottleneck_claim("k", 0, [[0.0, 0.0], [1.0, 0.0], [2.0, 0.0]], [1, 3, 4], [1, 3, 3])
+    assert c.kind == "bottleneck_2" and c.facts["dead"] == [2] and "order" not in c.facts
+    assert "its hidden unit 2 is 0 for every image" in c.text and "hidden unit 1 is 0 for 1 image (33.3%)" in c.text
+    assert "intervals of that one number" in c.text
+    # two live units, never both 0
+    c = analysis.bottleneck_claim("k", 0, [[0.0, 1.0], [1.0, 0.0]], list(range(2)), [0, 1])
+    assert c.facts["dead"] == [] and c.facts["n_zero"] == 0 and "never both 0" in c.text and "convex region" in c.text
+    with pytest.raises(AssertionError):
+        analysis.bottleneck_claim("k", 0, [[0.0, 1.0, 2.0]], [0], [0])

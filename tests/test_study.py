@@ -487,6 +487,35 @@ def _check_split(out, claim, records):
     return True
 
 
+def _check_bottleneck(out, claim, records):
+    """A 1- or 2-unit network from its weights in the store (kept for this claim), recomputed with plain torch in
+    float32: its hidden values on the validation images, the images where all of them are 0, the digits it predicts,
+    and for 1 unit the order of its intervals along h, where every digit may appear once at most (the prediction is
+    the top of 10 lines in h)."""
+    import torch
+
+    f = claim["facts"]
+    rec = next(r for r in records if r["key"] == f["key"])
+    assert (rec["seed"], len(rec["hidden"]), rec["hidden"][0]) == (f["seed"], 1, f["width"])
+    with Store(out / "study.sqlite", create=False) as s:
+        w = {k: v.float()[0] for k, v in s.weights(rec["key"]).items()}  # stored: the notebook did not retrain it
+    sp = _splits()
+    x, y = torch.from_numpy(sp.val_x).float() / 255, sp.val_y.tolist()
+    h = torch.relu(x @ w["w0"] + w["b0"])  # (N, H)
+    pred = (h @ w["w1"] + w["b1"]).argmax(-1).tolist()
+    zero = (h == 0).all(1)
+    zero_preds = sorted({pred[i] for i in zero.nonzero()[:, 0].tolist()})
+    assert f["n_zero"] == int(zero.sum()) and f["zero_preds"] == zero_preds
+    assert f["acc"] == pytest.approx(sum(p == t for p, t in zip(pred, y)) / len(y))
+    assert f["never"] == sorted(set(range(10)) - set(pred)) and f["n_pred"] == len(set(pred))
+    assert f["dead"] == [j + 1 for j in range(h.shape[1]) if not bool(h[:, j].any())]
+    if f["width"] == 1:
+        runs = [pred[j] for j in h[:, 0].argsort(stable=True).tolist()]  # the predictions in the order of h
+        order = [d for i, d in enumerate(runs) if i == 0 or runs[i - 1] != d]
+        assert f["order"] == order and len(order) == len(set(order))  # one interval per digit at most
+    return True
+
+
 def _check_recipe_parts(claim, records):
     """adam_cosine against each one-part change, from the stored records: medians, Welch p and verdicts."""
     f = claim["facts"]
@@ -547,7 +576,7 @@ def test_every_claim_renders_to_its_sentence_and_its_facts_recompute_from_the_st
     for needed in ("sweep_best", "anova", "recipe", "grid_best", "zero_stored", "threads", "misclassified",
                    "compute", "ranking", "linear_vs_mlp", "search_compute", "search_noise", "search_best",
                    "grid_trend", "smoothing_floor", "depth_signal", "zero_one_class", "overfit", "retuned", "live_gap",
-                   "confusions", "narrowest", "findings", "recipe_parts", "activations"):
+                   "confusions", "narrowest", "findings", "recipe_parts", "activations", "bottleneck_1"):
         assert kinds[needed] >= 1, f"no {needed} claim in the notebook"
     recomputed = 0
     for claim, markdown in claims:
@@ -556,7 +585,8 @@ def test_every_claim_renders_to_its_sentence_and_its_facts_recompute_from_the_st
         check = {**CHECKS, "search": functools.partial(_check_search, out),
                  "live": functools.partial(_check_live, out),
                  "confusions": functools.partial(_check_confusions, out),
-                 "split": functools.partial(_check_split, out)}.get(
+                 "split": functools.partial(_check_split, out),
+                 "bottleneck": functools.partial(_check_bottleneck, out)}.get(
             claim["kind"] if claim["kind"] == "recipe_parts" else claim["kind"].split("_")[0])
         if check is not None and check(claim, records):
             recomputed += 1

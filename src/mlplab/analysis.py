@@ -385,6 +385,12 @@ TEMPLATES = {
     "narrowest": "The two narrowest widths, {a:vu} and {b:vu}, reach medians of {a_val:pct} and {b_val:pct} (Welch "
                  "p {p:p}: {verdict}); {a_failed} of {a_n} runs failed at {a:vu}, {b_failed} of {b_n} at {b:vu}. The "
                  "narrowest width tried whose median beats {baseline_name} ({baseline:pct}) is {first_said}.",
+    "bottleneck_1": "Seed {seed} of {width:vu}, scored again here in float32 ({acc:pct} of the {n:,} validation "
+                    "images): {zero_said}The 10 logits are straight lines in h, so the prediction at each h is the "
+                    "top line there, and each digit gets at most one interval of h. From h = 0 upward this model "
+                    "predicts {order_said}: {n_pred} of the 10 digits{never_said}.",
+    "bottleneck_2": "Seed {seed} of {width:vu} ({acc:pct} of the validation images): {zero_said}{rule_said}; "
+                    "this model predicts {n_pred} of the 10 digits{never_said}.",
     "findings": "Of adam_cosine's three parts (section 3): {parts_verdict}. How the best learning rate moves "
                 "across each grid's rows: {interactions}. Randomness: {randomness}; the {n_anova} runs of one setting "
                 "span {anova_min:pct} to {anova_max:pct}. Zero initialization ends at a median of {zero_val:pct}; "
@@ -699,6 +705,53 @@ def narrowest_claim(points: list[Point], baseline: float, baseline_name: str, un
                                "first": first.value if first else None, "first_val": first.median if first else None,
                                "first_said": f"{with_unit(first.value, unit)} ({pct(first.median, 2)})" if first
                                else "none of the widths tried"})
+
+
+def bottleneck_claim(key: str, seed: int, codes: list[list[float]], pred: list[int], y: list[int]) -> Claim:
+    """What a network with one or two hidden units does with them: codes (N, H) are each image's hidden values, pred
+    and y (N,) its predicted and true digits. Facts: the accuracy, the images whose every hidden value is 0 (they all
+    get one prediction), the digits it predicts at all, and for one unit the order of its intervals along h."""
+    width, n = len(codes[0]), len(y)
+    assert width in (1, 2), f"one or two hidden units, got {width}"
+    zero = [i for i, c in enumerate(codes) if not any(c)]
+    zero_preds = sorted({pred[i] for i in zero})
+    dead = [j for j in range(width) if not any(c[j] for c in codes)]  # hidden units that are 0 for every image
+    said = ""
+    if width == 2 and len(dead) == 1:
+        said = (f"its hidden unit {dead[0] + 1} is 0 for every image (a dead unit, as in section 6), so it has one "
+                "number to work with; ")
+    which = ("its hidden number h is" if width == 1 else f"hidden unit {2 - dead[0]} is" if said else
+             "its two hidden numbers are both")
+    if zero:
+        images = f"{len(zero):,} image{'' if len(zero) == 1 else 's'}"
+        said += (f"{which} 0 for {images} ({pct(len(zero) / n, 1)}), and those "
+                 + (f"all get the same prediction, {zero_preds[0]}. " if len(zero_preds) == 1 else
+                    f"get the predictions {_listed(zero_preds)}. "))
+    else:
+        said += {"its two hidden numbers are both": "its two hidden numbers are never both 0. "}.get(
+            which, f"{which} never 0. ")
+    predicted = sorted(set(pred))
+    never = [d for d in range(N_CLASSES) if d not in predicted]
+    facts = {"key": key, "seed": seed, "width": width, "unit": " units", "n": n,
+             "acc": sum(p == t for p, t in zip(pred, y)) / n, "n_zero": len(zero), "zero_preds": zero_preds,
+             "dead": [j + 1 for j in dead], "zero_said": said, "n_pred": len(predicted), "never": never,
+             "never_said": f"; it never predicts {_listed(never, 'or')}" if never else ""}
+    facts["rule_said"] = ("The output layer then predicts by intervals of that one number, as for 1 unit" if dead
+                          else "With two numbers the output layer cuts the plane into at most one convex region per "
+                          "digit (the top of 10 planes)")
+    if width == 1:
+        order = []
+        for i in sorted(range(n), key=lambda i: (codes[i][0], i)):
+            if not order or order[-1] != pred[i]:
+                order.append(pred[i])
+        facts |= {"order": order, "order_said": ", ".join(map(str, order))}
+    return Claim(f"bottleneck_{min(width, 2)}", facts)
+
+
+def _listed(xs: list, conjunction: str = "and") -> str:
+    """'3', '3 and 5', '0, 3 and 5' (or 'or')."""
+    xs = [str(x) for x in xs]
+    return xs[0] if len(xs) == 1 else f"{', '.join(xs[:-1])} {conjunction} {xs[-1]}"
 
 
 def activations_claim(points: list[Point], linear: Point, experiment: str = "") -> Claim | None:

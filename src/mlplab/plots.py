@@ -392,3 +392,66 @@ def search_progress(curves: dict[str, list[tuple[int, float]]], budget: int, tit
     ax.set_title(title)
     fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=2, fontsize=8, frameon=False)
     return fig
+
+
+def bottleneck(models: list[dict], title: str):
+    """Networks with one or two hidden units, one panel each: every image at its hidden value(s), against the regions
+    where the output layer predicts each digit. models: {"codes" (N, H), "y" (N,), "w" (H, 10), "b" (10,), "label"}
+    with H = 1 (a strip per true digit along h) or H = 2 (the plane, coloured by true digit)."""
+    fig, axes = plt.subplots(1, len(models), figsize=(6.2 * len(models), 5.2), squeeze=False)
+    tab = plt.get_cmap("tab10")
+    rng = np.random.default_rng(0)  # jitter only
+    for ax, m in zip(axes[0], models):
+        codes, y, w, b = np.asarray(m["codes"]), np.asarray(m["y"]), np.asarray(m["w"]), np.asarray(m["b"])
+        live = np.flatnonzero(codes.max(0) > 0)
+        xlabel = "the hidden unit's value h (the digit on top: what the model predicts there)"
+        if codes.shape[1] == 2 and len(live) == 1:  # one dead unit: the model reads a line, drawn as one
+            codes, w = codes[:, live], w[live]
+            xlabel = f"hidden unit {live[0] + 1}'s value (unit {2 - live[0]} is 0 for every image)"
+        top = max(float(codes.max()) * 1.05, 1e-6)
+        if codes.shape[1] == 1:
+            grid = np.linspace(0, top, 2001)
+            region = (grid[:, None] * w[0] + b).argmax(1)  # the predicted digit along h
+            cuts = [0, *np.flatnonzero(np.diff(region)) + 1, len(grid)]
+            for k, (a, z) in enumerate(zip(cuts[:-1], cuts[1:])):
+                ax.axvspan(grid[a], grid[min(z, len(grid) - 1)], color=tab(region[a]), alpha=0.15, lw=0)
+                ax.text((grid[a] + grid[z - 1]) / 2, 10.0 + 0.55 * (k % 2), str(region[a]), ha="center",
+                        va="bottom", fontsize=10, color=tab(region[a]), fontweight="bold")  # staggered: narrow ones
+            pred = (codes * w[0] + b).argmax(1)
+            ok = pred == y
+            jit = y + rng.uniform(-0.3, 0.3, len(y))
+            ax.scatter(codes[ok, 0], jit[ok], s=3, color=OKABE_ITO[0], alpha=0.35, lw=0, rasterized=True,
+                       label="predicted right")
+            ax.scatter(codes[~ok, 0], jit[~ok], s=3, color=OKABE_ITO[5], alpha=0.35, lw=0, rasterized=True,
+                       label="predicted wrong")
+            ax.set_yticks(range(10))
+            ax.set_ylim(-0.6, 11.2)
+            ax.set_xlim(-0.02 * top, top)
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel("true digit")
+            ax.legend(loc="lower right", markerscale=4, framealpha=0.9)
+        else:
+            tx, ty = (max(float(c) * 1.05, 1e-6) for c in codes.max(0))  # each unit's own range
+            gx, gy = np.linspace(0, tx, 301), np.linspace(0, ty, 301)
+            hx, hy = np.meshgrid(gx, gy)
+            region = (np.stack([hx.ravel(), hy.ravel()], 1) @ w + b).argmax(1).reshape(hx.shape)
+            ax.imshow(region, origin="lower", extent=(0, tx, 0, ty), cmap="tab10", vmin=-0.5, vmax=9.5,
+                      alpha=0.18, aspect="auto", interpolation="nearest")
+            for d in np.unique(region):
+                yy, xx = np.nonzero(region == d)
+                ax.text(gx[int(np.median(xx))], gy[int(np.median(yy))], str(d), ha="center", va="center",
+                        fontsize=13, fontweight="bold", color=tab(d))
+            pick = rng.permutation(len(y))[:5000]
+            ax.scatter(codes[pick, 0], codes[pick, 1], s=3, c=y[pick], cmap="tab10", vmin=-0.5, vmax=9.5, lw=0,
+                       alpha=0.5, rasterized=True)
+            for d in range(10):
+                ax.scatter([], [], s=12, color=tab(d), label=str(d))
+            ax.legend(title="true digit", loc="upper left", bbox_to_anchor=(1.0, 1.0), markerscale=1.5)
+            ax.set_xlim(0, tx)
+            ax.set_ylim(0, ty)
+            ax.set_xlabel("hidden unit 1")
+            ax.set_ylabel("hidden unit 2")
+        ax.grid(False)
+        ax.set_title(m["label"])
+    fig.suptitle(title)
+    return fig

@@ -493,11 +493,20 @@ def to_html(nb) -> str:
 
 def kept_weights(exps: dict[str, Experiment]) -> frozenset[str]:
     """Keys of the trials whose trained weights the store keeps, for the notebook's looks inside the networks: every
-    recipe's models (the chosen recipe's mistakes, section 10) and the learning-rate sweep's seed-0 models (dead
-    units, section 6). Any other analysis of weights would train its models again."""
+    recipe's models (the chosen recipe's mistakes, section 10), the learning-rate sweep's seed-0 models (dead
+    units, section 6) and the width sweep's seed-0 models of 1 and 2 units (what one or two numbers can separate,
+    section 5.1). Any other analysis of weights would train its models again."""
     from mlplab.store import trial_key
 
-    return frozenset(trial_key(t) for t in exps["recipe"].trials() + [t for t in exps["lr"].trials() if t.seed == 0])
+    looked_into = (exps["recipe"].trials() + [t for t in exps["lr"].trials() if t.seed == 0]
+                   + narrow_trials(exps))
+    return frozenset(trial_key(t) for t in looked_into)
+
+
+def narrow_trials(exps: dict[str, Experiment]) -> list:
+    """The width sweep's seed-0 models of 1 and 2 hidden units, narrowest first (2 units only in the full study)."""
+    return sorted((t for t in exps["hidden"].trials() if t.seed == 0 and tuple(t.hidden) in ((1,), (2,))),
+                  key=lambda t: t.hidden)
 
 
 def run_study(out: str | Path = "study", store: str | Path | None = None, quick: bool = False,

@@ -426,6 +426,28 @@ if len(hp) >= 2:
         lead="**The narrow end.** ")
 
 # %% [markdown]
+# What can one or two hidden numbers do? Each validation image goes through the seed-0 network of 1 unit (and of 2
+# units in the full study) to its hidden value(s); the output layer then picks a digit from those alone.
+
+# %% tags=["hide-input"]
+narrow_cfgs = study.narrow_trials(EXPS)
+narrow_params = [networks([c])[0][0] for c in narrow_cfgs]  # one shape each: they train apart if not stored
+narrow_models, narrow_claims = [], []
+for c, w in zip(narrow_cfgs, narrow_params):
+    w = {k: v.float() for k, v in w.items()}  # evaluated in float32: the output layer is exactly linear in h
+    with torch.no_grad():
+        codes = mlplab.mlp.hidden_features(w, XV, c.activation)[0]  # (N, H)
+        pred = (codes @ w["w1"][0] + w["b1"][0]).argmax(-1)  # (N,)
+    narrow_claims.append(analysis.bottleneck_claim(trial_key(c), c.seed, codes.tolist(), pred.tolist(), YV.tolist()))
+    narrow_models.append({"codes": codes.numpy(), "y": YV.numpy(), "w": w["w1"][0].numpy(), "b": w["b1"][0].numpy(),
+                          "label": f"{c.hidden[0]} hidden unit{'s' if c.hidden[0] > 1 else ''}: "
+                                   f"{pct(narrow_claims[-1].facts['acc'], 1)} on validation"})
+if narrow_models:
+    show(plots.bottleneck(narrow_models, "What one or two hidden numbers separate (validation images, seed 0)"),
+         "narrow_codes")
+    say(narrow_claims, lead="**One or two numbers.** ")
+
+# %% [markdown]
 # ### 5.2 Activation function
 #
 # The identity "activation" makes the whole MLP one linear map again; sigmoid's gradient is at most 1/4 and its
