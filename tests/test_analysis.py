@@ -182,7 +182,8 @@ def test_grid_counts_failed_seeds_and_best_is_on_validation(tmp_path):
 
 def test_a_sentence_that_disagrees_with_its_facts_is_caught():
     claim = analysis.Claim("misclassified", {"n_test": 100, "n_any": 10, "n_all": 3, "n_seeds": 5,
-                                             "n_expected": 0.01})
+                                             "n_expected": 0.01, "err_min": 4, "err_max": 6, "share_lo": 0.5,
+                                             "share_hi": 0.75})
     assert "3 by all of them" in claim.text and "fewer than 0.1 would be" in claim.text
     assert "about 2.5 would be" in analysis.render("misclassified", {**claim.facts, "n_expected": 2.5})
     tampered = {**claim.as_dict(), "text": claim.text.replace("3 by all", "2 by all")}
@@ -253,7 +254,8 @@ def test_a_converged_run_that_broke_down_after_its_reported_epoch_is_named(tmp_p
     assert [[o.kind for o in p.outcomes] for p in pts] == [["converged"] * 3] * 2  # neither is "collapsed"
     c = next(c for c in analysis.sweep_claims(pts, "learning rate") if c.kind == "sweep_breakdown")
     assert [(r["value"], r["k"], r["n"]) for r in c.facts["rows"]] == [(1.0, 3, 3)]
-    assert "at 1, all 3 of its runs (median 40.00% at the reported epoch, 10.00% at the last)" in c.text
+    assert "at 1, all 3 of its runs (median 40.00% at the reported epoch, 10.00% at the last; the best any of its 3 " \
+           "runs reached at any epoch: 40.00%)" in c.text
     assert "lost more than 10 points" in c.text
 
 
@@ -523,9 +525,8 @@ def test_a_best_rate_tied_in_every_row_is_named_when_the_best_moves(tmp_path):
     assert "No shift is claimed: 0.01 is the best rate or tied with it in every row" in trend.text
 
 
-def test_findings_copy_their_facts_from_the_claims_that_state_them(tmp_path):
-    medians = {32: [0.950, 0.949, 0.90, 0.90], 256: [0.949, 0.950, 0.90, 0.90], 2048: [0.90, 0.90, 0.90, 0.95]}
-    trend = _trend(tmp_path, medians, 0.002)
+def _findings_parts(tmp_path):
+    """The claims besides the grids' that the summary's findings copy from: made up, except the ANOVA's store."""
     (tmp_path / "seeds").mkdir()
     anova = analysis.anova_claim(_store(tmp_path / "seeds", _seed_grid(0.003, 0.0, rng_seed=1)))
     zero = analysis.Claim("zero_stored", {"zero_val": 0.1064, "zero_outcomes": "3 collapsed", "random_val": 0.97,
@@ -537,6 +538,13 @@ def test_findings_copy_their_facts_from_the_claims_that_state_them(tmp_path):
         {"grid": "grid search", "random": "random search", "halving": "successive halving"}, 4, 20,
         [0.955, 0.96, 0.958], {"lr": 0.05, "momentum": 0.9}, 20)
     parts = analysis.Claim("recipe_parts", {"verdict": "Taking out Adam costs accuracy beyond seed noise"})
+    return anova, zero, one, search, parts
+
+
+def test_findings_copy_their_facts_from_the_claims_that_state_them(tmp_path):
+    medians = {32: [0.950, 0.949, 0.90, 0.90], 256: [0.949, 0.950, 0.90, 0.90], 2048: [0.90, 0.90, 0.90, 0.95]}
+    trend = _trend(tmp_path, medians, 0.002)
+    anova, zero, one, search, parts = _findings_parts(tmp_path)
     c = analysis.findings_claim({"batch size": trend}, anova, zero, one, search, parts)
     assert "three parts (section 3): taking out Adam costs accuracy" in c.text
     assert c.facts["moves"]["batch size"]["steps_apart"] == trend.facts["steps_apart"] == [False, True]
@@ -559,13 +567,15 @@ def test_recipe_parts_name_the_part_whose_removal_costs_accuracy(tmp_path):
     c = analysis.recipe_parts_claim(pts[0], pts[1:])
     assert [r["verdict"] for r in c.facts["parts"]] == ["worse beyond seed noise", "tied", "worse beyond seed noise"]
     assert [r["part"] for r in c.facts["parts"]] == ["dropping label smoothing", "dropping the cosine schedule",
-                                                     "replacing Adam by SGD"]
+                                                     "replacing Adam by SGD at momentum 0.9, learning rate 0.05 "
+                                                     "(not re-tuned)"]
     assert c.facts["parts"][0]["p"] == pytest.approx(stats.ttest_ind([0.969, 0.97, 0.971], [0.979, 0.98, 0.981],
                                                                      equal_var=False).pvalue)
     assert "with no label smoothing, 97.00% (1.00 points lower" in c.text
     assert "with a constant rate (budget 30 epochs)" in c.text
     assert "with SGD (momentum 0.9, learning rate 0.05) instead of Adam" in c.text
-    assert "Dropping label smoothing and replacing Adam by SGD cost accuracy beyond seed noise, also after a " \
+    assert "Dropping label smoothing and replacing Adam by SGD at momentum 0.9, learning rate 0.05 (not re-tuned) " \
+           "cost accuracy beyond seed noise, also after a " \
            "correction for the 3 comparisons (p < 0.0167); dropping the cosine " \
            "schedule costs 0.02 points, within seed noise (3 seeds per arm" in c.text
 
@@ -606,3 +616,44 @@ def test_bottleneck_claim_reads_intervals_zeros_and_dead_units():
     assert c.facts["dead"] == [] and c.facts["n_zero"] == 0 and "never both 0" in c.text and "convex region" in c.text
     with pytest.raises(AssertionError):
         analysis.bottleneck_claim("k", 0, [[0.0, 1.0, 2.0]], [0], [0])
+
+
+def test_a_shift_carried_by_budget_stopped_rows_is_said_to_hold_within_the_budget(tmp_path):
+    """Batch 128's best rate 0.01 converges (its loss stops falling); batch 2048's best rate 1 still improves at the
+    3-epoch budget: the rise is beyond noise, but only within the budget, in the grid and in the summary."""
+    runs = []
+    for b, top in ((128, 0.01), (2048, 1.0)):
+        for lr in (0.001, 0.01, 0.1, 1.0):
+            m = 0.95 - 0.05 * abs([0.001, 0.01, 0.1, 1.0].index(lr) - [0.001, 0.01, 0.1, 1.0].index(top))
+            losses = [0.5, 0.4, 0.3] if b == 2048 else [0.5, 0.5, 0.5, 0.5]
+            for s, d in enumerate([-0.001, 0.0, 0.001]):
+                runs.append((TrainConfig(hidden=(8,), epochs=len(losses), patience=3 if b == 128 else 2,
+                                         batch_size=b, lr=lr, seed=s), [m + d] * len(losses), losses))
+    trend = analysis.grid_claims(*analysis.grid(_store_histories(tmp_path, runs), "batch_size", "lr"),
+                                 "batch size")[-1]
+    assert trend.facts["direction"] == "rises" and trend.facts["separated"] and trend.facts["bound_rows"] == [2048]
+    assert "At batch size 2048 most runs of the best cell stopped on the 3-epoch budget" in trend.text
+    f = analysis.findings_claim({"batch size": trend}, *_findings_parts(tmp_path)).facts
+    assert "with the batch size it rises (beyond seed noise, within the epoch budget)" in f["interactions"]
+
+
+def test_tiny_init_scales_pooled_show_a_cost_no_single_scale_can(tmp_path):
+    """Three tiny scales each 0.4 points below four regular ones, 3 seeds each with a 0.3-point spread: no single
+    pair differs beyond noise, the pooled 9 against 12 runs do; they also start lower after epoch 1."""
+    runs = []
+    for a, m in ((1e-12, 0.971), (1e-9, 0.971), (1e-6, 0.971), (1e-4, 0.975), (1e-3, 0.975), (1e-2, 0.975),
+                 (1e-1, 0.975)):
+        first = 0.90 if a < 1e-5 else 0.94
+        for s, d in enumerate([-0.003, 0.0, 0.003]):
+            runs.append((TrainConfig(hidden=(8,), epochs=2, init="uniform", init_scale=a, seed=s),
+                         [first, m + d], [0.3, 0.1]))
+    pts = analysis.by_setting(_store_histories(tmp_path, runs), "init_scale")
+    assert all(analysis.versus(p, pts[3]) == "tied" for p in pts[:3])  # pairwise: nothing to see
+    c = analysis.tiny_pooled_claim(pts, [1e-12, 1e-9, 1e-6])
+    f = c.facts
+    assert (f["n_tiny"], f["n_ref"]) == (9, 12) and f["gap"] == pytest.approx(0.004)
+    assert f["p"] == pytest.approx(stats.ttest_ind([v for p in pts[:3] for v in p.vals],
+                                                   [v for p in pts[3:] for v in p.vals], equal_var=False).pvalue)
+    assert f["p"] < 0.05 and "a small cost of the tiny scales" in c.text and "0.0001 to 0.1" in c.text
+    assert f["tiny_e1"] == pytest.approx(0.90) and f["ref_e1"] == pytest.approx(0.94) and "start slower" in c.text
+    assert analysis.tiny_pooled_claim(pts[3:], [1e-12, 1e-9, 1e-6]) is None  # no tiny values, no claim

@@ -276,9 +276,10 @@ def _check_sweep(claim, records):
             drops = [(a, b) for a, b in drops if a - b > 0.10]
             if drops:
                 rows.append([analysis.fmt_value(v), len(drops), statistics.median(a for a, _ in drops),
-                             statistics.median(b for _, b in drops)])
+                             statistics.median(b for _, b in drops),
+                             max(e["val_accuracy"] for r in g[v] for e in r["history"])])
         assert rows and [[analysis.fmt_value(x["value"]), x["k"], pytest.approx(x["reported"]),
-                          pytest.approx(x["last"])] for x in f["rows"]] == rows
+                          pytest.approx(x["last"]), pytest.approx(x["peak"])] for x in f["rows"]] == rows
     else:
         return False
     return True
@@ -344,12 +345,15 @@ def _check_grid(claim, records):
         assert f["n_failed_cells"] == sum(any(_outcome(r)[0] in ("collapsed", "diverged") for r in rs)
                                           for rs in cells.values())
     if claim["kind"] == "grid_trend":  # the best rate per row, and the rates tied with it, written again
-        lrs, bests, spans, tied_sets = sorted({k[1] for k in cells}), [], [], []
+        lrs, bests, spans, tied_sets, bound = sorted({k[1] for k in cells}), [], [], [], []
         for row in sorted({k[0] for k in cells}):
             mine = {lr: [_val(r) for r in cells[(row, lr)]] for lr in lrs if (row, lr) in cells}
             top = max(mine, key=lambda lr: statistics.median(mine[lr]))
             tied = [lrs.index(lr) for lr in mine if lr == top or _welch(mine[lr], mine[top]) >= 0.05]
             bests.append(lrs.index(top))
+            recs = cells[(row, top)]  # the best cell's runs: mostly stopped on the budget?
+            if 2 * sum(_outcome(r)[0] == "budget" and r["patience"] > 0 for r in recs) > len(recs):
+                bound.append(row)
             spans.append((min(tied), max(tied)))
             tied_sets.append({lrs[i] for i in tied})
         assert f["common"] == sorted(set.intersection(*tied_sets))  # the rates tied with the best in every row
@@ -363,6 +367,7 @@ def _check_grid(claim, records):
         assert f["steps_apart"] == apart and f["separated"] == (bool(apart) and all(apart))
         rows = sorted({k[0] for k in cells})  # rows whose tied rates skip one
         assert f["gapped"] == [r for r, (lo, hi), t in zip(rows, spans, tied_sets) if len(t) != hi - lo + 1]
+        assert f["bound_rows"] == bound
     return True
 
 
@@ -438,6 +443,23 @@ def _check_confusions(out, claim, records):
     wrong = Counter((t, p) for t, p in zip(y, pred) if t != p)
     top = sorted(wrong.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
     assert f["pairs"] == [[t, p, n] for (t, p), n in top] and f["n_errors"] == sum(wrong.values())
+    return True
+
+
+def _check_misclassified(out, claim, records):
+    """The test images that the chosen recipe's seeds misclassify, from their weights in the store: by any seed, by
+    all of them, and each seed's errors."""
+    import numpy as np
+
+    f = claim["facts"]
+    recs = [next(r for r in records if r["key"] == k) for k in f["keys"]]
+    y = _splits().test_y
+    wrong = np.stack([_predict(out, r, _splits().test_x) != y for r in recs])  # (S, N)
+    per_seed = wrong.sum(1)
+    assert (f["n_any"], f["n_all"], f["n_seeds"]) == (int(wrong.any(0).sum()), int(wrong.all(0).sum()), len(recs))
+    assert (f["err_min"], f["err_max"]) == (per_seed.min(), per_seed.max())
+    assert f["share_lo"] == pytest.approx(f["n_all"] / per_seed.max())
+    assert f["n_expected"] == pytest.approx(len(y) * np.prod(per_seed / len(y)), rel=1e-5)
     return True
 
 
@@ -560,6 +582,15 @@ def _check_activations(claim, records):
     for name, key in (("sigmoid", "sig"), ("relu", "relu")):
         assert f[f"{key}_budget"] == sum(_outcome(r)[0] == "budget" for r in g[name]) and f[f"{key}_n"] == len(g[name])
         assert f[f"{key}_val"] == pytest.approx(statistics.median(_val(r) for r in g[name]))
+    sig, relu = [_val(r) for r in g["sigmoid"]], [_val(r) for r in g["relu"]]
+    p = _welch(sig, relu)
+    verdict = ("tied" if p >= 0.05 else "worse beyond seed noise" if statistics.median(sig) < statistics.median(relu)
+               else "better beyond seed noise")
+    if verdict != "tied" and 2 * f["sig_budget"] > f["sig_n"]:
+        verdict += " within the budget"
+    assert f["sig_p"] == pytest.approx(p) and f["sig_verdict"] == verdict
+    assert f["slow_said"].startswith("sigmoid learns more slowly") == (f["sig_budget"] > f["relu_budget"])
+    assert f["id_said"].endswith("as expected") == (f["verdict"] != "better beyond seed noise")
     return True
 
 
@@ -586,7 +617,8 @@ def test_every_claim_renders_to_its_sentence_and_its_facts_recompute_from_the_st
                  "live": functools.partial(_check_live, out),
                  "confusions": functools.partial(_check_confusions, out),
                  "split": functools.partial(_check_split, out),
-                 "bottleneck": functools.partial(_check_bottleneck, out)}.get(
+                 "bottleneck": functools.partial(_check_bottleneck, out),
+                 "misclassified": functools.partial(_check_misclassified, out)}.get(
             claim["kind"] if claim["kind"] == "recipe_parts" else claim["kind"].split("_")[0])
         if check is not None and check(claim, records):
             recomputed += 1
@@ -613,7 +645,7 @@ def test_summary_findings_repeat_the_claims_of_their_sections(quick_study):
     assert set(f["moves"]) == set(named)
     for name, moves in f["moves"].items():
         t = trends[named[name]]
-        assert moves == {k: t[k] for k in ("direction", "separated", "steps_apart", "common", "rows")}
+        assert moves == {k: t[k] for k in ("direction", "separated", "steps_apart", "common", "rows", "bound_rows")}
     (anova,) = [c["facts"] for c in claims if c["kind"] == "anova"]
     assert (f["p_rows"], f["p_cols"], f["anova_min"], f["anova_max"]) == \
         (anova["p_rows"], anova["p_cols"], anova["min"], anova["max"])

@@ -319,7 +319,7 @@ TEMPLATES = {
                  "{n_failed_cells}.",
     "grid_best_lr": "The best learning rate per {row_name}: {per_row}.",
     "grid_trend": "From the smallest {row_name} to the largest, the best learning rate {trend}. The rates tied with "
-                  "each row's best are {ranges}. {verdict}.{gap_note}",
+                  "each row's best are {ranges}. {verdict}.{gap_note}{bound_note}",
     "live_gap": "Both errors are measured on the whole split after each epoch. The validation error is below the "
                 "training error after {n_below:each=n,the} epochs (last epoch: {last_val:pct} validation against "
                 "{last_train:pct} training accuracy). That rules out overfitting so far.",
@@ -335,9 +335,13 @@ TEMPLATES = {
     "recipe_parts": "**{recipe}**, one part changed at a time ({n} seeds each), against its median "
                     "{full_val:pct}: {listed}. {verdict}.",
     "activations": "The identity activation (the MLP as one linear map) reaches {id_val:pct} against softmax "
-                   "regression's {lin_val:pct}: {verdict} (Welch p {p:p}). Sigmoid reaches {sig_val:pct} and ReLU "
-                   "{relu_val:pct}; {sig_budget:of=sig_n,sigmoid's} runs ended on the budget, not converged, against "
-                   "{relu_budget} of ReLU's {relu_n}.",
+                   "regression's {lin_val:pct}: {verdict} (Welch p {p:p}), so {id_said}. Sigmoid reaches {sig_val:pct} "
+                   "against ReLU's {relu_val:pct}: {sig_verdict} (Welch p {sig_p:p}); {sig_budget:of=sig_n,sigmoid's} "
+                   "runs ended on the budget, not converged, against {relu_budget} of ReLU's {relu_n}: {slow_said}.",
+    "tiny_pooled": "Pooled, the {n_tiny} runs at the tiny scales ({tiny_said}) reach a mean of {tiny_mean:pct} "
+                   "against {ref_mean:pct} for the {n_ref} runs at the other scales tied with the best ({ref_said}): "
+                   "{gap:pp} points apart, Welch p {p:p}: {reading}. After the first epoch the tiny scales stand at "
+                   "{tiny_e1:pct} against {ref_e1:pct}{start_said}.",
     "linear_vs_mlp": "Trained with the same recipe and stopping rule, softmax regression reaches a median "
                      "validation accuracy of {lin_val:pct} and the 784-{width}-10 MLP {mlp_val:pct}: {gap:pp} points "
                      "apart (Welch p {p:p}).",
@@ -355,18 +359,19 @@ TEMPLATES = {
                     "layers is {course_ratio:.1e} of the first layer's. The weight gradients' standard deviation "
                     "(last layer over first: {grad}) {grad_verdict}; at the first layer it is {grad_first}.",
     "dead_units": "Dead hidden units rise with the learning rate (each rate's seed-0 model with at least 1% dead: "
-                  "{ladder}), with no clean line between working and collapsed runs: the converged or budget-stopped "
-                  "run with the most has {ok_dead:pct1} dead (learning rate {ok_dead_lr:v}, validation accuracy "
-                  "{ok_dead_val:pct}), and the {n_collapsed} collapsed seed-0 runs (learning rates {collapsed_lrs}) "
-                  "have {col_range}.",
+                  "{ladder}). The converged or budget-stopped run with the most has {ok_dead:pct1} dead (learning "
+                  "rate {ok_dead_lr:v}, validation accuracy {ok_dead_val:pct}), and the {n_collapsed} collapsed "
+                  "seed-0 runs (learning rates {collapsed_lrs}) have {col_range}.",
     "dead_units_none": "No run collapsed; the largest fraction of dead hidden units is {ok_dead:pct1}.",
     "threads": "Trained twice with {t_a:n/thread}, the weights were {repeat}. Trained with {t_b:n/thread} instead, "
                "{n_diff:,} of {n_total:,} weights differed from the {t_a}-thread run (largest difference "
                "{max_diff:.1e}).",
     "misclassified": "Of the {n_test:,} test images, {n_any} are misclassified by at least one of the {n_seeds} seeds "
-                     "and {n_all} by all of them; if the seeds erred independently, {n_expected:count} would be "
-                     "misclassified by all.",
-    "compute": "The study trained {model_epochs:,} model-epochs of the {budget_epochs:,} its budgets allowed "
+                     "and {n_all} by all of them, {share_lo:pct1} to {share_hi:pct1} of each seed's {err_min} to "
+                     "{err_max} errors. If the seeds erred independently, {n_expected:count} would be misclassified "
+                     "by all.",
+    "compute": "Counting each trial once, the study trained {model_epochs:,} model-epochs of the {budget_epochs:,} "
+               "its budgets allowed "
                "({share:pct1}); early stopping saved the rest. The stored training time adds up to {seconds:,.0f} s "
                "against {predicted:,.0f} s predicted at the budget.",
     "smoothing_floor": "The label-smoothed recipe's dotted training loss is measured against its smoothed targets, so "
@@ -397,7 +402,8 @@ TEMPLATES = {
                 "{zero_one:of=zero_n,its} runs predict a single digit for every image. Searching at equal compute: "
                 "{search}.",
     "ranking": "Over the whole range each sweep tried, ranked by the spread of median validation accuracy they "
-               "cause (only sweeps whose best and worst values differ beyond seed noise): {ranking}. {share_said}"
+               "cause (only sweeps with at least one value worse than the best beyond seed noise): {ranking}. "
+               "{share_said}"
                "Leaving out the controls ({controls}) and every value whose median does not beat {baseline_name} "
                "({baseline:pct}), the ranking is {ranking_working}.{bound_said}",
     "search_compute": "Each method could spend {budget} model-epochs ({rounds} rounds of {round_epochs}). The grid "
@@ -498,11 +504,14 @@ def breakdown_claim(points: list[Point], base: dict) -> Claim | None:
             rows.append({"value": p.value, "k": len(runs), "n": p.n,
                          "reported": statistics.median(r["history"][o.best_epoch - 1]["val_accuracy"] for r, o in runs),
                          "last": statistics.median(r["history"][-1]["val_accuracy"] for r, _ in runs),
-                         "epoch": statistics.median(o.best_epoch for _, o in runs)})
+                         "epoch": statistics.median(o.best_epoch for _, o in runs),
+                         "peak": max((e.get("val_accuracy") or 0.0) for r in p.records
+                                     for e in r.get("history") or [])})  # the best epoch of any run of the value
     if not rows:
         return None
     where = "; ".join(_FMT.format("at {value:vu}, {k:of=n,its} runs (median {reported:pct} at the reported epoch, "
-                                  "{last:pct} at the last)", **r, unit=base.get("unit", "")) for r in rows)
+                                  "{last:pct} at the last; the best any of its {n} runs reached at any epoch: "
+                                  "{peak:pct})", **r, unit=base.get("unit", "")) for r in rows)
     return Claim("sweep_breakdown", {**base, "rows": rows, "points": 100 * BREAKDOWN, "where": where})
 
 
@@ -606,11 +615,14 @@ def trend_claim(cols: list, cells: list[list[Point]], base: dict) -> Claim:
     """Does the best column (learning rate) move with the row setting, beyond seed noise? Per row, the columns tied
     with that row's best (Welch p >= ALPHA) form a range; a rising (falling) best is called beyond noise only when
     each row's range lies wholly above (below) the previous row's."""
-    bests, ranges, tied_sets = [], [], []
+    bests, ranges, tied_sets, bound_rows, budget = [], [], [], [], None
     for r in cells:
         rb = best(r)
         if rb is None:
             continue
+        if budget_bound(rb):  # this row's best rate is the best within the epoch budget
+            bound_rows.append(rb.value[0])
+            budget = rb.records[0].get("epochs")
         tied = sorted(cols.index(c.value[1]) for c in r if c.records and (c is rb or not differs(c, rb)))
         bests.append(cols.index(rb.value[1]))
         ranges.append((min(tied), max(tied), rb.value[0]))
@@ -650,7 +662,13 @@ def trend_claim(cols: list, cells: list[list[Point]], base: dict) -> Claim:
     gap_note = (f" At {base['row_name']} {' and '.join(fmt_value(r) for r in gapped)} the tied rates skip a rate "
                 "that is worse: there the seeds spread so widely that a distant rate ties with the best, so that "
                 "row's range locates its best rate only loosely." if gapped else "")
+    one = len(bound_rows) == 1
+    whose, what = ("the", "that row's best rate is") if one else ("each row's", "those rows' best rates are")
+    bound_note = (f" At {base['row_name']} {' and '.join(fmt_value(r) for r in bound_rows)} most runs of {whose} "
+                  f"best cell stopped on the {budget}-epoch budget, so {what} the best within the budget."
+                  if bound_rows and trend in ("rises", "falls") else "")
     return Claim("grid_trend", {**base, "trend": said, "direction": trend, "gapped": gapped, "gap_note": gap_note,
+                                "bound_rows": bound_rows, "bound_note": bound_note,
                                 "separated": separated, "steps_apart": apart, "best_cols": [cols[i] for i in bests],
                                 "common": [cols[i] for i in common], "rows": [r[2] for r in ranges],
                                 "ranges": shown, "verdict": verdict})
@@ -754,6 +772,45 @@ def _listed(xs: list, conjunction: str = "and") -> str:
     return xs[0] if len(xs) == 1 else f"{', '.join(xs[:-1])} {conjunction} {xs[-1]}"
 
 
+def tiny_pooled_claim(points: list[Point], tiny: list, experiment: str = "") -> Claim | None:
+    """The tiny init scales pooled against the sweep's other scales tied with the best: a few seeds per value cannot
+    see a small cost, their pooled runs can (None without tiny values, or without others tied with the best)."""
+    top = best([p for p in points if p.value not in tiny])
+    if top is None:
+        return None
+    small = [p for p in points if p.value in tiny and p.records]
+    ref = [p for p in points if p.value not in tiny and p.records and (p is top or versus(p, top) == "tied")]
+    if not small or len(ref) < 2:
+        return None
+
+    def pooled(ps):
+        return [v for p in ps for v in p.vals]
+
+    def first_epoch(ps):
+        return statistics.fmean((r["history"][0].get("val_accuracy") or 0.0) for p in ps for r in p.records
+                                if r.get("history"))
+
+    a, b = pooled(small), pooled(ref)
+    p = welch_p(a, b)
+    gap = statistics.fmean(b) - statistics.fmean(a)
+    reading = ("the tiny scales tie with them, pooled as well" if not p < ALPHA else
+               "a small cost of the tiny scales, beyond seed noise pooled, that the tests of one scale against the "
+               "best cannot see with its few seeds" if gap > 0 else "the tiny scales do better, pooled")
+    e1_small, e1_ref = first_epoch(small), first_epoch(ref)
+    rest = [q for q in points if q.value not in tiny and q.records]
+    at = [rest.index(q) for q in ref]
+    contiguous = at == list(range(at[0], at[0] + len(at)))  # "a to b" only when every value between is in the group
+    return Claim("tiny_pooled", {
+        "experiment": experiment, "tiny": [q.value for q in small], "ref": [q.value for q in ref],
+        "tiny_said": ", ".join(fmt_value(q.value) for q in small),
+        "ref_said": f"{fmt_value(ref[0].value)} to {fmt_value(ref[-1].value)}" if len(ref) > 2 and contiguous
+        else _listed([fmt_value(q.value) for q in ref]),
+        "n_tiny": len(a), "n_ref": len(b), "tiny_mean": statistics.fmean(a), "ref_mean": statistics.fmean(b),
+        "gap": abs(gap), "p": p, "reading": reading, "tiny_e1": e1_small, "ref_e1": e1_ref,
+        "start_said": ": they start slower, and still learn (unlike the exact zero of section 4)" if e1_small < e1_ref
+        else ""})
+
+
 def activations_claim(points: list[Point], linear: Point, experiment: str = "") -> Claim | None:
     """The activation sweep against what its introduction expects: the identity activation (the MLP collapsed to one
     linear map) against softmax regression, and sigmoid's budget stops against ReLU's (None without all three)."""
@@ -761,8 +818,17 @@ def activations_claim(points: list[Point], linear: Point, experiment: str = "") 
     if not {"identity", "sigmoid", "relu"} <= by.keys():
         return None
     ident, sig, relu = by["identity"], by["sigmoid"], by["relu"]
+    verdict, sig_verdict = versus(ident, linear), versus(sig, relu)
+    if sig_verdict != "tied" and budget_bound(sig):
+        sig_verdict += " within the budget"
+    slower = stopped_by_budget(sig) > stopped_by_budget(relu)
     return Claim("activations", {"experiment": experiment, "id_val": ident.median, "lin_val": linear.median,
-                                 "p": welch_p(ident.vals, linear.vals), "verdict": versus(ident, linear),
+                                 "p": welch_p(ident.vals, linear.vals), "verdict": verdict,
+                                 "id_said": "the hidden layer adds nothing, as expected" if verdict != "better beyond "
+                                 "seed noise" else "the hidden layer helps, against the expectation",
+                                 "sig_p": welch_p(sig.vals, relu.vals), "sig_verdict": sig_verdict,
+                                 "slow_said": "sigmoid learns more slowly, as expected" if slower else
+                                 "no sign here that sigmoid learns more slowly",
                                  "sig_val": sig.median, "sig_budget": stopped_by_budget(sig), "sig_n": sig.n,
                                  "relu_val": relu.median, "relu_budget": stopped_by_budget(relu), "relu_n": relu.n})
 
@@ -778,11 +844,13 @@ def findings_claim(trends: dict[str, Claim], anova: Claim, zero: Claim, zero_cla
             return f" ({best_everywhere(f['common'])})" if f["common"] and f["direction"] != "stays" else ""
         steps = [f"from {fmt_value(a)} to {fmt_value(b)}" for a, b, x in zip(f["rows"], f["rows"][1:],
                                                                                f["steps_apart"]) if x]
-        return (" (beyond seed noise)" if f["separated"] else ", but not beyond seed noise" if not steps
-                else f" (beyond seed noise {' and '.join(steps)} only)")
+        within = ", within the epoch budget" if steps and f["bound_rows"] else ""
+        return (f" (beyond seed noise{within})" if f["separated"] else ", but not beyond seed noise" if not steps
+                else f" (beyond seed noise {' and '.join(steps)} only{within})")
 
     moves = {name: {"direction": c.facts["direction"], "separated": c.facts["separated"],
-                    "steps_apart": c.facts["steps_apart"], "common": c.facts["common"], "rows": c.facts["rows"]}
+                    "steps_apart": c.facts["steps_apart"], "common": c.facts["common"], "rows": c.facts["rows"],
+                    "bound_rows": c.facts["bound_rows"]}
              for name, c in trends.items()}
     a = anova.facts
     best = next((c for c in search if c.kind == "search_best"), None)
@@ -841,7 +909,7 @@ def recipe_parts_claim(full: Point, parts: list[Point], experiment: str = "") ->
             momentum = f"momentum {r['momentum']:g}, " if r.get("momentum") else ""
             theirs = OPTIMIZER_NAMES.get(ref["optimizer"], ref["optimizer"])
             return (f"{mine} ({momentum}learning rate {r['lr']:g}) instead of {theirs}",
-                    f"replacing {theirs} by {mine}")
+                    f"replacing {theirs} by {mine} at {momentum}learning rate {r['lr']:g} (not re-tuned)")
         if r.get("schedule", "constant") != ref.get("schedule", "constant"):
             return (f"a {r.get('schedule', 'constant')} rate" + (f" (budget {r['epochs']} epochs)"
                                                                  if r["epochs"] != ref["epochs"] else ""),
