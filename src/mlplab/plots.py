@@ -138,7 +138,9 @@ def sweep(points: list[Point], name: str, title: str, reference: dict | None = N
         ax.set_xscale("log", base=2 if all(float(x).is_integer() for x in xs) else 10)
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 1, 4, 16, not 2^0, 2^2, 2^4
         if len(xs) <= 12:  # few enough to label every value tried (a log axis labels only some)
-            ax.set_xticks(xs, [fmt_value(x) for x in xs], rotation=45 if len(xs) > 8 else 0)
+            most = max(p.n for p in points)  # a value with fewer seeds than the others says so under its tick
+            ax.set_xticks(xs, [fmt_value(x) + (f"\n({p.n} seeds)" if 0 < p.n < most else "")
+                               for x, p in zip(xs, points)], rotation=45 if len(xs) > 8 else 0)
             ax.xaxis.set_minor_locator(plt.NullLocator())
     if not numeric:
         ax.set_xticks(xs, [fmt_value(p.value) for p in points], rotation=30, ha="right")
