@@ -884,7 +884,7 @@ for n in SWEEPS:
                    f"{100 * s:.1f}" + ("" if measurable else " (within noise)"), outcome_counts(pts)])
 table(["sweep", "best on validation", "its median val. accuracy", "spread of medians (points)",
        "converged / budget / collapsed / diverged"], rows_s)
-say([ranking, analysis.recipe_claim(RP, "recipe")], lead="**Summary.** ")
+say([ranking, analysis.recipe_claim(RP, "recipe", short=True)], lead="**Summary.** ")
 trends = {GRIDS[n][2]: next(c for c in grid_claims[n] if c.kind == "grid_trend") for n in GRIDS}
 trends["depth"] = next(c for c in depth_grid if c.kind == "grid_trend")
 say([analysis.findings_claim(trends, anova, zero_claims[1], one_class_claim, search_said, parts_claim)],
