@@ -657,3 +657,20 @@ def test_tiny_init_scales_pooled_show_a_cost_no_single_scale_can(tmp_path):
     assert f["p"] < 0.05 and "a small cost of the tiny scales" in c.text and "0.0001 to 0.1" in c.text
     assert f["tiny_e1"] == pytest.approx(0.90) and f["ref_e1"] == pytest.approx(0.94) and "start slower" in c.text
     assert analysis.tiny_pooled_claim(pts[3:], [1e-12, 1e-9, 1e-6]) is None  # no tiny values, no claim
+
+
+def test_live_gap_reads_a_crossing_and_whether_validation_still_rises():
+    def log(pairs):
+        return [{"epoch": e + 1, "train_accuracy": t, "val_accuracy": v} for e, (t, v) in enumerate(pairs)]
+
+    ahead = analysis.live_gap_claim(log([(0.90, 0.91), (0.92, 0.93)]))
+    assert ahead.facts["n_below"] == 2 and "after each of the 2 epochs" in ahead.text
+    assert ahead.text.endswith("That rules out overfitting so far.") and ahead.facts["widest_epoch"] == 1
+    crossed = analysis.live_gap_claim(log([(0.90, 0.92), (0.93, 0.94), (0.95, 0.945), (0.96, 0.95), (0.97, 0.955)]),
+                                      window=2)
+    f = crossed.facts
+    assert (f["n_below"], f["widest_epoch"], f["window"]) == (2, 1, 2) and f["rise"] == pytest.approx(0.01)
+    assert "after the first 2 epochs, not after the last 3" in crossed.text
+    assert "still rose by 1.00 points over the last 2 epochs" in crossed.text and "not overfitting" in crossed.text
+    flat = analysis.live_gap_claim(log([(0.90, 0.92), (0.95, 0.94), (0.97, 0.94)]), window=1)
+    assert flat.facts["rise"] == 0 and "did not rise over the last epoch (+0.00 points)" in flat.text

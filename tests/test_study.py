@@ -418,6 +418,16 @@ def _check_live(out, claim, records):
     f = claim["facts"]
     assert rows and f["n"] == len(rows) and f["n_below"] == sum(float(v) > float(tr) for _, tr, v in rows)
     assert 100 * f["last_val"] == pytest.approx(float(rows[-1][2]), abs=0.006)
+    gaps = [float(v) - float(tr) for _, tr, v in rows]
+    assert int(rows[max(range(len(rows)), key=gaps.__getitem__)][0]) == f["widest_epoch"] or \
+        max(gaps) - gaps[f["widest_epoch"] - 1] < 0.011  # printed to 2 decimals: a near tie may round either way
+    ahead_at_end = float(rows[-1][2]) > float(rows[-1][1])
+    assert f["reading"].startswith("That rules out") == ahead_at_end
+    if not ahead_at_end:
+        w = f["window"]
+        rise = float(rows[-1][2]) - float(rows[-1 - w][2])
+        assert f["reading"].startswith("Validation accuracy still rose") == (f["rise"] > 0)
+        assert 100 * f["rise"] == pytest.approx(rise, abs=0.011)
     return True
 
 
@@ -627,9 +637,10 @@ def test_every_claim_renders_to_its_sentence_and_its_facts_recompute_from_the_st
     assert recomputed >= 20
     (live,) = [c["facts"] for c, _ in claims if c["kind"] == "live_gap"]
     split = [c["facts"] for c, _ in claims if c["kind"] == "split"]
-    assert len(split) == (live["last_val"] > live["last_train"])  # said only when validation is ahead
+    assert len(split) == (live["n_below"] > 0)  # said only when validation was ahead after some epoch
     for f in split:
-        assert f["live_train"] == live["last_train"] and f["live_gap"] == live["last_val"] - live["last_train"]
+        assert f["live_train"] == live["widest_train"] and f["live_gap"] == live["widest_val"] - live["widest_train"]
+        assert f["epoch"] == live["widest_epoch"]
     # a sweep says nothing about failures only when none of its runs collapsed or diverged
     said = {c["facts"]["experiment"] for c, _ in claims if c["kind"] == "sweep_failures"}
     for name in {c["facts"]["experiment"] for c, _ in claims if c["kind"] == "sweep_best"} - {"depth_retuned"} - said:

@@ -321,11 +321,11 @@ TEMPLATES = {
     "grid_trend": "From the smallest {row_name} to the largest, the best learning rate {trend}. The rates tied with "
                   "each row's best are {ranges}. {verdict}.{gap_note}{bound_note}",
     "live_gap": "Both errors are measured on the whole split after each epoch. The validation error is below the "
-                "training error after {n_below:each=n,the} epochs (last epoch: {last_val:pct} validation against "
-                "{last_train:pct} training accuracy). That rules out overfitting so far.",
+                "training error {below_said} (last epoch: {last_val:pct} validation against {last_train:pct} training "
+                "accuracy). {reading}",
     "split": "A stored model at about the same fit (seed 0 of the learning-rate sweep at lr {lr:v}: {train:pct} on "
              "the {n_train:,} images it trained on) scores {val:pct} on validation, {gap:pp} points above that, "
-             "against {live_gap:pp} here: {reading}.",
+             "against {live_gap:pp} for the thirty-line model after epoch {epoch}, where its gap is widest: {reading}.",
     "retuned": "At its own best learning rate, {name} {value:vu} reaches {value_val:pct} (learning rate "
                "{value_lr:v}{budget_note}) against {ref_val:pct} for {ref:vu} (learning rate {ref_lr:v}{ref_note}), "
                "Welch p {p:p}: {verdict}.",
@@ -697,8 +697,37 @@ SPLIT_READINGS = {"most": "by this one comparison, most of that gap comes from t
                   "none": "by this one comparison, the gap does not come from the split"}
 
 
+def live_gap_claim(log: list[dict], window: int = 5) -> Claim:
+    """Training against validation accuracy of a model trained live, per epoch (log: [{"epoch", "train_accuracy",
+    "val_accuracy"}]): after which epochs validation is ahead, and, once training is ahead at the end, whether
+    validation accuracy still rose over the last `window` epochs (fitting the training images better is not
+    overfitting until validation accuracy falls). Also the epoch where validation is furthest ahead (the split's
+    share of that gap is the split claim's)."""
+    n = len(log)
+    ahead = [h["val_accuracy"] > h["train_accuracy"] for h in log]
+    k = sum(ahead)
+    below_said = (f"after each of the {n} epochs" if k == n and n > 1 else "after the epoch" if k == n else
+                  "after none of the epochs" if k == 0 else
+                  f"after the first {k} epochs, not after the last {n - k}" if ahead == [True] * k + [False] * (n - k)
+                  else f"after {k} of the {n} epochs")
+    last, w = log[-1], min(window, n - 1)
+    rise = last["val_accuracy"] - log[-1 - w]["val_accuracy"] if w > 0 else 0.0
+    span = "the last epoch" if w == 1 else f"the last {w} epochs"
+    reading = ("That rules out overfitting so far." if ahead[-1] else
+               f"Validation accuracy still rose by {100 * rise:.2f} points over {span}: the network "
+               "fits its training images better than new ones, which is not overfitting until validation accuracy "
+               "falls." if rise > 0 else
+               f"Validation accuracy did not rise over {span} ({100 * rise:+.2f} points): more epochs "
+               "would fit the training images further without helping on new ones.")
+    widest = max(log, key=lambda h: h["val_accuracy"] - h["train_accuracy"])
+    return Claim("live_gap", {"n_below": k, "n": n, "below_said": below_said, "last_train": last["train_accuracy"],
+                              "last_val": last["val_accuracy"], "window": w, "rise": rise, "reading": reading,
+                              "widest_epoch": widest["epoch"], "widest_train": widest["train_accuracy"],
+                              "widest_val": widest["val_accuracy"]})
+
+
 def split_claim(key: str, lr: float, train: float, val: float, live_train: float, live_val: float,
-                n_train: int) -> Claim:
+                n_train: int, epoch: int) -> Claim:
     """How much of a model's validation-over-training gap the split itself gives: a stored model at about the same
     training accuracy (key, lr, its train and val accuracy) against the live one's gap. Most when the stored gap is
     at least half the live one."""
@@ -706,7 +735,7 @@ def split_claim(key: str, lr: float, train: float, val: float, live_train: float
     share = gap / live_gap if live_gap > 0 else math.nan
     verdict = "most" if share >= 0.5 else "part" if share > 0 else "none"
     return Claim("split", {"key": key, "lr": lr, "train": train, "val": val, "gap": gap, "live_gap": live_gap,
-                           "live_train": live_train, "n_train": n_train, "verdict": verdict,
+                           "live_train": live_train, "n_train": n_train, "verdict": verdict, "epoch": epoch,
                            "reading": SPLIT_READINGS[verdict]})
 
 
