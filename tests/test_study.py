@@ -345,6 +345,12 @@ def _check_grid(claim, records):
         assert f["best_val"] == pytest.approx(med[best])
         assert f["n_failed_cells"] == sum(any(_outcome(r)[0] in ("collapsed", "diverged") for r in rs)
                                           for rs in cells.values())
+        fell = 0  # cells without a failed seed, with a converged one > 10 points below its reported epoch at the end
+        for rs in cells.values():
+            if not any(_outcome(r)[0] in ("collapsed", "diverged") for r in rs):
+                fell += any(k == "converged" and r["history"][e - 1]["val_accuracy"] - r["history"][-1]["val_accuracy"]
+                            > 0.10 for r in rs for k, e in [_outcome(r)])
+        assert f["n_fell_cells"] == fell
     if claim["kind"] == "grid_trend":  # the best rate per row, and the rates tied with it, written again
         lrs, bests, spans, tied_sets, bound = sorted({k[1] for k in cells}), [], [], [], []
         for row in sorted({k[0] for k in cells}):

@@ -316,7 +316,7 @@ TEMPLATES = {
              "{p_cols:p} ({data_verdict}). Validation accuracy ranges from {min:pct} to {max:pct}.",
     "grid_best": "The best cell on validation is {row_name} {row:v} at learning rate {col:v} (median "
                  "{best_val:pct}); {n_tied:tied/cells}. Cells with at least one collapsed or diverged seed: "
-                 "{n_failed_cells}.",
+                 "{n_failed_cells}{fell_said}.",
     "grid_best_lr": "The best learning rate per {row_name}: {per_row}.",
     "grid_trend": "From the smallest {row_name} to the largest, the best learning rate {trend}. The rates tied with "
                   "each row's best are {ranges}. {verdict}.{gap_note}{bound_note}",
@@ -560,6 +560,7 @@ def grid_claims(rows: list, cols: list, cells: list[list[Point]], row_name: str,
     flat = [c for r in cells for c in r if c.records]
     b = best(flat)
     tied = [c for c in flat if c is not b and not differs(c, b)]
+    fell = [c for c in flat if not c.failed and any(broke_down(r, o) for r, o in zip(c.records, c.outcomes))]
     per_row = []
     for i, r in enumerate(cells):
         rb = best(r)
@@ -568,7 +569,9 @@ def grid_claims(rows: list, cols: list, cells: list[list[Point]], row_name: str,
     base = {"experiment": experiment, "row_name": row_name}
     return [Claim("grid_best", {**base, "row": b.value[0], "col": b.value[1], "best_val": b.median,
                                 "n_tied": len(tied), "n_others": len(flat) - 1,
-                                "n_failed_cells": sum(c.failed > 0 for c in flat)}),
+                                "n_failed_cells": sum(c.failed > 0 for c in flat), "n_fell_cells": len(fell),
+                                "fell_said": f"; and {len(fell)} more with a converged seed that broke down afterwards "
+                                f"(x)" if fell else ""}),
             Claim("grid_best_lr", {**base, "per_row": ", ".join(per_row)}),
             trend_claim(cols, cells, base)]
 

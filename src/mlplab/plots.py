@@ -17,7 +17,7 @@ import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.ticker import FuncFormatter, LogFormatter, MaxNLocator
 
-from mlplab.analysis import Point, best, fmt_value, pct, with_unit
+from mlplab.analysis import Point, best, broke_down, fmt_value, pct, with_unit
 
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p"]
@@ -156,7 +156,8 @@ def heatmap(rows: list, cols: list, cells: list[list[Point]], row_name: str, col
             box_best: bool = True, what: str = "median validation error (%)"):
     """Median validation error per cell (colour, log scale fitted to the data), annotated with the median accuracy
     (to 2 decimals when all cells lie within 1 point; "div." where most seeds diverged) and, below it, the number of
-    seeds that stopped on their budget (b), collapsed (c) or diverged (d); the best cell on validation is boxed
+    seeds that stopped on their budget (b), collapsed (c) or diverged (d), or converged and then broke down (x: lost
+    more than analysis.BREAKDOWN of validation accuracy after the reported epoch); the best cell on validation is boxed
     unless `box_best` is False (e.g. when the grid's factors have no detectable effect)."""
     m = np.array([[100 * (1 - c.median) if c.records else np.nan for c in row] for row in cells])
     fig, ax = plt.subplots(figsize=(1.05 * len(cols) + 2.8, 0.62 * len(rows) + 1.9))
@@ -170,6 +171,8 @@ def heatmap(rows: list, cols: list, cells: list[list[Point]], row_name: str, col
                 continue
             k = [o.kind for o in c.outcomes]
             marks = " ".join(f"{k.count(kind)}{kind[0]}" for kind in ("budget", "collapsed", "diverged") if kind in k)
+            fell = sum(broke_down(r, o) for r, o in zip(c.records, c.outcomes))  # converged, then broke down
+            marks = " ".join(x for x in (marks, f"{fell}x" if fell else "") if x)
             # a median that is a diverged seed (accuracy 0 by convention) reads "div.", not "0.0"
             label = "div." if 2 * k.count("diverged") > len(k) else f"{100 * c.median:.{digits}f}"
             shade = (math.log(m[i, j]) - math.log(lo)) / max(math.log(hi) - math.log(lo), 1e-9)

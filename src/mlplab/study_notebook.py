@@ -581,8 +581,10 @@ show(plots.curves({lab: {"history": rec["history"], "best_epoch": o.best_epoch} 
 #
 # A good learning rate for one initialization, width or batch size need not be good for another. Each grid is
 # fully crossed; a cell shows the median validation accuracy over its seeds ("div." when most seeds diverged) and,
-# below it, how many seeds stopped on their budget (b), collapsed (c) or diverged (d). The colour is the median
-# validation error on a log scale fitted to the grid's range; the dashed box is the best cell on validation.
+# below it, how many seeds stopped on their budget (b), collapsed (c) or diverged (d), or converged but broke down
+# afterwards (x: lost more than 10 points of validation accuracy after their reported epoch, as in section 5.4). The
+# colour is the median validation error on a log scale fitted to the grid's range; the dashed box is the best cell on
+# validation.
 #
 # What to look for: where the best learning rate moves with the other setting, tuning one at a time would miss the
 # best combination. For the batch size the usual rule of thumb (not a finding of this study) is that the best rate
