@@ -27,6 +27,7 @@ OUTCOME_STYLE = {  # marker, face colour, edge colour, label
     "budget": ("s", "none", OKABE_ITO[0], "not converged within the budget"),
     "collapsed": ("v", OKABE_ITO[1], "#7a4f00", "collapsed (finite, < 2x chance)"),
     "diverged": ("X", "#D55E00", "#D55E00", "diverged (non-finite)"),
+    "broke_down": ("P", "none", "#7a4f00", "converged, then broke down (> 10 points lost)"),
 }
 FLOOR = 0.01  # error-rate axes start at 0.01% (no run reaches it)
 
@@ -115,14 +116,15 @@ def sweep(points: list[Point], name: str, title: str, reference: dict | None = N
     gaps = [b - a for a, b in zip(xs, xs[1:])] if numeric else []
     step = min(gaps) if gaps and min(gaps) > 0 else 1.0
     for x, p in zip(xs, points):
-        for j, (v, o) in enumerate(zip(p.vals, p.outcomes)):
-            m, face, edge, label = OUTCOME_STYLE[o.kind]
+        for j, (v, o, r) in enumerate(zip(p.vals, p.outcomes, p.records)):
+            kind = "broke_down" if broke_down(r, o) else o.kind
+            m, face, edge, label = OUTCOME_STYLE[kind]
             y = top / 1.15 if o.kind == "diverged" else 100 * (1 - v)
             off = j - (p.n - 1) / 2  # seeds side by side, so that equal values do not hide each other
             sx = x * 1.06 ** off if log_x else x + 0.06 * step * off
             ax.scatter([sx], [y], marker=m, s=36, facecolors=face, edgecolors=edge, zorder=3,
-                       label=None if o.kind in seen else label, clip_on=False)
-            seen.add(o.kind)
+                       label=None if kind in seen else label, clip_on=False)
+            seen.add(kind)
     med = [(x, 100 * (1 - p.median)) for x, p in zip(xs, points) if p.records]
     ax.plot([x for x, _ in med], [y for _, y in med], color=OKABE_ITO[0], lw=1.5,
             ls="-" if numeric else "none", marker="_", ms=14, label="median over seeds", zorder=4)
