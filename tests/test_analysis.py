@@ -605,7 +605,7 @@ def test_bottleneck_claim_reads_intervals_zeros_and_dead_units():
     assert c.kind == "bottleneck_1" and f["order"] == [6, 0, 2, 7] and f["n_zero"] == 2 and f["zero_preds"] == [6]
     assert f["acc"] == pytest.approx(4 / 6) and f["never"] == [1, 3, 4, 5, 8, 9] and f["n_pred"] == 4
     assert "0 for 2 images (33.3%), and those all get the same prediction, 6." in c.text
-    assert "predicts 6, 0, 2, 7: 4 of the 10 digits; it never predicts 1, 3, 4, 5, 8 or 9." in c.text
+    assert "predicts 6, 0, 2, 7: 4 of the 10 digits, never 1, 3, 4, 5, 8 or 9." in c.text
     # two units, the second dead: it reads one number
     c = analysis.bottleneck_claim("k", 0, [[0.0, 0.0], [1.0, 0.0], [2.0, 0.0]], [1, 3, 4], [1, 3, 3])
     assert c.kind == "bottleneck_2" and c.facts["dead"] == [2] and "order" not in c.facts
@@ -670,7 +670,7 @@ def test_live_gap_reads_a_crossing_and_whether_validation_still_rises():
                                       window=2)
     f = crossed.facts
     assert (f["n_below"], f["widest_epoch"], f["window"]) == (2, 1, 2) and f["rise"] == pytest.approx(0.01)
-    assert "after the first 2 epochs, not after the last 3" in crossed.text
+    assert "after each of epochs 1 to 2, not after epochs 3 to 5" in crossed.text
     assert "still rose by 1.00 points over the last 2 epochs" in crossed.text and "not overfitting" in crossed.text
     flat = analysis.live_gap_claim(log([(0.90, 0.92), (0.95, 0.94), (0.97, 0.94)]), window=1)
     assert flat.facts["rise"] == 0 and "did not rise over the last epoch (+0.00 points)" in flat.text

@@ -522,7 +522,7 @@ def _check_split(out, claim, records):
     _, key, train, val = min(fits)
     assert (f["key"], f["train"], f["val"]) == (key, pytest.approx(train, abs=1e-6), pytest.approx(val, abs=1e-6))
     share = (val - train) / f["live_gap"]
-    assert f["verdict"] == ("most" if share >= 0.5 else "part" if share > 0 else "none")
+    assert f["verdict"] == ("all" if share >= 1 else "most" if share >= 0.5 else "part" if share > 0 else "none")
     return True
 
 
@@ -535,7 +535,7 @@ def _check_bottleneck(out, claim, records):
 
     f = claim["facts"]
     rec = next(r for r in records if r["key"] == f["key"])
-    assert (rec["seed"], len(rec["hidden"]), rec["hidden"][0]) == (f["seed"], 1, f["width"])
+    assert (rec["seed"], len(rec["hidden"]), rec["hidden"][0]) == (f["seed"], 1, f["width"]) and f["stored"]
     with Store(out / "study.sqlite", create=False) as s:
         w = {k: v.float()[0] for k, v in s.weights(rec["key"]).items()}  # stored: the notebook did not retrain it
     sp = _splits()

@@ -343,7 +343,8 @@ TEMPLATES = {
     "tiny_pooled": "Pooled, the {n_tiny} runs at the tiny scales ({tiny_said}) reach a mean of {tiny_mean:pct} "
                    "against {ref_mean:pct} for the {n_ref} runs at the other scales tied with the best ({ref_said}): "
                    "{gap:pp} points apart, Welch p {p:p}: {reading}. After the first epoch the tiny scales stand at "
-                   "{tiny_e1:pct} against {ref_e1:pct}{start_said}.",
+                   "{tiny_e1:pct} against {ref_e1:pct}{start_said}; {tiny_budget} of their {n_tiny} runs ended on the "
+                   "budget, not converged, against {ref_budget} of the {n_ref} others.",
     "linear_vs_mlp": "Trained with the same recipe and stopping rule, softmax regression reaches a median "
                      "validation accuracy of {lin_val:pct} and the 784-{width}-10 MLP {mlp_val:pct}: {gap:pp} points "
                      "apart (Welch p {p:p}).",
@@ -369,9 +370,9 @@ TEMPLATES = {
                "{n_diff:,} of {n_total:,} weights differed from the {t_a}-thread run (largest difference "
                "{max_diff:.1e}).",
     "misclassified": "Of the {n_test:,} test images, {n_any} are misclassified by at least one of the {n_seeds} seeds "
-                     "and {n_all} by all of them, {share_lo:pct1} to {share_hi:pct1} of each seed's {err_min} to "
-                     "{err_max} errors. If the seeds erred independently, {n_expected:count} would be misclassified "
-                     "by all.",
+                     "and {n_all} by all of them: between {share_lo:pct1} and {share_hi:pct1} of each seed's "
+                     "errors ({err_min} to {err_max} per seed). If the seeds erred independently, "
+                     "{n_expected:count} would be misclassified by all.",
     "compute": "Counting each trial once, the study trained {model_epochs:,} model-epochs of the {budget_epochs:,} "
                "its budgets allowed "
                "({share:pct1}); early stopping saved the rest. The stored training time adds up to {seconds:,.0f} s "
@@ -392,12 +393,12 @@ TEMPLATES = {
     "narrowest": "The two narrowest widths, {a:vu} and {b:vu}, reach medians of {a_val:pct} and {b_val:pct} (Welch "
                  "p {p:p}: {verdict}); {a_failed} of {a_n} runs failed at {a:vu}, {b_failed} of {b_n} at {b:vu}. The "
                  "narrowest width tried whose median beats {baseline_name} ({baseline:pct}) is {first_said}.",
-    "bottleneck_1": "Seed {seed} of {width:vu}, scored again here in float32 ({acc:pct} of the {n:,} validation "
-                    "images): {zero_said}The 10 logits are straight lines in h, so the prediction at each h is the "
-                    "top line there, and each digit gets at most one interval of h. From h = 0 upward this model "
-                    "predicts {order_said}: {n_pred} of the 10 digits{never_said}.",
-    "bottleneck_2": "Seed {seed} of {width:vu} ({acc:pct} of the validation images): {zero_said}{rule_said}; "
-                    "this model predicts {n_pred} of the 10 digits{never_said}.",
+    "bottleneck_1": "Seed {seed} of {width:vu} ({source_said}; scored in float32: {acc:pct} of the {n:,} "
+                    "validation images): {zero_said}The 10 logits are straight lines in h, so the prediction at "
+                    "each h is the top line there, and each digit gets at most one interval of h. From h = 0 upward "
+                    "this model predicts {order_said}: {n_pred} of the 10 digits{never_said}.",
+    "bottleneck_2": "Seed {seed} of {width:vu} ({source_said}; {acc:pct} of the validation images): "
+                    "{zero_said}{rule_said}: it predicts {n_pred} of the 10 digits{never_said}.",
     "findings": "Of adam_cosine's three parts (section 3): {parts_verdict}. How the best learning rate moves "
                 "across each grid's rows: {interactions}. Randomness: {randomness}; the {n_anova} runs of one setting "
                 "span {anova_min:pct} to {anova_max:pct}. Zero initialization ends at a median of {zero_val:pct}; "
@@ -664,12 +665,14 @@ def trend_claim(cols: list, cells: list[list[Point]], base: dict) -> Claim:
             f"{trend}, with some neighbouring rows sharing a best rate" if weak else trend)
     # a row whose tied rates skip one that is worse: its spread of seeds is wide enough to tie a far rate with the best
     gapped = [row for (lo, hi, row), tied in zip(ranges, tied_sets) if len(tied) != hi - lo + 1]
-    gap_note = (f" At {base['row_name']} {' and '.join(fmt_value(r) for r in gapped)} the tied rates skip a rate "
+    gap_note = (f" At {_plural(base['row_name'], len(gapped))} {' and '.join(fmt_value(r) for r in gapped)} the tied "
+                "rates skip a rate "
                 "that is worse: there the seeds spread so widely that a distant rate ties with the best, so that "
                 "row's range locates its best rate only loosely." if gapped else "")
     one = len(bound_rows) == 1
     whose, what = ("the", "that row's best rate is") if one else ("each row's", "those rows' best rates are")
-    bound_note = (f" At {base['row_name']} {' and '.join(fmt_value(r) for r in bound_rows)} most runs of {whose} "
+    bound_note = (f" At {_plural(base['row_name'], len(bound_rows))} {' and '.join(fmt_value(r) for r in bound_rows)} "
+                  f"most runs of {whose} "
                   f"best cell stopped on the {budget}-epoch budget, so {what} the best within the budget."
                   if bound_rows and trend in ("rises", "falls") else "")
     return Claim("grid_trend", {**base, "trend": said, "direction": trend, "gapped": gapped, "gap_note": gap_note,
@@ -694,7 +697,9 @@ def anova_claim(records: list[dict], experiment: str = "") -> Claim:
                            "init_verdict": verdict(a["p_rows"]), "data_verdict": verdict(a["p_cols"])})
 
 
-SPLIT_READINGS = {"most": "by this one comparison, most of that gap comes from the split (the held-out images are "
+SPLIT_READINGS = {"all": "by this one comparison, all of that gap comes from the split (the held-out images are "
+                          "easier to classify at this fit), not from the network",
+                  "most": "by this one comparison, most of that gap comes from the split (the held-out images are "
                           "easier to classify at this fit), not from the network",
                   "part": "by this one comparison, part of that gap comes from the split, the rest from the network",
                   "none": "by this one comparison, the gap does not come from the split"}
@@ -711,7 +716,8 @@ def live_gap_claim(log: list[dict], window: int = 5) -> Claim:
     k = sum(ahead)
     below_said = (f"after each of the {n} epochs" if k == n and n > 1 else "after the epoch" if k == n else
                   "after none of the epochs" if k == 0 else
-                  f"after the first {k} epochs, not after the last {n - k}" if ahead == [True] * k + [False] * (n - k)
+                  f"after each of epochs 1 to {k}, not after epochs {k + 1} to {n}"
+                  if ahead == [True] * k + [False] * (n - k)
                   else f"after {k} of the {n} epochs")
     last, w = log[-1], min(window, n - 1)
     rise = last["val_accuracy"] - log[-1 - w]["val_accuracy"] if w > 0 else 0.0
@@ -736,7 +742,7 @@ def split_claim(key: str, lr: float, train: float, val: float, live_train: float
     at least half the live one."""
     gap, live_gap = val - train, live_val - live_train
     share = gap / live_gap if live_gap > 0 else math.nan
-    verdict = "most" if share >= 0.5 else "part" if share > 0 else "none"
+    verdict = "all" if share >= 1 else "most" if share >= 0.5 else "part" if share > 0 else "none"
     return Claim("split", {"key": key, "lr": lr, "train": train, "val": val, "gap": gap, "live_gap": live_gap,
                            "live_train": live_train, "n_train": n_train, "verdict": verdict, "epoch": epoch,
                            "reading": SPLIT_READINGS[verdict]})
@@ -759,7 +765,8 @@ def narrowest_claim(points: list[Point], baseline: float, baseline_name: str, un
                                else "none of the widths tried"})
 
 
-def bottleneck_claim(key: str, seed: int, codes: list[list[float]], pred: list[int], y: list[int]) -> Claim:
+def bottleneck_claim(key: str, seed: int, codes: list[list[float]], pred: list[int], y: list[int],
+                     stored: bool = True) -> Claim:
     """What a network with one or two hidden units does with them: codes (N, H) are each image's hidden values, pred
     and y (N,) its predicted and true digits. Facts: the accuracy, the images whose every hidden value is 0 (they all
     get one prediction), the digits it predicts at all, and for one unit the order of its intervals along h."""
@@ -784,10 +791,12 @@ def bottleneck_claim(key: str, seed: int, codes: list[list[float]], pred: list[i
             which, f"{which} never 0. ")
     predicted = sorted(set(pred))
     never = [d for d in range(N_CLASSES) if d not in predicted]
-    facts = {"key": key, "seed": seed, "width": width, "unit": " units", "n": n,
+    facts = {"key": key, "seed": seed, "width": width, "unit": " units", "n": n, "stored": stored,
+             "source_said": "its stored weights" if stored else "trained again here, as this store predates keeping "
+             "its weights",
              "acc": sum(p == t for p, t in zip(pred, y)) / n, "n_zero": len(zero), "zero_preds": zero_preds,
              "dead": [j + 1 for j in dead], "zero_said": said, "n_pred": len(predicted), "never": never,
-             "never_said": f"; it never predicts {_listed(never, 'or')}" if never else ""}
+             "never_said": f", never {_listed(never, 'or')}" if never else ""}
     facts["rule_said"] = ("The output layer then predicts by intervals of that one number, as for 1 unit" if dead
                           else "With two numbers the output layer cuts the plane into at most one convex region per "
                           "digit (the top of 10 planes)")
@@ -798,6 +807,11 @@ def bottleneck_claim(key: str, seed: int, codes: list[list[float]], pred: list[i
                 order.append(pred[i])
         facts |= {"order": order, "order_said": ", ".join(map(str, order))}
     return Claim(f"bottleneck_{min(width, 2)}", facts)
+
+
+def _plural(noun: str, n: int) -> str:
+    """'width' for one, 'widths' for more ('batch size' -> 'batch sizes')."""
+    return noun if n == 1 else noun + "s"
 
 
 def _listed(xs: list, conjunction: str = "and") -> str:
@@ -829,7 +843,8 @@ def tiny_pooled_claim(points: list[Point], tiny: list, experiment: str = "") -> 
     gap = statistics.fmean(b) - statistics.fmean(a)
     reading = ("the tiny scales tie with them, pooled as well" if not p < ALPHA else
                "a small cost of the tiny scales, beyond seed noise pooled, that the tests of one scale against the "
-               "best cannot see with its few seeds" if gap > 0 else "the tiny scales do better, pooled")
+               "best cannot see with its few seeds (so the sweep's finding of no harm holds scale by scale, not for "
+               "the tiny scales together)" if gap > 0 else "the tiny scales do better, pooled")
     e1_small, e1_ref = first_epoch(small), first_epoch(ref)
     rest = [q for q in points if q.value not in tiny and q.records]
     at = [rest.index(q) for q in ref]
@@ -841,6 +856,7 @@ def tiny_pooled_claim(points: list[Point], tiny: list, experiment: str = "") -> 
         else _listed([fmt_value(q.value) for q in ref]),
         "n_tiny": len(a), "n_ref": len(b), "tiny_mean": statistics.fmean(a), "ref_mean": statistics.fmean(b),
         "gap": abs(gap), "p": p, "reading": reading, "tiny_e1": e1_small, "ref_e1": e1_ref,
+        "tiny_budget": sum(stopped_by_budget(q) for q in small), "ref_budget": sum(stopped_by_budget(q) for q in ref),
         "start_said": ": they start slower, and still learn (unlike the exact zero of section 4)" if e1_small < e1_ref
         else ""})
 

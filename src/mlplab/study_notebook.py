@@ -431,14 +431,15 @@ if len(hp) >= 2:
 
 # %% tags=["hide-input"]
 narrow_cfgs = study.narrow_trials(EXPS)
-narrow_params = [networks([c])[0][0] for c in narrow_cfgs]  # one shape each: they train apart if not stored
+narrow_got = [networks([c]) for c in narrow_cfgs]  # one shape each: they train apart if not stored
 narrow_models, narrow_claims = [], []
-for c, w in zip(narrow_cfgs, narrow_params):
+for c, ((w,), stored) in zip(narrow_cfgs, narrow_got):
     w = {k: v.float() for k, v in w.items()}  # evaluated in float32: the output layer is exactly linear in h
     with torch.no_grad():
         codes = mlplab.mlp.hidden_features(w, XV, c.activation)[0]  # (N, H)
         pred = (codes @ w["w1"][0] + w["b1"][0]).argmax(-1)  # (N,)
-    narrow_claims.append(analysis.bottleneck_claim(trial_key(c), c.seed, codes.tolist(), pred.tolist(), YV.tolist()))
+    narrow_claims.append(analysis.bottleneck_claim(trial_key(c), c.seed, codes.tolist(), pred.tolist(), YV.tolist(),
+                                                   stored))
     narrow_models.append({"codes": codes.numpy(), "y": YV.numpy(), "w": w["w1"][0].numpy(), "b": w["b1"][0].numpy(),
                           "label": f"{c.hidden[0]} hidden unit{'s' if c.hidden[0] > 1 else ''}: "
                                    f"{pct(narrow_claims[-1].facts['acc'], 1)} on validation"})
