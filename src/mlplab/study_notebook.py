@@ -572,7 +572,8 @@ say([Claim("dead_units", {"ok_dead": most, "ok_dead_lr": most_cfg.lr,
 ex = {}
 for p in POINTS["lr"]:
     for rec, o in zip(p.records, p.outcomes):
-        ex.setdefault(o.kind, (f"lr {fmt_value(p.value)}: {o.kind}", rec, o))
+        kind = "converged, then broke down" if analysis.broke_down(rec, o) else o.kind  # section 5.4's rule
+        ex.setdefault(kind, (f"lr {fmt_value(p.value)}: {kind}", rec, o))
 show(plots.curves({lab: {"history": rec["history"], "best_epoch": o.best_epoch} for lab, rec, o in ex.values()},
                   "One run of each outcome in the learning-rate sweep"), "outcome_curves")
 
@@ -784,7 +785,7 @@ per_seed = wrong.sum(1).tolist()  # (S,) each seed's errors
 say([Claim("misclassified", {"n_test": len(TY), "n_any": n_any, "n_all": n_all, "n_seeds": len(recipe_cfgs),
                              "n_expected": float(len(TY) * err.prod()), "keys": [trial_key(c) for c in recipe_cfgs],
                              "err_min": min(per_seed), "err_max": max(per_seed),
-                             "share_lo": n_all / max(per_seed), "share_hi": n_all / min(per_seed)})],
+                             "share_lo": n_all / max(per_seed), "share_hi": n_all / max(1, min(per_seed))})],
     after=" More images are wrong for every seed than independent errors would give: for this recipe a core of "
           "images is hard whatever the seed, while the rest of each seed's errors change with it (each seed sets both "
           "the initialization and the data order); whether another architecture or recipe would find the same "
