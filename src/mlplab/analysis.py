@@ -658,7 +658,7 @@ def trend_claim(cols: list, cells: list[list[Point]], base: dict) -> Claim:
             return f"{fmt_value(cols[lo])} only"
         if len(tied) == hi - lo + 1:
             return f"{fmt_value(cols[lo])} to {fmt_value(cols[hi])}"
-        return ", ".join(fmt_value(cols[i]) for i in tied[:-1]) + f" and {fmt_value(cols[tied[-1]])}"
+        return _listed([fmt_value(cols[i]) for i in tied])
 
     shown = "; ".join(f"{fmt_value(row)}: {tied_text(lo, hi, tied)}" for (lo, hi, row), tied in zip(ranges, tied_sets))
     said = ("stays the same" if trend == "stays" else
@@ -781,14 +781,13 @@ def bottleneck_claim(key: str, seed: int, codes: list[list[float]], pred: list[i
                 "number to work with; ")
     which = ("its hidden number h is" if width == 1 else f"hidden unit {2 - dead[0]} is" if said else
              "its two hidden numbers are both")
-    if zero:
-        images = f"{len(zero):,} image{'' if len(zero) == 1 else 's'}"
-        said += (f"{which} 0 for {images} ({pct(len(zero) / n, 1)}), and those "
-                 + (f"all get the same prediction, {zero_preds[0]}. " if len(zero_preds) == 1 else
-                    f"get the predictions {_listed(zero_preds)}. "))
+    if not zero:
+        said += ("its two hidden numbers are never both 0. " if which.endswith("both") else f"{which} never 0. ")
     else:
-        said += {"its two hidden numbers are both": "its two hidden numbers are never both 0. "}.get(
-            which, f"{which} never 0. ")
+        images = f"{len(zero):,} image{'' if len(zero) == 1 else 's'}"
+        same = (f"all get the same prediction, {zero_preds[0]}" if len(zero_preds) == 1 else
+                f"get the predictions {_listed(zero_preds)}")
+        said += f"{which} 0 for {images} ({pct(len(zero) / n, 1)}), and those {same}. "
     predicted = sorted(set(pred))
     never = [d for d in range(N_CLASSES) if d not in predicted]
     facts = {"key": key, "seed": seed, "width": width, "unit": " units", "n": n, "stored": stored,
@@ -983,21 +982,18 @@ def recipe_parts_claim(full: Point, parts: list[Point], experiment: str = "") ->
     weak = [r for r in costly if r["p"] >= ALPHA / k]
     within = [r for r in rows if r["verdict"] == "tied"]
 
-    def join(xs):
-        return " and ".join(xs) if len(xs) < 3 else ", ".join(xs[:-1]) + " and " + xs[-1]
-
     said = []
     firm = [r for r in costly if r not in weak]
     if firm:
-        said.append(f"{join([r['part'] for r in firm])} cost{'s' if len(firm) == 1 else ''} accuracy beyond seed "
+        said.append(f"{_listed([r['part'] for r in firm])} cost{'s' if len(firm) == 1 else ''} accuracy beyond seed "
                     f"noise, also after a correction for the {k} comparisons (p < {ALPHA / k:.3g})")
     if weak:
-        said.append(f"{join([r['part'] for r in weak])} {'is' if len(weak) == 1 else 'are'} borderline (p "
-                    f"{join([fmt_p(r['p']) for r in weak])}: below {ALPHA:g}, but not below {ALPHA / k:.3g}, the "
+        said.append(f"{_listed([r['part'] for r in weak])} {'is' if len(weak) == 1 else 'are'} borderline (p "
+                    f"{_listed([fmt_p(r['p']) for r in weak])}: below {ALPHA:g}, but not below {ALPHA / k:.3g}, the "
                     f"bar after a correction for the {k} comparisons)")
     if within:
-        gaps = join([f"{100 * r['gap']:.2f}" for r in within])
-        said.append(f"{join([r['part'] for r in within])} cost{'s' if len(within) == 1 else ''} {gaps} points, "
+        gaps = _listed([f"{100 * r['gap']:.2f}" for r in within])
+        said.append(f"{_listed([r['part'] for r in within])} cost{'s' if len(within) == 1 else ''} {gaps} points, "
                     f"within seed noise ({full.n} seeds per arm cannot tell effects this small from none)")
     verdict = "; ".join(said) or "no change costs accuracy"
     return Claim("recipe_parts", {

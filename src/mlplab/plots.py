@@ -172,9 +172,9 @@ def heatmap(rows: list, cols: list, cells: list[list[Point]], row_name: str, col
             if not c.records:
                 continue
             k = [o.kind for o in c.outcomes]
-            marks = " ".join(f"{k.count(kind)}{kind[0]}" for kind in ("budget", "collapsed", "diverged") if kind in k)
             fell = sum(broke_down(r, o) for r, o in zip(c.records, c.outcomes))  # converged, then broke down
-            marks = " ".join(x for x in (marks, f"{fell}x" if fell else "") if x)
+            marks = " ".join([f"{k.count(kind)}{kind[0]}" for kind in ("budget", "collapsed", "diverged") if kind in k]
+                             + ([f"{fell}x"] if fell else []))
             # a median that is a diverged seed (accuracy 0 by convention) reads "div.", not "0.0"
             label = "div." if 2 * k.count("diverged") > len(k) else f"{100 * c.median:.{digits}f}"
             shade = (math.log(m[i, j]) - math.log(lo)) / max(math.log(hi) - math.log(lo), 1e-9)
@@ -403,13 +403,15 @@ def search_progress(curves: dict[str, list[tuple[int, float]]], budget: int, tit
 
 def bottleneck(models: list[dict], title: str):
     """Networks with one or two hidden units, one panel each: every image at its hidden value(s), against the regions
-    where the output layer predicts each digit. models: {"codes" (N, H), "y" (N,), "w" (H, 10), "b" (10,), "label"}
+    where the output layer predicts each digit. models: {"codes" (N, H), "y" (N,), "pred" (N,), "w" (H, 10), "b" (10,),
+    "label"}
     with H = 1 (a strip per true digit along h) or H = 2 (the plane, coloured by true digit)."""
     fig, axes = plt.subplots(1, len(models), figsize=(6.2 * len(models), 5.2), squeeze=False)
     tab = plt.get_cmap("tab10")
     rng = np.random.default_rng(0)  # jitter only
     for ax, m in zip(axes[0], models):
-        codes, y, w, b = np.asarray(m["codes"]), np.asarray(m["y"]), np.asarray(m["w"]), np.asarray(m["b"])
+        codes, y, pred = np.asarray(m["codes"]), np.asarray(m["y"]), np.asarray(m["pred"])
+        w, b = np.asarray(m["w"]), np.asarray(m["b"])
         live = np.flatnonzero(codes.max(0) > 0)
         xlabel = "the hidden unit's value h (the digit on top: what the model predicts there)"
         if codes.shape[1] == 2 and len(live) == 1:  # one dead unit: the model reads a line, drawn as one
@@ -424,7 +426,6 @@ def bottleneck(models: list[dict], title: str):
                 ax.axvspan(grid[a], grid[min(z, len(grid) - 1)], color=tab(region[a]), alpha=0.15, lw=0)
                 ax.text((grid[a] + grid[z - 1]) / 2, 10.0 + 0.55 * (k % 2), str(region[a]), ha="center",
                         va="bottom", fontsize=10, color=tab(region[a]), fontweight="bold")  # staggered: narrow ones
-            pred = (codes * w[0] + b).argmax(1)
             ok = pred == y
             jit = y + rng.uniform(-0.3, 0.3, len(y))
             ax.scatter(codes[ok, 0], jit[ok], s=3, color=OKABE_ITO[0], alpha=0.35, lw=0, rasterized=True,

@@ -440,7 +440,8 @@ for c, ((w,), stored) in zip(narrow_cfgs, narrow_got):
         pred = (codes @ w["w1"][0] + w["b1"][0]).argmax(-1)  # (N,)
     narrow_claims.append(analysis.bottleneck_claim(trial_key(c), c.seed, codes.tolist(), pred.tolist(), YV.tolist(),
                                                    stored))
-    narrow_models.append({"codes": codes.numpy(), "y": YV.numpy(), "w": w["w1"][0].numpy(), "b": w["b1"][0].numpy(),
+    narrow_models.append({"codes": codes.numpy(), "y": YV.numpy(), "pred": pred.numpy(), "w": w["w1"][0].numpy(),
+                          "b": w["b1"][0].numpy(),
                           "label": f"{c.hidden[0]} hidden unit{'s' if c.hidden[0] > 1 else ''}: "
                                    f"{pct(narrow_claims[-1].facts['acc'], 1)} on validation"})
 if narrow_models:
