@@ -35,8 +35,10 @@ def test_frontier_benchmark_smoke(tmp_path):
 
 
 def test_tune_benchmark_smoke(tmp_path):
-    stdout, data = _run("tune.py", "--quick", "--threads", "1", "--repeats", "2", "--refit", "2",
-                        tmp_path=tmp_path)
+    stdout, data = _run("tune.py", "--quick", "--threads", "1", "--repeats", "2", "--refit", "2", "--per-round", "3",
+                        "--startup-trials", "2", tmp_path=tmp_path)
+    assert data["settings"]["per_round"] == 3 and data["settings"]["startup_trials"] == 2
+    assert "rounds of 3, no pruning before 2 trials completed" in stdout
     for space in ("fixed", "width"):
         runs = data["optuna"][space]["runs"]
         assert [r["seed"] for r in runs] == [0, 1]

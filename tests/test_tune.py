@@ -101,6 +101,8 @@ seeds = 2
     ({"tune": {"sampler": "cmaes"}}, "sampler must be one of"),
     ({"tune": {"pruner": "median", "scheduler": "pbt"}}, "set [tune] pruner = 'none'"),
     ({"tune": {"trials": 0}}, "trials must be an integer >= 1"),
+    ({"tune": {"startup_trials": -1}}, "startup_trials must be an integer >= 0"),
+    ({"tune": {"pruner": "halving", "startup_trials": 5}}, "startup_trials applies to pruner 'median' only"),
     ({"tune": {"sampler": "grid", "trials": 4}}, "needs every [search] entry to be a choice"),
     ({"tune": {"per-round": 4}}, "unknown key(s) ['per-round'] in [tune]"),
     ({"extra": {}}, "unknown section(s) ['extra']"),
@@ -201,6 +203,26 @@ def test_median_prunes_a_round_from_its_first_epoch_against_its_peers(small_spli
             best = max(v for e, v in t.intermediate_values.items() if e <= epoch)
             stopped = t.state == TrialState.PRUNED and t.user_attrs["epochs"] == epoch
             assert stopped == (len(others) >= 5 and best < np.median(others)), (epoch, t.number, best, others)
+
+
+def test_median_with_startup_trials_prunes_nothing_until_that_many_completed(small_splits, tmp_path):
+    """startup_trials = 4, rounds of 4: the first round runs whole (no trial has completed before it); the second
+    prunes by the median rule against the 4 completed trials and its own other trials at the same epoch."""
+    import numpy as np
+
+    url = f"sqlite:///{tmp_path / 's.sqlite3'}"
+    tune.run(_spec(trials=8, per_round=4, pruner="median", max_epochs=3, startup_trials=4, name="s"), storage=url,
+             splits=small_splits, device="cpu")
+    trials = sorted(_study(url, "s").get_trials(), key=lambda t: t.number)
+    first, second = trials[:4], trials[4:]
+    assert all(t.state == TrialState.COMPLETE and t.user_attrs["epochs"] == 3 for t in first)
+    for epoch in (1, 2):
+        there = [t for t in second if epoch in t.intermediate_values]
+        for t in there:
+            peers = [o.intermediate_values[epoch] for o in first + there if o is not t]
+            best = max(v for e, v in t.intermediate_values.items() if e <= epoch)
+            stopped = t.state == TrialState.PRUNED and t.user_attrs["epochs"] == epoch
+            assert stopped == (best < np.median(peers)), (epoch, t.number, best, peers)
 
 
 def test_a_progress_bar_follows_each_round_epoch_by_epoch(small_splits, tmp_path, capsys):

@@ -70,7 +70,7 @@ PRUNERS = ("none", "median", "halving", "hyperband")
 SCHEDULERS = ("none", "pbt")
 KINDS = ("loguniform", "uniform", "int", "choice")  # the distributions a [search] entry may name
 TUNE_KEYS = ("trials", "per_round", "sampler", "pruner", "scheduler", "max_epochs", "seeds", "seed", "eta",
-             "min_epochs", "pbt_interval", "pbt_fraction", "name")
+             "min_epochs", "startup_trials", "pbt_interval", "pbt_fraction", "name")
 # Set by the tune itself, not by [base] or [search]: the epochs (max_epochs), the seeds ([tune] seeds), and early
 # stopping, which the pruner replaces.
 NOT_SEARCHED = ("epochs", "seed", "data_seed", "patience", "min_delta", "hidden")
@@ -96,6 +96,7 @@ class TuneSpec:
     seed: int = 0  # seed of the sampler and of PBT's choices
     eta: int = 3  # halving and hyperband: keep 1/eta at each rung
     min_epochs: int = 1  # halving and hyperband: epochs before the first rung
+    startup_trials: int = 0  # median: prune nothing before this many trials completed (0: a round's peers count)
     pbt_interval: int = 1  # pbt: epochs between exploit steps
     pbt_fraction: float = 0.25  # pbt: the bottom fraction copies the top fraction
     name: str = "tune"  # the Optuna study name
@@ -104,7 +105,7 @@ class TuneSpec:
     def __post_init__(self):
         where = self.source
         for key, lo in (("trials", 1), ("per_round", 1), ("max_epochs", 1), ("seeds", 1), ("eta", 2),
-                        ("min_epochs", 1), ("pbt_interval", 1), ("seed", 0)):
+                        ("min_epochs", 1), ("pbt_interval", 1), ("seed", 0), ("startup_trials", 0)):
             v = getattr(self, key)
             if not isinstance(v, int) or isinstance(v, bool) or v < lo:
                 raise ValueError(f"{where}: [tune] {key} must be an integer >= {lo}, got {v!r}")
@@ -117,6 +118,9 @@ class TuneSpec:
         f = self.pbt_fraction
         if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f <= 0.5:
             raise ValueError(f"{where}: [tune] pbt_fraction must be a number in (0, 0.5], got {f!r}")
+        if self.startup_trials and self.pruner != "median":
+            raise ValueError(f"{where}: [tune] startup_trials applies to pruner 'median' only (got pruner "
+                             f"{self.pruner!r}); remove it or set pruner = 'median'")
         if self.scheduler == "pbt" and self.pruner != "none":
             raise ValueError(f"{where}: scheduler 'pbt' replaces the bottom members instead of stopping them; set "
                              f"[tune] pruner = 'none' (got {self.pruner!r})")
@@ -195,6 +199,8 @@ class TuneSpec:
         """What must match for a rerun to resume a study: everything but the trial count."""
         d = self.to_dict()
         d["tune"].pop("trials")
+        if d["tune"]["startup_trials"] == 0:  # the default, as in studies made before the key existed
+            del d["tune"]["startup_trials"]
         return d
 
     def config(self, params: dict, seed: int = 0) -> TrainConfig:
@@ -900,7 +906,7 @@ def _to_prune(spec: TuneSpec, going: list[_Trial], epoch: int) -> set:
     synchronous successive halving over the round: at each rung (min_epochs * eta^k epochs) keep the best 1/eta of
     the trials left."""
     if spec.pruner == "median" and going:
-        return _median_stops(going)
+        return _median_stops(going, spec.startup_trials)
     if spec.pruner == "hyperband":
         return {t for t in going if t.trial.should_prune()}
     if spec.pruner == "halving" and epoch in halving_rungs(spec.max_epochs, spec.min_epochs, spec.eta) and going:
@@ -909,16 +915,20 @@ def _to_prune(spec: TuneSpec, going: list[_Trial], epoch: int) -> set:
     return set()
 
 
-def _median_stops(going: list[_Trial]) -> set:
+def _median_stops(going: list[_Trial], startup_trials: int = 0) -> set:
     """The trials Optuna's median pruner stops, judged against the completed trials and the other trials of their
     round at the same epoch. Alone, Optuna's pruner counts completed trials only, so a round of trials asked together
     could prune nothing until an earlier round had completed (a one-at-a-time search prunes from its sixth trial on).
     Every trial of a round has reached this epoch with the others, so their values here are the peers it lacks.
-    The study is read once per epoch, not once per trial."""
+    With `startup_trials` > 0 nothing is pruned until that many trials have completed (Optuna's own loop waits for
+    5): more compute, and a search that has seen whole curves before it prunes. The study is read once per epoch,
+    not once per trial."""
     from optuna.trial import TrialState, create_trial
 
     study = going[0].trial.study
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if len(done) < startup_trials:
+        return set()
     now = [create_trial(state=TrialState.RUNNING, intermediate_values={h["epoch"]: h[OBJECTIVE] for h in t.history})
            for t in going]  # each trial as the values it has reported so far
     return {t for i, t in enumerate(going)
