@@ -63,6 +63,18 @@ def test_planted_init_effect_is_found(tmp_path):
     assert f["p_rows"] < 0.001 and f["p_cols"] > 0.05
 
 
+def test_without_a_seed_effect_the_spread_of_the_runs_is_still_said(tmp_path):
+    """Pure noise (SD 0.15 points): neither seed is detectable, and the claim says the runs still differ by their
+    standard deviation, the noise any comparison of single runs must beat."""
+    grid = _seed_grid(0.0, 0.0, noise=0.0015, rng_seed=4)
+    claim = analysis.anova_claim(_store(tmp_path, grid))
+    f = claim.facts
+    assert f["p_rows"] >= 0.05 and f["p_cols"] >= 0.05 and f["n_runs"] == 25
+    assert f["sd_points"] == pytest.approx(100 * statistics.stdev(v for _, v in grid), rel=1e-6)
+    assert f"a standard deviation of {f['sd_points']:.2f} points over the 25 runs: neither seed alone explains" \
+        in claim.text
+
+
 def test_anova_matches_a_regression_on_dummies():
     rng = np.random.default_rng(3)
     y = rng.normal(size=(4, 6)) + np.arange(6) * 0.5
@@ -221,6 +233,24 @@ def test_ranking_over_working_values_leaves_out_controls_and_values_below_the_ba
     assert low["order"] == ["width"] and low["order_working"] == []
 
 
+def test_a_ranking_that_a_value_just_below_the_cut_off_would_reorder_says_so(tmp_path):
+    """Baseline 95%: sweep a spans 95.5-97% (1.5 points); sweep b 96-97% over its working values (1.0), but its
+    value 0.01 sits at 94.8%, 0.2 points under the cut-off: with it b spans 2.2 points and ranks first. The claim
+    names that value and the order it would give; a margin that reorders nothing is not mentioned."""
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir(), (tmp_path / "c").mkdir()
+    a = _sweep(tmp_path / "a", {0.1: 0.955, 0.3: 0.97})
+    b = _sweep(tmp_path / "b", {0.01: 0.948, 0.1: 0.96, 0.3: 0.97})
+    claim = analysis.ranking_claim({"a": a, "b": b}, baseline=0.95, baseline_name="a line")
+    f = claim.facts
+    assert f["order_working"] == ["a", "b"] and f["order_wider"] == ["b", "a"]
+    assert [n for n, _, _ in f["near"]] == ["b"] and f["near"][0][1] == 0.01
+    gap = 100 * (0.95 - next(p.median for p in b if p.value == 0.01))
+    assert f"That order rests on the cut-off: b's 0.01 misses it by {gap:.2f} points; with the values up to 0.5 " \
+           "points below it, the ranking would be b (" in claim.text
+    c = _sweep(tmp_path / "c", {0.01: 0.948, 0.1: 0.952, 0.3: 0.96})  # with 0.01 still narrower than a: same order
+    assert analysis.ranking_claim({"a": a, "c": c}, baseline=0.95).facts["fragile_said"] == ""
+
+
 def test_an_end_worse_only_within_the_budget_says_so(tmp_path):
     """The low end is worse beyond noise, but its runs were still going when the budget ran out (no patience rule
     fired): the claim is the budget-qualified one, with the count of such runs."""
@@ -244,19 +274,44 @@ def test_an_end_worse_only_within_the_budget_says_so(tmp_path):
 
 
 def test_a_converged_run_that_broke_down_after_its_reported_epoch_is_named(tmp_path):
-    """At lr 1 every run reports epoch 1 (40%) and then falls to chance until the patience rule stops it: converged by
+    """At lr 1 every run reports epoch 1 (70%) and then falls to chance until the patience rule stops it: converged by
     the rule, and named as broken down; at lr 0.1 a drop of 5 points after the reported epoch is not a breakdown."""
     runs = []
     for lr, accs, losses in ((0.1, [0.95, 0.90, 0.90, 0.90], [0.2, 0.3, 0.3, 0.3]),
-                             (1.0, [0.40, 0.11, 0.10, 0.10], [1.5, 2.3, 2.3, 2.3])):
+                             (1.0, [0.70, 0.11, 0.10, 0.10], [1.5, 2.3, 2.3, 2.3])):
         runs += [(TrainConfig(hidden=(8,), epochs=10, lr=lr, seed=s, patience=3), accs, losses) for s in range(3)]
     pts = analysis.by_setting(_store_histories(tmp_path, runs), "lr")
     assert [[o.kind for o in p.outcomes] for p in pts] == [["converged"] * 3] * 2  # neither is "collapsed"
     c = next(c for c in analysis.sweep_claims(pts, "learning rate") if c.kind == "sweep_breakdown")
     assert [(r["value"], r["k"], r["n"]) for r in c.facts["rows"]] == [(1.0, 3, 3)]
-    assert "at 1, all 3 of its runs (median 40.00% at the reported epoch, 10.00% at the last; the best any of its 3 " \
-           "runs reached at any epoch: 40.00%)" in c.text
+    assert "at 1, all 3 of its runs (median 70.00% at the reported epoch, 10.00% at the last; the best any of its 3 " \
+           "runs reached at any epoch: 70.00%)" in c.text
     assert "lost more than 10 points" in c.text
+    assert not any(c.kind == "sweep_little" for c in analysis.sweep_claims(pts, "learning rate"))
+
+
+def test_runs_above_the_collapse_line_that_were_never_half_right_are_named_once(tmp_path):
+    """lr 1: finite runs at 25-40% (above the collapse line, 20%), two converged (one of them broke down after its
+    reported epoch) and one stopped by the budget. They are named as never half right, each once: the breakdown
+    sentence leaves them out. lr 0.1 (95%) and lr 10 (collapsed, 10%) are not named."""
+    runs = [(TrainConfig(hidden=(8,), epochs=4, lr=0.1, seed=s, patience=2), [0.95] * 4, [0.2, 0.3, 0.3, 0.3])
+            for s in range(3)]
+    runs += [(TrainConfig(hidden=(8,), epochs=4, lr=1.0, seed=0, patience=2), [0.40, 0.25, 0.25], [1.5, 2.3, 2.3]),
+             (TrainConfig(hidden=(8,), epochs=4, lr=1.0, seed=1, patience=2), [0.30, 0.30, 0.30], [1.5, 2.3, 2.3]),
+             (TrainConfig(hidden=(8,), epochs=4, lr=1.0, seed=2, patience=2), [0.20, 0.25, 0.30, 0.35],
+              [2.0, 1.9, 1.8, 1.7])]
+    runs += [(TrainConfig(hidden=(8,), epochs=4, lr=10.0, seed=s, patience=2), [0.10] * 3, [2.3] * 3)
+             for s in range(3)]
+    pts = analysis.by_setting(_store_histories(tmp_path, runs), "lr")
+    assert [[o.kind for o in p.outcomes] for p in pts] == [["converged"] * 3, ["converged", "converged", "budget"],
+                                                           ["collapsed"] * 3]
+    claims = analysis.sweep_claims(pts, "learning rate")
+    little = next(c for c in claims if c.kind == "sweep_little")
+    assert [(r["value"], r["k"], r["n"]) for r in little.facts["rows"]] == [(1.0, 3, 3)]
+    assert "Never half right: at 1, all 3 of its runs (at best 30.00% to 40.00%)" in little.text
+    assert "above the collapse line (20.00%)" in little.text
+    assert "counts them as converged or stopped by the budget" in little.text
+    assert not any(c.kind == "sweep_breakdown" for c in claims)  # seed 0 fell 15 points: told once, above
 
 
 def test_overfitting_is_called_only_beyond_the_noise_and_without_an_accuracy_gain():

@@ -272,7 +272,7 @@ def _check_sweep(claim, records):
         rows = []
         for v in sorted(g):
             drops = [(r["history"][e - 1]["val_accuracy"], r["history"][-1]["val_accuracy"])
-                     for r in g[v] for k, e in [_outcome(r)] if k == "converged"]
+                     for r in g[v] for k, e in [_outcome(r)] if k == "converged" and _peak(r) >= 0.5]
             drops = [(a, b) for a, b in drops if a - b > 0.10]
             if drops:
                 rows.append([analysis.fmt_value(v), len(drops), statistics.median(a for a, _ in drops),
@@ -280,9 +280,22 @@ def _check_sweep(claim, records):
                              max(e["val_accuracy"] for r in g[v] for e in r["history"])])
         assert rows and [[analysis.fmt_value(x["value"]), x["k"], pytest.approx(x["reported"]),
                           pytest.approx(x["last"]), pytest.approx(x["peak"])] for x in f["rows"]] == rows
+    elif kind == "sweep_little":  # not failed by the rule, yet no epoch at 50% or more
+        rows = []
+        for v in sorted(g):
+            peaks = [_peak(r) for r in g[v] if _outcome(r)[0] in ("converged", "budget") and _peak(r) < 0.5]
+            if peaks:
+                rows.append([analysis.fmt_value(v), len(peaks), len(g[v]), min(peaks), max(peaks)])
+        assert rows and [[analysis.fmt_value(x["value"]), x["k"], x["n"], x["low"], x["high"]]
+                         for x in f["rows"]] == rows
+        assert min(rows, key=lambda x: x[3])[3] > 0.2  # above the collapse line, or the rule would say collapsed
     else:
         return False
     return True
+
+
+def _peak(r):
+    return max(e["val_accuracy"] or 0.0 for e in r["history"])
 
 
 def _check_anova(claim, records):
@@ -300,6 +313,7 @@ def _check_anova(claim, records):
     assert f["f_rows"] == pytest.approx(f_rows) and f["f_cols"] == pytest.approx(f_cols)
     assert f["p_cols"] == pytest.approx(stats.f.sf(f_cols, len(cols) - 1, df_res))
     assert f["data_verdict"] == ("a detectable effect" if f["p_cols"] < 0.05 else "no detectable effect")
+    assert f["n_runs"] == y.size and f["sd_points"] == pytest.approx(100 * y.std(ddof=1))
     return True
 
 
@@ -375,6 +389,7 @@ def _check_grid(claim, records):
         rows = sorted({k[0] for k in cells})  # rows whose tied rates skip one
         assert f["gapped"] == [r for r, (lo, hi), t in zip(rows, spans, tied_sets) if len(t) != hi - lo + 1]
         assert f["bound_rows"] == bound
+        assert bool(f["bound_note"]) == bool(bound)  # said for any trend, "stays" too
     return True
 
 
@@ -666,8 +681,8 @@ def test_summary_findings_repeat_the_claims_of_their_sections(quick_study):
         t = trends[named[name]]
         assert moves == {k: t[k] for k in ("direction", "separated", "steps_apart", "common", "rows", "bound_rows")}
     (anova,) = [c["facts"] for c in claims if c["kind"] == "anova"]
-    assert (f["p_rows"], f["p_cols"], f["anova_min"], f["anova_max"]) == \
-        (anova["p_rows"], anova["p_cols"], anova["min"], anova["max"])
+    assert (f["p_rows"], f["p_cols"], f["anova_min"], f["anova_max"], f["anova_sd"]) == \
+        (anova["p_rows"], anova["p_cols"], anova["min"], anova["max"], anova["sd_points"])
     (zero,) = [c["facts"] for c in claims if c["kind"] == "zero_stored"]
     (one,) = [c["facts"] for c in claims if c["kind"] == "zero_one_class"]
     assert f["zero_val"] == zero["zero_val"] and (f["zero_one"], f["zero_n"]) == (one["n_one"], one["n"])
@@ -709,6 +724,9 @@ def test_compute_claim_adds_up_the_stored_histories(quick_study, records):
     assert f["model_epochs"] == sum(len(r["history"]) for r in mine)
     assert f["budget_epochs"] == sum(t.epochs for t in trials)
     assert f["model_epochs"] <= f["budget_epochs"]
+    div = [r for r in mine if r["status"] == "diverged"]
+    assert (f["n_div"], f["div_saved"]) == (len(div), sum(r["epochs"] - len(r["history"]) for r in div))
+    assert (f"{f['div_saved']:,} model-epochs" in f["div_said"]) == bool(div)
 
 
 # -- the search comparison, recomputed from the Optuna storages with Optuna's own API --------------------------------

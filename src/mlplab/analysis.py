@@ -310,10 +310,14 @@ TEMPLATES = {
     "sweep_breakdown": "Converged, but broken down: {where}. These runs lost more than {points:g} points of "
                        "validation accuracy after the epoch they report, until the patience rule stopped them; they "
                        "count as converged with the earlier, better weights, not as finished models.",
+    "sweep_little": "Never half right: {where}. These runs stayed finite and above the collapse line "
+                    "({collapse:pct}), so the stopping rule counts them as {kinds}, but at no epoch did they classify "
+                    "half of the validation images correctly.",
     "chosen_test": "Its test accuracy: median {test:pct} over {n} seeds.",
     "anova": "A two-way ANOVA over {n_init} init seeds x {n_data} data orders: init seed F({df_rows}, {df_res}) = "
              "{f_rows:f}, p {p_rows:p} ({init_verdict}); data order F({df_cols}, {df_res}) = {f_cols:f}, p "
-             "{p_cols:p} ({data_verdict}). Validation accuracy ranges from {min:pct} to {max:pct}.",
+             "{p_cols:p} ({data_verdict}). Validation accuracy ranges from {min:pct} to {max:pct}, a standard "
+             "deviation of {sd_points:.2f} points over the {n_runs} runs: {sd_said}.",
     "grid_best": "The best cell on validation is {row_name} {row:v} at learning rate {col:v} (median "
                  "{best_val:pct}); {n_tied:tied/cells}. Cells with at least one collapsed or diverged seed: "
                  "{n_failed_cells}{fell_said}.",
@@ -374,9 +378,8 @@ TEMPLATES = {
                      "errors ({err_min} to {err_max} per seed). If the seeds erred independently, "
                      "{n_expected:count} would be misclassified by all.",
     "compute": "Counting each trial once, the study trained {model_epochs:,} model-epochs of the {budget_epochs:,} "
-               "its budgets allowed "
-               "({share:pct1}); early stopping saved the rest. The stored training time adds up to {seconds:,.0f} s "
-               "against {predicted:,.0f} s predicted at the budget.",
+               "its budgets allowed ({share:pct1}); early stopping saved the rest{div_said}. The stored training time "
+               "adds up to {seconds:,.0f} s against {predicted:,.0f} s predicted at the budget.",
     "smoothing_floor": "The label-smoothed recipe's dotted training loss is measured against its smoothed targets, so "
                        "it can never fall below their entropy, {floor:.2f} nats (smoothing {eps:g} over {classes} "
                        "classes); its validation loss is the plain cross-entropy. Its training curve lying above its "
@@ -400,15 +403,16 @@ TEMPLATES = {
     "bottleneck_2": "Seed {seed} of {width:vu} ({source_said}; {acc:pct} of the validation images): "
                     "{zero_said}{rule_said}: it predicts {n_pred} of the 10 digits{never_said}.",
     "findings": "Of adam_cosine's three parts (section 3): {parts_verdict}. How the best learning rate moves "
-                "across each grid's rows: {interactions}. Randomness: {randomness}; the {n_anova} runs of one setting "
-                "span {anova_min:pct} to {anova_max:pct}. Zero initialization ends at a median of {zero_val:pct}; "
+                "across each grid's rows: {interactions}. Randomness: {randomness}; the {n_anova} runs of one "
+                "setting span {anova_min:pct} to {anova_max:pct} (standard deviation {anova_sd:.2f} points), the "
+                "noise every comparison here must beat. Zero initialization ends at a median of {zero_val:pct}; "
                 "{zero_one:of=zero_n,its} runs predict a single digit for every image. Searching at equal compute: "
                 "{search}.",
     "ranking": "Over the whole range each sweep tried, ranked by the spread of median validation accuracy they "
                "cause (only sweeps with at least one value worse than the best beyond seed noise): {ranking}. "
                "{share_said}"
                "Leaving out the controls ({controls}) and every value whose median does not beat {baseline_name} "
-               "({baseline:pct}), the ranking is {ranking_working}.{bound_said}",
+               "({baseline:pct}), the ranking is {ranking_working}.{fragile_said}{bound_said}",
     "search_compute": "Each method could spend {budget} model-epochs ({rounds} rounds of {round_epochs}). The grid "
                       "spent {grid_epochs} on {grid_trials} trials, random search {random_epochs} on {random_trials}, "
                       "and successive halving {halving_epochs} on {halving_trials}, {halving_pruned} of which it "
@@ -481,8 +485,8 @@ def sweep_claims(points: list[Point], name: str, unit: str = "", experiment: str
                 facts.update({f"{end}_budget": stopped_by_budget(p), f"{end}_n": p.n,
                               "budget": max(r["epochs"] for r in p.records)})
             out.append(Claim(f"sweep_{end}_{verdict}", facts))
-    failed, broke = failure_claim(pts, base), breakdown_claim(pts, base)
-    return out + [c for c in (failed, broke) if c]
+    failed, broke, little = failure_claim(pts, base), breakdown_claim(pts, base), little_claim(pts, base)
+    return out + [c for c in (failed, broke, little) if c]
 
 
 BREAKDOWN = 0.10  # a converged run that lost more than this much validation accuracy after its reported epoch
@@ -497,12 +501,47 @@ def broke_down(record: dict, o: Outcome) -> bool:
     return (h[o.best_epoch - 1].get("val_accuracy") or 0.0) - (h[-1].get("val_accuracy") or 0.0) > BREAKDOWN
 
 
-def breakdown_claim(points: list[Point], base: dict) -> Claim | None:
-    """The values of a sweep with converged runs that broke down after their reported epoch (None when none did):
-    'converged' is the stopping rule, and these runs would otherwise read as finished models."""
+LEARNED = 0.5  # a finite run that never classified this share of the validation images correctly learned little
+
+
+def peak_accuracy(record: dict) -> float:
+    """The best validation accuracy of any epoch of a run (0 without a history)."""
+    return max([e.get("val_accuracy") or 0.0 for e in record.get("history") or []], default=0.0)
+
+
+def learned_little(record: dict, o: Outcome) -> bool:
+    """A run that did not fail by the rule (converged or stopped by the budget) yet was never half right."""
+    return o.kind in ("converged", "budget") and peak_accuracy(record) < LEARNED
+
+
+def little_claim(points: list[Point], base: dict) -> Claim | None:
+    """The values of a sweep with runs that count as converged or budget-stopped but never classified half of the
+    validation images correctly (None when none): above the collapse line, yet failed to learn by any reading."""
     rows = []
     for p in points:
-        runs = [(r, o) for r, o in zip(p.records, p.outcomes) if broke_down(r, o)]
+        runs = [(r, o) for r, o in zip(p.records, p.outcomes) if learned_little(r, o)]
+        if runs:
+            peaks = [peak_accuracy(r) for r, _ in runs]
+            rows.append({"value": p.value, "k": len(runs), "n": p.n, "low": min(peaks), "high": max(peaks),
+                         "kinds": sorted({o.kind for _, o in runs})})
+    if not rows:
+        return None
+    where = "; ".join(_FMT.format("at {value:vu}, {k:of=n,its} runs (at best {low:pct} to {high:pct})" if r["k"] > 1
+                                  else "at {value:vu}, {k:of=n,its} runs (at best {low:pct})",
+                                  **r, unit=base.get("unit", "")) for r in rows)
+    kinds = [k for k in OUTCOMES if any(k in r["kinds"] for r in rows)]
+    said = " or ".join({"converged": "converged", "budget": "stopped by the budget"}[k] for k in kinds)
+    return Claim("sweep_little", {**base, "rows": rows, "where": where, "kinds": said,
+                                  "collapse": COLLAPSE_FACTOR / N_CLASSES, "learned": LEARNED})
+
+
+def breakdown_claim(points: list[Point], base: dict) -> Claim | None:
+    """The values of a sweep with converged runs that broke down after their reported epoch (None when none did):
+    'converged' is the stopping rule, and these runs would otherwise read as finished models. A run that was never
+    half right is told by `little_claim` instead (once, not twice)."""
+    rows = []
+    for p in points:
+        runs = [(r, o) for r, o in zip(p.records, p.outcomes) if broke_down(r, o) and not learned_little(r, o)]
         if runs:
             rows.append({"value": p.value, "k": len(runs), "n": p.n,
                          "reported": statistics.median(r["history"][o.best_epoch - 1]["val_accuracy"] for r, o in runs),
@@ -665,16 +704,16 @@ def trend_claim(cols: list, cells: list[list[Point]], base: dict) -> Claim:
             f"{trend}, with some neighbouring rows sharing a best rate" if weak else trend)
     # a row whose tied rates skip one that is worse: its spread of seeds is wide enough to tie a far rate with the best
     gapped = [row for (lo, hi, row), tied in zip(ranges, tied_sets) if len(tied) != hi - lo + 1]
-    gap_note = (f" At {_plural(base['row_name'], len(gapped))} {' and '.join(fmt_value(r) for r in gapped)} the tied "
+    gap_note = (f" At {_plural(base['row_name'], len(gapped))} {_listed([fmt_value(r) for r in gapped])} the tied "
                 "rates skip a rate "
                 "that is worse: there the seeds spread so widely that a distant rate ties with the best, so that "
                 "row's range locates its best rate only loosely." if gapped else "")
     one = len(bound_rows) == 1
     whose, what = ("the", "that row's best rate is") if one else ("each row's", "those rows' best rates are")
-    bound_note = (f" At {_plural(base['row_name'], len(bound_rows))} {' and '.join(fmt_value(r) for r in bound_rows)} "
+    bound_note = (f" At {_plural(base['row_name'], len(bound_rows))} {_listed([fmt_value(r) for r in bound_rows])} "
                   f"most runs of {whose} "
                   f"best cell stopped on the {budget}-epoch budget, so {what} the best within the budget."
-                  if bound_rows and trend in ("rises", "falls") else "")
+                  if bound_rows else "")  # any trend: a best rate stopped by the budget may move with more epochs
     return Claim("grid_trend", {**base, "trend": said, "direction": trend, "gapped": gapped, "gap_note": gap_note,
                                 "bound_rows": bound_rows, "bound_note": bound_note,
                                 "separated": separated, "steps_apart": apart, "best_cols": [cols[i] for i in bests],
@@ -691,16 +730,25 @@ def anova_claim(records: list[dict], experiment: str = "") -> Claim:
     def verdict(p):
         return "a detectable effect" if p < ALPHA else "no detectable effect"
 
+    flat = [v for r in y for v in r]
+    sd = 100 * statistics.stdev(flat)
+    neither = a["p_rows"] >= ALPHA and a["p_cols"] >= ALPHA
+    sd_said = (("neither seed alone explains that spread, yet the runs differ: " if neither else "")
+               + "this is the run-to-run noise of one setting, which any difference between two single runs in this "
+                 "study must exceed to mean anything")
     return Claim("anova", {"experiment": experiment, "n_init": len(rows), "n_data": len(cols),
                            **{k: a[k] for k in ("df_rows", "df_cols", "df_res", "f_rows", "p_rows", "f_cols",
                                                 "p_cols", "min", "max")},
-                           "init_verdict": verdict(a["p_rows"]), "data_verdict": verdict(a["p_cols"])})
+                           "init_verdict": verdict(a["p_rows"]), "data_verdict": verdict(a["p_cols"]),
+                           "sd_points": sd, "n_runs": len(flat), "sd_said": sd_said})
 
 
-SPLIT_READINGS = {"all": "by this one comparison, all of that gap comes from the split (the held-out images are "
-                          "easier to classify at this fit), not from the network",
-                  "most": "by this one comparison, most of that gap comes from the split (the held-out images are "
-                          "easier to classify at this fit), not from the network",
+SPLIT_READINGS = {"all": "so the split alone can account for all of that gap (the held-out images are easier to "
+                          "classify at this fit); this one comparison, with another network and one seed, suggests it "
+                          "rather than proves it",
+                  "most": "so the split alone can account for most of that gap (the held-out images are easier to "
+                          "classify at this fit); this one comparison, with another network and one seed, suggests it "
+                          "rather than proves it",
                   "part": "by this one comparison, part of that gap comes from the split, the rest from the network",
                   "none": "by this one comparison, the gap does not come from the split"}
 
@@ -915,7 +963,8 @@ def findings_claim(trends: dict[str, Claim], anova: Claim, zero: Claim, zero_cla
                        f"the init seed shows {a['init_verdict']} (ANOVA p {fmt_p(a['p_rows'])}) and the data order "
                        f"{a['data_verdict']} (p {fmt_p(a['p_cols'])})"),
         "p_rows": a["p_rows"], "p_cols": a["p_cols"], "init_verdict": a["init_verdict"],
-        "data_verdict": a["data_verdict"], "anova_min": a["min"], "anova_max": a["max"], "n_anova": a["n_init"] *
+        "data_verdict": a["data_verdict"], "anova_min": a["min"], "anova_max": a["max"], "anova_sd": a["sd_points"],
+        "n_anova": a["n_init"] *
         a["n_data"], "zero_val": zero.facts["zero_val"], "zero_n": zero_classes.facts["n"],
         "zero_one": zero_classes.facts["n_one"],
         "search": (f"{best.facts['conclusion']}" if best else "the searches' gaps were not measured against noise")
@@ -1052,6 +1101,9 @@ def spread(points: list[Point]) -> tuple[float, bool]:
     return hi.median - lo.median, any(differs(p, hi) for p in pts if p is not hi)
 
 
+CUTOFF_MARGIN = 0.005  # values this close below the ranking's baseline are checked for changing its order
+
+
 def ranking_claim(sweeps: dict[str, list[Point]], controls: dict[str, list] | None = None,
                   baseline: float = 0.0, baseline_name: str = "") -> Claim:
     """Hyperparameters ranked by the spread of median validation accuracy they cause, measurable ones only: over
@@ -1060,8 +1112,8 @@ def ranking_claim(sweeps: dict[str, list[Point]], controls: dict[str, list] | No
     than none has failed, whatever its outcome label)."""
     controls = controls or {}
 
-    def working(name, pts):
-        return [p for p in pts if p.records and p.value not in controls.get(name, []) and p.median > baseline]
+    def working(name, pts, line=baseline):
+        return [p for p in pts if p.records and p.value not in controls.get(name, []) and p.median > line]
 
     def rank(groups):
         return sorted(((s, name) for name, pts in groups.items() if len(pts) > 1 for s, ok in [spread(pts)] if ok),
@@ -1080,8 +1132,21 @@ def ranking_claim(sweeps: dict[str, list[Point]], controls: dict[str, list] | No
     shown = "; ".join(f"{name}: {', '.join(fmt_value(v) for v in vs)}" for name, vs in controls.items() if vs)
     share = sum(s for s, _ in work) / sum(s for s, _ in full) if full else 1.0  # of the summed spreads
     bound = [name for _, name in work if worst_bound(kept[name])]
+    # A value just below the cut-off can decide the order: say so, with the order it would give
+    line = baseline - CUTOFF_MARGIN
+    near = [(name, p) for name, pts in sweeps.items() for p in working(name, pts, line) if p.median <= baseline]
+    wider = {n: working(n, pts, line) for n, pts in sweeps.items()}
+    alt = rank(wider)
+    fragile = bool(near) and [name for _, name in alt] != [name for _, name in work]
+    fragile_said = (" That order rests on the cut-off: "
+                    + _listed([f"{name}'s {fmt_value(p.value)} misses it by {100 * (baseline - p.median):.2f} points"
+                               for name, p in near])
+                    + f"; with the values up to {100 * CUTOFF_MARGIN:g} points below it, the ranking would be "
+                    + text(alt, wider) + "." if fragile else "")
     return Claim("ranking", {"ranking": text(full, sweeps), "order": [name for _, name in full],
                              "ranking_working": text(work, kept), "order_working": [name for _, name in work],
+                             "near": [[name, p.value, p.median] for name, p in near],
+                             "order_wider": [name for _, name in alt], "fragile_said": fragile_said,
                              "budget_bound": bound,
                              "bound_said": _FMT.format(" Each spread is measured over the range its sweep tried; "
                                                        "in {k:of=n,the} sweeps of this ranking the worst value "

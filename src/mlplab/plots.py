@@ -155,7 +155,8 @@ def sweep(points: list[Point], name: str, title: str, reference: dict | None = N
 
 
 def heatmap(rows: list, cols: list, cells: list[list[Point]], row_name: str, col_name: str, title: str,
-            box_best: bool = True, what: str = "median validation error (%)"):
+            box_best: bool = True, what: str = "median validation error (%)",
+            numbers: str = "median validation accuracy (%)"):
     """Median validation error per cell (colour, log scale fitted to the data), annotated with the median accuracy
     (to 2 decimals when all cells lie within 1 point; "div." where most seeds diverged) and, below it, the number of
     seeds that stopped on their budget (b), collapsed (c) or diverged (d), or converged and then broke down (x: lost
@@ -195,7 +196,7 @@ def heatmap(rows: list, cols: list, cells: list[list[Point]], row_name: str, col
     ax.set_title(title)
     cb = fig.colorbar(im, ax=ax)
     _plain_log(cb.ax.yaxis)
-    cb.set_label(what)
+    cb.set_label(f"colour: {what}\nnumbers: {numbers}")  # the cells read accuracy, the colour error (log scale)
     return fig
 
 
@@ -221,14 +222,15 @@ def curves(runs: dict[str, list[dict]], title: str):
         if best_epoch:
             a1.scatter([best_epoch], [vl[best_epoch - 1]], s=90, facecolors="none", edgecolors="black", zorder=5)
             a2.scatter([best_epoch], [ve[best_epoch - 1]], s=90, facecolors="none", edgecolors="black", zorder=5)
-    a1.plot([], [], color="gray", ls=":", label="(dotted: training loss)")
+    a1.plot([], [], color="gray", ls=":", label="(dotted: training loss, the mean over each epoch's batches)")
     a1.set_yscale("log")
     _plain_log(a1.yaxis)
     a1.set_xlabel("epoch")
     for a in (a1, a2):
         a.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     a1.set_ylabel("cross-entropy (log scale)")
-    a1.set_title("loss: training (dotted) vs validation (solid)")
+    a1.set_title("loss: validation (solid, at each epoch's end)\nvs training (dotted, mean over the epoch's batches)",
+                 fontsize=10)
     handles, labels = a1.get_legend_handles_labels()  # below both panels: inside, it hid the curves' ends
     fig.legend(handles, labels, loc="outside lower center", ncol=2 if len(labels) > 3 else len(labels), fontsize=8,
                frameon=False)

@@ -624,7 +624,7 @@ show(plots.heatmap(rows3, cols3, cells3, "initialization seed", "data-order seed
                    f"the colours span {100 * (anova.facts['max'] - anova.facts['min']):.2f} points; "
                    + ("an effect is detected (ANOVA below)" if effect else "no effect is detected (ANOVA below)"),
                    box_best=effect,
-                   what="validation error (%), one run per cell"), "grid_seeds")
+                   what="validation error (%), one run per cell", numbers="validation accuracy (%)"), "grid_seeds")
 say([anova])
 
 # %% [markdown]
@@ -862,8 +862,13 @@ table(["experiment", "precision", "trials", "model-epochs trained", "at the budg
 show(plots.compute_bars(names, trained, budgets, secs, "Compute per experiment", predicted), "compute")
 total = cost.estimate(all_t)
 mine = [by_key[k] for k in {trial_key(t) for t in all_t} if k in by_key]
+div = [r for r in mine if r["status"] == "diverged"]  # they stop where they diverge: not early stopping's saving
 say([Claim("compute", {"model_epochs": sum(len(r["history"]) for r in mine), "budget_epochs": total.model_epochs,
-                       "share": sum(len(r["history"]) for r in mine) / total.model_epochs,
+                       "share": sum(len(r["history"]) for r in mine) / total.model_epochs, "n_div": len(div),
+                       "div_saved": sum(r["epochs"] - len(r["history"]) for r in div),
+                       "div_said": (f", apart from {sum(r['epochs'] - len(r['history']) for r in div):,} model-epochs "
+                                    f"that the {len(div)} diverged run{'s' if len(div) != 1 else ''} did not train (a "
+                                    "run stops where it diverges)") if div else "",
                        "seconds": sum((r["seconds"] or 0) / (r["population"] or 1) for r in mine),
                        "predicted": total.seconds})],
     lead="", after=" Stored seconds are wall time on whatever else the machine was doing meanwhile; they are not a "
