@@ -554,3 +554,21 @@ except KeyboardInterrupt:
         if p.poll() is None:
             p.kill()
     assert p.returncode == 130 and err.strip() == "interrupted", err
+
+
+def test_an_unreachable_ray_cluster_is_a_one_line_error(tmp_path, capsys, monkeypatch):
+    """--backend ray --address auto with no cluster running: Ray's ConnectionError becomes one line and exit 2 (sweep
+    and tune), not a traceback."""
+    ray = pytest.importorskip("ray", reason="the ray extra is part of .[test]")
+    if ray.is_initialized():
+        pytest.skip("a Ray instance is running in this process")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path / "ray"))  # no record of a cluster started on this machine
+    spec = tmp_path / "s.toml"
+    spec.write_text("[base]\nepochs = 1\nhidden = [4]\n")
+    _one_line_exit_2(main(["sweep", str(spec), "--store", str(tmp_path / "s.sqlite"), "--backend", "ray", "--address",
+                           "auto", "--quiet"]), capsys, "could not reach a Ray cluster", "ray start --head")
+    tune_spec = tmp_path / "t.toml"
+    tune_spec.write_text('[base]\nhidden = [4]\n[search]\nlr = { loguniform = [0.01, 0.1] }\n[tune]\ntrials = 2\n')
+    _one_line_exit_2(main(["tune", str(tune_spec), "--storage", f"sqlite:///{tmp_path / 't.db'}", "--backend", "ray",
+                           "--address", "auto", "--quiet"]), capsys, "could not reach a Ray cluster")

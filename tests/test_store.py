@@ -139,8 +139,10 @@ def test_results_command_prints_and_exports(tmp_path, small_splits, monkeypatch,
     run_sweep(trials, tmp_path / "s.sqlite", progress=False)
     assert main(["results", str(tmp_path / "s.sqlite")]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].split() == ["lr", "status", "test_accuracy", "val_accuracy", "train_loss", "seconds"]
+    assert out[0].split() == ["lr", "status", "val_accuracy", "test_accuracy", "train_loss", "seconds"]
     assert len(out) == 4
+    vals = [float(line.split()[2]) for line in out[1:]]
+    assert vals == sorted(vals, reverse=True)  # chosen on validation: the best validation accuracy first
     csv_path = tmp_path / "r.csv"
     assert main(["results", str(tmp_path / "s.sqlite"), "--csv", str(csv_path)]) == 0
     import csv

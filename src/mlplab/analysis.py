@@ -733,9 +733,9 @@ def anova_claim(records: list[dict], experiment: str = "") -> Claim:
     flat = [v for r in y for v in r]
     sd = 100 * statistics.stdev(flat)
     neither = a["p_rows"] >= ALPHA and a["p_cols"] >= ALPHA
-    sd_said = (("neither seed alone explains that spread, yet the runs differ: " if neither else "")
-               + "this is the run-to-run noise of one setting, which any difference between two single runs in this "
-                 "study must exceed to mean anything")
+    sd_said = (("neither seed alone explains that spread; it is " if neither else "this is ")
+               + "the run-to-run noise of one setting, which any difference between two single runs in this study "
+                 "must exceed to mean anything")
     return Claim("anova", {"experiment": experiment, "n_init": len(rows), "n_data": len(cols),
                            **{k: a[k] for k in ("df_rows", "df_cols", "df_res", "f_rows", "p_rows", "f_cols",
                                                 "p_cols", "min", "max")},

@@ -82,8 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="One row per trial: the settings that vary, status and final metrics.")
     r.add_argument("store", help="the SQLite result store")
     r.add_argument("--csv", metavar="PATH", help="write every trial (all config keys and metrics) to this CSV file")
-    r.add_argument("--sort", default="test_accuracy", help="column to sort the table by (default test_accuracy): "
-                   "accuracies highest first, every other column lowest first")
+    r.add_argument("--sort", default="val_accuracy", help="column or config key to sort the table by (default "
+                   "val_accuracy: choose on validation, read test once): accuracies highest first, anything else "
+                   "lowest first")
     r.add_argument("--reverse", action="store_true", help="sort the other way round")
     r.add_argument("--limit", type=int, default=50, help="rows to print (default 50; 0 for all)")
     r.set_defaults(func=cmd_results)
@@ -117,6 +118,13 @@ def resolve_threads(args) -> int | None:
 def add_deterministic_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--deterministic", action="store_true", help="PyTorch's deterministic algorithms, so a GPU run "
                    "repeats bit for bit (can be slower on GPUs; no effect on the CPU, which is deterministic)")
+
+
+def ray_unreachable(command: str, e: ConnectionError) -> int:
+    """One line (exit 2) for a Ray cluster that cannot be reached, instead of Ray's traceback."""
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return _fail(f"{command}: --backend ray could not reach a Ray cluster ({first}); start one with `ray start "
+                 "--head`, or leave out --address to start a local one")
 
 
 def check_backend(args) -> None:
@@ -279,11 +287,13 @@ def cmd_sweep(args) -> int:
                                threads=threads)
         except sqlite3.DatabaseError as e:
             return _fail(f"sweep: {describe_database_error(store.path, e)}")
+        except ConnectionError as e:
+            return ray_unreachable("sweep", e)
         if not args.quiet:
             print(f"{report.trained} trained, {report.skipped} already stored, {report.failed} failed, "
                   f"{report.populations} population(s), {report.threads} thread(s), {report.seconds:.1f} s",
                   file=sys.stderr)
-            _print_results(store.records(), "test_accuracy", 20)
+            _print_results(store.records(), "val_accuracy", 20)
     return 1 if report.failed else 0
 
 
@@ -320,6 +330,8 @@ def cmd_study(args) -> int:
         return _fail(f"study: {e}")
     except sqlite3.DatabaseError as e:
         return _fail(f"study: {describe_database_error(store, e)}")
+    except ConnectionError as e:
+        return ray_unreachable("study", e)
     missing = f", {len(info['missing'])} MISSING (listed in the report)" if info["missing"] else ""
     print(f"study: {info['trials']} trials ({info['trained']} trained, {info['reused']} reused{missing}), "
           f"training {info['train_seconds']:.1f} s, report {info['report_seconds']:.1f} s -> {out / 'study.html'}")
@@ -353,7 +365,7 @@ def cmd_results(args) -> int:
     return 0
 
 
-RESULT_METRICS = ("status", "test_accuracy", "val_accuracy", "train_loss", "seconds")
+RESULT_METRICS = ("status", "val_accuracy", "test_accuracy", "train_loss", "seconds")
 
 
 def _varying(rows: list[dict]) -> list[str]:
@@ -369,7 +381,8 @@ def _print_results(rows: list[dict], sort: str, limit: int, reverse: bool = Fals
         return
     cols = _varying(rows) + list(RESULT_METRICS)
     if sort not in rows[0] or sort == "history":
-        raise SystemExit(_fail(f"results: unknown column {sort!r} to sort by; choose from {', '.join(cols)}"))
+        raise SystemExit(_fail(f"results: unknown column {sort!r} to sort by; choose from {', '.join(cols)} or "
+                               "another config key (--csv PATH lists them all)"))
     rows = sort_rows(rows, sort, descending=sort.endswith("accuracy") != reverse)
     shown = rows if limit <= 0 else rows[:limit]
     table = [[_fmt(r.get(c)) for c in cols] for r in shown]

@@ -1208,7 +1208,7 @@ def add_parsers(sub) -> None:
 def cmd_tune(args) -> int:
     import json
 
-    from mlplab.cli import USER_ERRORS, _fail, check_backend, resolve_threads
+    from mlplab.cli import USER_ERRORS, _fail, check_backend, ray_unreachable, resolve_threads
 
     try:
         spec = TuneSpec.from_toml(args.spec)
@@ -1227,6 +1227,8 @@ def cmd_tune(args) -> int:
                 deterministic=args.deterministic, progress=False if args.quiet else None)
     except USER_ERRORS as e:
         return _fail(f"tune: {e}")
+    except ConnectionError as e:
+        return ray_unreachable("tune", e)
     if args.json:
         print(json.dumps(_json_safe(s.to_dict())))
     else:
