@@ -274,7 +274,9 @@ def report(results: dict) -> None:
                 print(f" sampler seed {run['seed']}:")
                 print(row("mlplab tune", run["mlplab"]))
                 print(row("optuna + nn", run["optuna_nn"]))
-                print(f"  mlplab tune took 1/{run['speedup']:.2f} of the wall time")
+                sp = run["speedup"]
+                print(f"  mlplab tune took 1/{sp:.2f} of the wall time" if sp >= 1 else
+                      f"  mlplab tune took {1 / sp:.2f}x the wall time (slower)")
                 if "refit" in run["mlplab"]:
                     a, b = run["mlplab"]["refit"], run["optuna_nn"]["refit"]
                     print(f"  chosen settings retrained ({a['seeds']} fresh seeds each, by mlplab): mlplab's val "

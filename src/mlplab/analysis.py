@@ -419,7 +419,7 @@ TEMPLATES = {
                       "stopped early; {n_failed:n/trial} diverged or failed. Random search and halving draw "
                       "from the same seeded stream: halving tried {n_shared:of=random_trials,random search's} "
                       "settings too, with the same training seed: on those the two trained the same model, until "
-                      "halving stopped it, so the comparison between them is paired.",
+                      "halving stopped it, so there they differ only in where halving stopped.",
     "search_noise": "The noise of one run, measured on {n} seeds of one setting of this model and budget (learning "
                     "rate {lr:v}, momentum {momentum:v}): a standard deviation of {sd:pp} points of validation "
                     "accuracy, so two single runs of one setting differ by more than {threshold:pp} points in only 5% "
@@ -921,8 +921,9 @@ def activations_claim(points: list[Point], linear: Point, experiment: str = "") 
     slower = stopped_by_budget(sig) > stopped_by_budget(relu)
     return Claim("activations", {"experiment": experiment, "id_val": ident.median, "lin_val": linear.median,
                                  "p": welch_p(ident.vals, linear.vals), "verdict": verdict,
-                                 "id_said": "the hidden layer adds nothing, as expected" if verdict != "better beyond "
-                                 "seed noise" else "the hidden layer helps, against the expectation",
+                                 "id_said": "no gain from the hidden layer is seen (a linear one cannot add "
+                                 "any), as expected" if verdict != "better beyond seed noise" else
+                                 "the hidden layer helps, against the expectation",
                                  "sig_p": welch_p(sig.vals, relu.vals), "sig_verdict": sig_verdict,
                                  "slow_said": "sigmoid learns more slowly, as expected" if slower else
                                  "no sign here that sigmoid learns more slowly",

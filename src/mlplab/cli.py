@@ -453,8 +453,10 @@ def _csv_value(v):
 
 def _describe(config, device) -> str:
     layers = "-".join(str(s) for s in (784, *config.hidden, 10))
-    return (f"mlplab {__version__}: {layers} {config.activation}, init {config.init}:{config.init_scale:g}, "
-            f"{config.optimizer} lr {config.lr:g}, batch {config.batch_size}, {config.epochs} epochs, "
+    act = f" {config.activation}" if config.hidden else " (softmax regression)"  # no hidden layer, no activation
+    return (f"mlplab {__version__}: {layers}{act}, init {config.init}:{config.init_scale:g}, "
+            f"{config.optimizer} lr {config.lr:g}, batch {config.batch_size}, {config.epochs} "
+            f"epoch{'s' if config.epochs != 1 else ''}, "
             f"seed {config.seed}{_extras(config)}, on {device}")
 
 
@@ -497,7 +499,7 @@ def _verdict(result, save) -> str:
     line = f"test accuracy {100 * result.test_accuracy:.2f}% after {len(result.history)} epochs, {result.seconds:.1f} s"
     if result.best_epoch is not None:
         c = result.config
-        why = {"converged": f"stopped: no val-loss improvement for {c.patience} epochs",
+        why = {"converged": f"stopped: no val-loss improvement for {c.patience} epoch{'s' if c.patience != 1 else ''}",
                "budget": f"not converged within the {c.epochs}-epoch budget",
                "collapsed": "collapsed: validation accuracy near chance"}[result.outcome]
         line = (f"test accuracy {100 * result.test_accuracy:.2f}% at the best epoch {result.best_epoch} of "

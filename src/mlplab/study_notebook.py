@@ -248,7 +248,7 @@ say([live_claim] + ([analysis.split_claim(key, lr_m, train_m, val_m, lf["widest_
 # over all ten, which keeps the logits from growing without bound). The first three run at a constant rate, which
 # sets no horizon, so the patience rule ends them or, failing that, a longer budget (the table of section 1). The
 # recipe is chosen on validation accuracy; only the chosen one's test accuracy is read. This study's goal for this
-# network is 98% test accuracy, the top of the mid-to-high 90s the assignment expects.
+# network is a test accuracy of 98%, at the upper end of the mid-to-high 90s the assignment expects.
 
 # %% tags=["hide-input"]
 RP = POINTS["recipe"]

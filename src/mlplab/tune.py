@@ -1237,7 +1237,7 @@ def cmd_tune(args) -> int:
                 f"best val accuracy {s.best_value:.4f} (trial {s.best_trial}, test accuracy {test}): {s.best_params}")
         print(f"tune {s.study_name}: {s.trials} trials ({s.complete} complete, {s.pruned} pruned, {s.failed} "
               f"failed), {s.ran} run now in {s.rounds} round(s), {s.model_epochs} model-epochs, {s.seconds:.1f} s; "
-              f"{best}\nwatch it: optuna-dashboard {s.storage}")
+              f"{best}\nwatch it: optuna-dashboard {s.storage}  (pip install optuna-dashboard)")
     return 0
 
 
