@@ -163,7 +163,7 @@ def heatmap(rows: list, cols: list, cells: list[list[Point]], row_name: str, col
     more than analysis.BREAKDOWN of validation accuracy after the reported epoch); the best cell on validation is boxed
     unless `box_best` is False (e.g. when the grid's factors have no detectable effect)."""
     m = np.array([[100 * (1 - c.median) if c.records else np.nan for c in row] for row in cells])
-    fig, ax = plt.subplots(figsize=(1.05 * len(cols) + 2.8, 0.62 * len(rows) + 1.9))
+    fig, ax = plt.subplots(figsize=(1.05 * len(cols) + 2.8, 0.62 * len(rows) + 2.2))
     finite = m[np.isfinite(m)]
     lo, hi = (max(FLOOR, finite.min()), max(finite.max(), finite.min() * 1.01)) if finite.size else (1, 100)
     im = ax.imshow(m, cmap="viridis_r", norm=LogNorm(vmin=lo, vmax=hi), aspect="auto")
@@ -193,10 +193,10 @@ def heatmap(rows: list, cols: list, cells: list[list[Point]], row_name: str, col
     ax.set_xlabel(col_name)
     ax.set_ylabel(row_name)
     ax.grid(False)
-    ax.set_title(title)
+    ax.set_title(f"{title}\n(numbers in the cells: {numbers}; colour: error, log scale)", fontsize=10)
     cb = fig.colorbar(im, ax=ax)
     _plain_log(cb.ax.yaxis)
-    cb.set_label(f"colour: {what}\nnumbers: {numbers}")  # the cells read accuracy, the colour error (log scale)
+    cb.set_label(f"colour: {what}")
     return fig
 
 

@@ -133,7 +133,10 @@ display(Markdown(
 # 0); otherwise they are called **tied** (they cannot be told apart), and "worse beyond seed noise" means p < 0.05.
 # This rule is behind every "tied" and "worse" below. The tests are pairwise, on 2 to 5 seeds each, and not
 # corrected for how many are made: in a sweep of many values, one "worse" in twenty can be chance, and a value whose
-# seeds spread widely (one collapsed seed) is easily "tied". A best value at the edge of its range is flagged.
+# seeds spread widely (one collapsed seed) is easily "tied". With 3 seeds the spread itself is poorly known: three
+# runs that happen to agree closely make a small gap "beyond noise". Section 8 measures the run-to-run spread of one
+# setting on 25 runs; a "worse" whose gap is below that spread rests on the few seeds' luck as much as on the setting.
+# A best value at the edge of its range is flagged.
 
 # %% tags=["hide-input"]
 ds = load_mnist()
@@ -620,7 +623,7 @@ rows3, cols3, cells3 = analysis.grid(REC["seeds"], "seed", "data_seed")
 anova = analysis.anova_claim(REC["seeds"], "seeds")
 effect = min(anova.facts["p_rows"], anova.facts["p_cols"]) < analysis.ALPHA  # a best cell means something only then
 show(plots.heatmap(rows3, cols3, cells3, "initialization seed", "data-order seed",
-                   "Validation accuracy (%) for each pair of seeds (colour: error)\n"
+                   "Validation accuracy for each pair of seeds\n"
                    f"the colours span {100 * (anova.facts['max'] - anova.facts['min']):.2f} points; "
                    + ("an effect is detected (ANOVA below)" if effect else "no effect is detected (ANOVA below)"),
                    box_best=effect,
