@@ -312,6 +312,8 @@ def test_runs_above_the_collapse_line_that_were_never_half_right_are_named_once(
     assert "above the collapse line (20.00%)" in little.text
     assert "counts them as converged or stopped by the budget" in little.text
     assert not any(c.kind == "sweep_breakdown" for c in claims)  # seed 0 fell 15 points: told once, above
+    one = analysis.little_claim([analysis.Point(pts[1].value, pts[1].records[:1])], {"name": "lr"})  # seed 0 alone
+    assert "This run stayed finite" in one.text and "counts it as converged" in one.text
 
 
 def test_overfitting_is_called_only_beyond_the_noise_and_without_an_accuracy_gain():

@@ -310,9 +310,9 @@ TEMPLATES = {
     "sweep_breakdown": "Converged, but broken down: {where}. These runs lost more than {points:g} points of "
                        "validation accuracy after the epoch they report, until the patience rule stopped them; they "
                        "count as converged with the earlier, better weights, not as finished models.",
-    "sweep_little": "Never half right: {where}. These runs stayed finite and above the collapse line "
-                    "({collapse:pct}), so the stopping rule counts them as {kinds}, but at no epoch did they classify "
-                    "half of the validation images correctly.",
+    "sweep_little": "Never half right: {where}. {these} stayed finite and above the collapse line ({collapse:pct}), "
+                    "so the stopping rule counts {them} as {kinds}, but at no epoch did {they} classify half of the "
+                    "validation images correctly.",
     "chosen_test": "Its test accuracy: median {test:pct} over {n} seeds.",
     "anova": "A two-way ANOVA over {n_init} init seeds x {n_data} data orders: init seed F({df_rows}, {df_res}) = "
              "{f_rows:f}, p {p_rows:p} ({init_verdict}); data order F({df_cols}, {df_res}) = {f_cols:f}, p "
@@ -531,7 +531,10 @@ def little_claim(points: list[Point], base: dict) -> Claim | None:
                                   **r, unit=base.get("unit", "")) for r in rows)
     kinds = [k for k in OUTCOMES if any(k in r["kinds"] for r in rows)]
     said = " or ".join({"converged": "converged", "budget": "stopped by the budget"}[k] for k in kinds)
+    one = sum(r["k"] for r in rows) == 1
     return Claim("sweep_little", {**base, "rows": rows, "where": where, "kinds": said,
+                                  "these": "This run" if one else "These runs", "them": "it" if one else "them",
+                                  "they": "it" if one else "they",
                                   "collapse": COLLAPSE_FACTOR / N_CLASSES, "learned": LEARNED})
 
 
