@@ -572,3 +572,14 @@ def test_an_unreachable_ray_cluster_is_a_one_line_error(tmp_path, capsys, monkey
     tune_spec.write_text('[base]\nhidden = [4]\n[search]\nlr = { loguniform = [0.01, 0.1] }\n[tune]\ntrials = 2\n')
     _one_line_exit_2(main(["tune", str(tune_spec), "--storage", f"sqlite:///{tmp_path / 't.db'}", "--backend", "ray",
                            "--address", "auto", "--quiet"]), capsys, "could not reach a Ray cluster")
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--optimizer", "adam", "--momentum", "0.9"], "--momentum is SGD's"),
+    (["--beta1", "0.8"], "--beta1 is Adam's; this run uses --optimizer sgd"),
+    (["--gamma", "0.5"], "--gamma is for --schedule step"),
+    (["--schedule", "cosine", "--step-size", "2"], "remove --step-size or set --schedule step"),
+])
+def test_a_flag_the_run_would_ignore_is_refused(capsys, argv, needle):
+    """A flag that the chosen optimizer or schedule does not read is an error before training, not silently ignored."""
+    _one_line_exit_2(main(["train", "--epochs", "1", *argv]), capsys, needle)

@@ -211,7 +211,26 @@ def config_from_args(args: argparse.Namespace):
             d["init_scale"] = scale
     if "data" in d and d["data"] != "mnist":
         d["data"] = os.path.expanduser(d["data"])
-    return TrainConfig.from_dict(d)
+    config = TrainConfig.from_dict(d)
+    _check_unused_flags(args, config)
+    return config
+
+
+# flags that only one optimizer or schedule reads: given with another, they would be ignored without a word
+_ONLY_FOR = {"momentum": ("optimizer", ("sgd",), "SGD's (Adam's counterpart is --beta1)"),
+             "beta1": ("optimizer", ("adam", "adamw"), "Adam's"), "beta2": ("optimizer", ("adam", "adamw"), "Adam's"),
+             "eps": ("optimizer", ("adam", "adamw"), "Adam's"),
+             "step_size": ("schedule", ("step",), "for --schedule step"),
+             "gamma": ("schedule", ("step",), "for --schedule step")}
+
+
+def _check_unused_flags(args: argparse.Namespace, config) -> None:
+    """A ValueError for a flag given on the command line that the chosen optimizer or schedule does not read."""
+    for name, (field, allowed, whose) in _ONLY_FOR.items():
+        if getattr(args, name, None) is not None and getattr(config, field) not in allowed:
+            flag = "--" + name.replace("_", "-")
+            raise ValueError(f"{flag} is {whose}; this run uses --{field} {getattr(config, field)}, which does not "
+                             f"read it: remove {flag} or set --{field} {allowed[0]}")
 
 
 def cmd_train(args) -> int:
