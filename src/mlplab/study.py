@@ -529,6 +529,12 @@ def run_study(out: str | Path = "study", store: str | Path | None = None, quick:
         trials = all_trials(exps)
         for line in plan_lines(exps, quick):  # model-epochs, FLOPs and predicted time, before any training
             log(line)
+        if store.exists():  # a rerun: say what the plan's prediction leaves out
+            stored = len(trials) - len(missing_trials(store, trials))
+            if stored:
+                log(f"{stored} of {len(trials)} trials are stored already and are reused: "
+                    + ("nothing to train, only the report to write" if stored == len(trials) else
+                       "the prediction above is for the whole study, this run trains only the rest"))
         t0 = time.perf_counter()
         report = run_sweep(trials, store, device=dev, progress=progress, name="study-quick" if quick else "study",
                            log=log, backend=backend, address=address, deterministic=deterministic, threads=threads,
