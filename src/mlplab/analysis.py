@@ -746,12 +746,9 @@ def anova_claim(records: list[dict], experiment: str = "") -> Claim:
                            "sd_points": sd, "n_runs": len(flat), "sd_said": sd_said})
 
 
-SPLIT_READINGS = {"all": "so the split alone can account for all of that gap (the held-out images are easier to "
-                          "classify at this fit); this one comparison, with another network and one seed, suggests it "
-                          "rather than proves it",
-                  "most": "so the split alone can account for most of that gap (the held-out images are easier to "
-                          "classify at this fit); this one comparison, with another network and one seed, suggests it "
-                          "rather than proves it",
+_SPLIT_ALONE = ("so the split alone can account for {} of that gap (the held-out images are easier to classify at "
+                "this fit); this one comparison, with another network and one seed, suggests it rather than proves it")
+SPLIT_READINGS = {"all": _SPLIT_ALONE.format("all"), "most": _SPLIT_ALONE.format("most"),
                   "part": "by this one comparison, part of that gap comes from the split, the rest from the network",
                   "none": "by this one comparison, the gap does not come from the split"}
 
@@ -968,8 +965,7 @@ def findings_claim(trends: dict[str, Claim], anova: Claim, zero: Claim, zero_cla
                        f"{a['data_verdict']} (p {fmt_p(a['p_cols'])})"),
         "p_rows": a["p_rows"], "p_cols": a["p_cols"], "init_verdict": a["init_verdict"],
         "data_verdict": a["data_verdict"], "anova_min": a["min"], "anova_max": a["max"], "anova_sd": a["sd_points"],
-        "n_anova": a["n_init"] *
-        a["n_data"], "zero_val": zero.facts["zero_val"], "zero_n": zero_classes.facts["n"],
+        "n_anova": a["n_init"] * a["n_data"], "zero_val": zero.facts["zero_val"], "zero_n": zero_classes.facts["n"],
         "zero_one": zero_classes.facts["n_one"],
         "search": (f"{best.facts['conclusion']}" if best else "the searches' gaps were not measured against noise")
         + (f"; the study's base setting reached a median of {pct(noise.facts['noise_median'], 2)} over its seeds, "
@@ -1137,9 +1133,8 @@ def ranking_claim(sweeps: dict[str, list[Point]], controls: dict[str, list] | No
     share = sum(s for s, _ in work) / sum(s for s, _ in full) if full else 1.0  # of the summed spreads
     bound = [name for _, name in work if worst_bound(kept[name])]
     # A value just below the cut-off can decide the order: say so, with the order it would give
-    line = baseline - CUTOFF_MARGIN
-    near = [(name, p) for name, pts in sweeps.items() for p in working(name, pts, line) if p.median <= baseline]
-    wider = {n: working(n, pts, line) for n, pts in sweeps.items()}
+    wider = {n: working(n, pts, baseline - CUTOFF_MARGIN) for n, pts in sweeps.items()}
+    near = [(name, p) for name, pts in wider.items() for p in pts if p.median <= baseline]
     alt = rank(wider)
     fragile = bool(near) and [name for _, name in alt] != [name for _, name in work]
     fragile_said = (" That order rests on the cut-off: "

@@ -120,13 +120,6 @@ def add_deterministic_argument(p: argparse.ArgumentParser) -> None:
                    "repeats bit for bit (can be slower on GPUs; no effect on the CPU, which is deterministic)")
 
 
-def ray_unreachable(command: str, e: ConnectionError) -> int:
-    """One line (exit 2) for a Ray cluster that cannot be reached, instead of Ray's traceback."""
-    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    return _fail(f"{command}: --backend ray could not reach a Ray cluster ({first}); start one with `ray start "
-                 "--head`, or leave out --address to start a local one")
-
-
 def check_backend(args) -> None:
     from mlplab.runner import BACKENDS
 
@@ -306,8 +299,8 @@ def cmd_sweep(args) -> int:
                                threads=threads)
         except sqlite3.DatabaseError as e:
             return _fail(f"sweep: {describe_database_error(store.path, e)}")
-        except ConnectionError as e:
-            return ray_unreachable("sweep", e)
+        except ConnectionError as e:  # a Ray cluster that cannot be reached (runner.start_ray says what to do)
+            return _fail(f"sweep: {e}")
         if not args.quiet:
             print(f"{report.trained} trained, {report.skipped} already stored, {report.failed} failed, "
                   f"{report.populations} population(s), {report.threads} thread(s), {report.seconds:.1f} s",
@@ -349,8 +342,8 @@ def cmd_study(args) -> int:
         return _fail(f"study: {e}")
     except sqlite3.DatabaseError as e:
         return _fail(f"study: {describe_database_error(store, e)}")
-    except ConnectionError as e:
-        return ray_unreachable("study", e)
+    except ConnectionError as e:  # a Ray cluster that cannot be reached (runner.start_ray says what to do)
+        return _fail(f"study: {e}")
     missing = f", {len(info['missing'])} MISSING (listed in the report)" if info["missing"] else ""
     print(f"study: {info['trials']} trials ({info['trained']} trained, {info['reused']} reused{missing}), "
           f"training {info['train_seconds']:.1f} s, report {info['report_seconds']:.1f} s -> {out / 'study.html'}")

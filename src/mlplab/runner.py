@@ -217,9 +217,7 @@ def _run_ray(pops, dev, bar, train_fn, address, threads, started, keep):
         import ray
     except ImportError:
         raise ValueError("the ray backend needs Ray: pip install 'mlplab[ray]' (or pip install ray)") from None
-    if not ray.is_initialized():
-        check_ray_address(address)
-        ray.init(address=address, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    if start_ray(ray, address):
         started[0] = True
     refs: dict = {}
     remote = ray.remote(max_retries=RAY_RETRIES, retry_exceptions=False)(_ray_task)
@@ -260,6 +258,21 @@ def _ray_task(configs, splits, device, train_fn, threads, keep=frozenset()):
         if trial_key(r.config) not in keep:
             r.params = {}
     return results
+
+
+def start_ray(ray, address: str | None) -> bool:
+    """Connect to (or start) Ray unless this process already has it; True when this call started it. A cluster that
+    cannot be reached is a one-line ConnectionError saying what to do, instead of Ray's own."""
+    if ray.is_initialized():
+        return False
+    check_ray_address(address)
+    try:
+        ray.init(address=address, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    except ConnectionError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConnectionError(f"--backend ray could not reach a Ray cluster ({first}); start one with `ray start "
+                              "--head`, or leave out --address to start a local one") from None
+    return True
 
 
 def check_ray_address(address: str | None, timeout: float = 3.0) -> None:

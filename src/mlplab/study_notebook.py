@@ -866,12 +866,13 @@ show(plots.compute_bars(names, trained, budgets, secs, "Compute per experiment",
 total = cost.estimate(all_t)
 mine = [by_key[k] for k in {trial_key(t) for t in all_t} if k in by_key]
 div = [r for r in mine if r["status"] == "diverged"]  # they stop where they diverge: not early stopping's saving
+div_saved = sum(r["epochs"] - len(r["history"]) for r in div)
 say([Claim("compute", {"model_epochs": sum(len(r["history"]) for r in mine), "budget_epochs": total.model_epochs,
                        "share": sum(len(r["history"]) for r in mine) / total.model_epochs, "n_div": len(div),
-                       "div_saved": sum(r["epochs"] - len(r["history"]) for r in div),
-                       "div_said": (f", apart from {sum(r['epochs'] - len(r['history']) for r in div):,} model-epochs "
-                                    f"that the {len(div)} diverged run{'s' if len(div) != 1 else ''} did not train (a "
-                                    "run stops where it diverges)") if div else "",
+                       "div_saved": div_saved,
+                       "div_said": (f", apart from {div_saved:,} model-epochs that the {len(div)} diverged "
+                                    f"run{'s' if len(div) != 1 else ''} did not train (a run stops where it diverges)")
+                       if div else "",
                        "seconds": sum((r["seconds"] or 0) / (r["population"] or 1) for r in mine),
                        "predicted": total.seconds})],
     lead="", after=" Stored seconds are wall time on whatever else the machine was doing meanwhile; they are not a "

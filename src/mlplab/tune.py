@@ -631,14 +631,10 @@ class _Ray:
     def __init__(self, dev, threads, address):
         import ray
 
-        from mlplab.runner import check_ray_address
+        from mlplab.runner import start_ray
 
         self.ray, self.dev, self.threads, self.refs = ray, dev, threads or 1, {}
-        self.started = False
-        if not ray.is_initialized():
-            check_ray_address(address)
-            ray.init(address=address, include_dashboard=False, configure_logging=False, log_to_driver=False)
-            self.started = True
+        self.started = start_ray(ray, address)
         self.remote = ray.remote(PopulationWorker)
         self.actors = []
 
@@ -1208,7 +1204,7 @@ def add_parsers(sub) -> None:
 def cmd_tune(args) -> int:
     import json
 
-    from mlplab.cli import USER_ERRORS, _fail, check_backend, ray_unreachable, resolve_threads
+    from mlplab.cli import USER_ERRORS, _fail, check_backend, resolve_threads
 
     try:
         spec = TuneSpec.from_toml(args.spec)
@@ -1227,8 +1223,8 @@ def cmd_tune(args) -> int:
                 deterministic=args.deterministic, progress=False if args.quiet else None)
     except USER_ERRORS as e:
         return _fail(f"tune: {e}")
-    except ConnectionError as e:
-        return ray_unreachable("tune", e)
+    except ConnectionError as e:  # a Ray cluster that cannot be reached (runner.start_ray says what to do)
+        return _fail(f"tune: {e}")
     if args.json:
         print(json.dumps(_json_safe(s.to_dict())))
     else:
