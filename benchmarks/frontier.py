@@ -1,6 +1,6 @@
 """The accuracy and speed frontier: mlplab's presets `fast` and `best` over 3 seeds, on the real MNIST test set.
 
-    python benchmarks/frontier.py                      # both presets, seeds 0-2 (~15 min on 2 CPU cores)
+    python benchmarks/frontier.py                      # both presets, seeds 0-2 (~18 min on 2 CPU cores)
     python benchmarks/frontier.py --presets fast       # fast only (~20 s)
     python benchmarks/frontier.py --epochs 1           # a shortened smoke run (changes the presets: not a result)
 

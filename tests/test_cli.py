@@ -35,9 +35,13 @@ BAD = [
     (["--epochs", "0"], "epochs must be >= 1, got 0"),
     (["--epochs", "1.5"], "argument --epochs: invalid int value"),
     (["--data", "/no/such/folder"], "/no/such/folder: no such folder"),
+    (["--data", "/no/such/folder"], "run python -c \"import mlplab.idx; mlplab.idx.download_idx(NAME, "
+                                    "'/no/such/folder')\" with NAME one of 'mnist', 'fashion-mnist', 'kmnist'"),
     (["--save", "/no/such/folder/m.pt"], "folder /no/such/folder does not exist"),
     (["--device", "quantum"], "unknown device 'quantum'; choose one of: auto, cpu, cuda, mps"),
-    (["--frobnicate"], "unrecognized arguments: --frobnicate"),
+    (["--frobnicate"], "train: unrecognized arguments: --frobnicate (mlplab train --help lists the options)"),
+    (["--hiden", "256"], "train: unrecognized arguments: --hiden 256; did you mean --hidden? (mlplab train --help"),
+    (["--bias_init=same"], "unrecognized arguments: --bias_init=same; did you mean --bias-init?"),
 ]
 
 
@@ -111,3 +115,57 @@ def test_trains_on_an_idx_folder(tmp_path):
     assert out["test_accuracy"] > 0.9
     p = run("train", "--data", str(tmp_path), "--val-size", "100", "--batch-size", "501")
     assert p.returncode == 2 and "batch_size must be <= the 500 training images" in p.stderr
+
+
+def test_a_mistyped_option_names_the_subcommand_and_the_closest_options(tmp_path):
+    p = run("results", str(tmp_path / "s.sqlite"), "--sortt", "lr")
+    assert p.returncode == 2
+    assert p.stderr.strip() == ("mlplab results: unrecognized arguments: --sortt lr; did you mean --sort? "
+                                "(mlplab results --help lists the options)")
+    p = run("sweep", "a.toml", "b.toml", "--store", str(tmp_path / "s.sqlite"))  # nothing close: no suggestion
+    assert p.returncode == 2
+    assert p.stderr.strip() == "mlplab sweep: unrecognized arguments: b.toml (mlplab sweep --help lists the options)"
+    assert not (tmp_path / "s.sqlite").exists()
+
+
+def test_the_run_header_shows_bias_init_when_not_the_default():
+    from mlplab.cli import _describe, build_parser, config_from_args
+
+    def header(*flags):
+        return _describe(config_from_args(build_parser().parse_args(["train", *flags])), "cpu")
+
+    assert "init uniform:0.01, bias init same, sgd" in header("--bias-init", "same")
+    assert "bias init" not in header() and "bias init" not in header("--bias-init", "zeros")
+
+
+def test_the_download_hint_names_the_real_function():
+    """The hint for a missing IDX folder calls download_idx(NAME, DIR) with names it knows."""
+    import inspect
+
+    from mlplab import idx
+
+    assert list(inspect.signature(idx.download_idx).parameters)[:2] == ["name", "directory"]
+    hint = idx.how_to_get(idx.Path("data"))
+    assert "mlplab.idx.download_idx(NAME, 'data')" in hint
+    assert all(repr(name) in hint for name in idx.KNOWN_MD5)
+
+
+def test_results_given_a_folder_lists_the_stores_it_holds(tmp_path, capsys):
+    from mlplab.store import Store
+
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    assert main(["results", str(folder)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"mlplab results: {folder} is a folder; it holds no *.sqlite store; give a store's file (one that "
+                   "`mlplab sweep` or `mlplab study` wrote)")
+    Store(folder / "lr.sqlite").close()
+    Store(folder / "width.sqlite").close()
+    (folder / "notes.sqlite").write_text("not a database")
+    assert main(["results", str(folder)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"mlplab results: {folder} is a folder; give one of the stores it holds: {folder / 'lr.sqlite'}, "
+                   f"{folder / 'width.sqlite'}")
+    assert main(["results", str(folder / "notes.sqlite")]) == 2  # results only reads: no "new path" to suggest
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("is not an mlplab store (not an SQLite file); give an existing store"), err

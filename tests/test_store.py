@@ -1,12 +1,17 @@
+import csv
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
 
+import pytest
+
 from mlplab import TrainConfig
+from mlplab.cli import main
 from mlplab.runner import run_sweep
 from mlplab.store import Store, trial_key
+from mlplab.train import TrainResult
 
 # Eight populations (one per width), each a second or so on the full MNIST.
 SPEC = """
@@ -132,24 +137,27 @@ def test_two_sweeps_at_once_on_one_store(tmp_path):
 
 def test_results_command_prints_and_exports(tmp_path, small_splits, monkeypatch, capsys):
     import mlplab.runner as runner
-    from mlplab.cli import main
 
     monkeypatch.setattr(runner, "_splits", lambda cache, c: small_splits)
     trials = [TrainConfig(hidden=(4,), epochs=1, lr=lr) for lr in (0.05, 0.1, 0.2)]
     run_sweep(trials, tmp_path / "s.sqlite", progress=False)
     assert main(["results", str(tmp_path / "s.sqlite")]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].split() == ["lr", "status", "val_accuracy", "test_accuracy", "train_loss", "seconds"]
+    assert out[0].split() == ["lr", "status", "outcome", "best_epoch", "stopped_epoch", "val_accuracy",
+                              "test_accuracy", "train_loss", "seconds"]
     assert len(out) == 4
-    vals = [float(line.split()[2]) for line in out[1:]]
+    for line in out[1:]:  # 1 epoch without early stopping: ran its budget, unless it stayed near chance
+        status, outcome, best, stopped, val = line.split()[1:6]
+        assert (status, best, stopped) == ("done", "1", "1")
+        assert outcome == ("collapsed" if float(val) < 0.2 else "budget")
+    vals = [float(line.split()[5]) for line in out[1:]]
     assert vals == sorted(vals, reverse=True)  # chosen on validation: the best validation accuracy first
     csv_path = tmp_path / "r.csv"
     assert main(["results", str(tmp_path / "s.sqlite"), "--csv", str(csv_path)]) == 0
-    import csv
-
     with open(csv_path) as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 3 and {"hidden", "lr", "seed", "test_accuracy", "status"} <= set(rows[0])
+    assert len(rows) == 3 and {"hidden", "lr", "seed", "test_accuracy", "status", "outcome", "best_epoch",
+                               "stopped_epoch"} <= set(rows[0])
     assert sorted(float(r["lr"]) for r in rows) == [0.05, 0.1, 0.2]
 
 
@@ -191,3 +199,118 @@ def test_a_store_from_before_kept_weights_reads_as_none(tmp_path):
     db.close()
     with Store(path, create=False) as s:
         assert s.weights("anything") is None
+
+
+# -- what `mlplab results` shows, and what it leaves behind -----------------------------------------------------
+
+
+def _table(capsys) -> list[dict]:
+    """The rows of the table `mlplab results` printed, as dicts keyed by its header."""
+    lines = capsys.readouterr().out.splitlines()
+    return [dict(zip(lines[0].split(), line.split())) for line in lines[1:]]
+
+
+def _planted_store(path, configs_and_results) -> None:
+    """A store holding the given (config, TrainResult) pairs, finished as a sweep would finish them."""
+    with Store(path) as s:
+        s.claim([c for c, _ in configs_and_results])
+        assert s.finish([r for _, r in configs_and_results]) == len(configs_and_results)
+
+
+def _history(val_losses, val_accuracy):
+    return [{"epoch": e, "train_loss": 0.5, "val_loss": v, "val_accuracy": val_accuracy, "test_loss": v,
+             "test_accuracy": val_accuracy, "seconds": float(e)} for e, v in enumerate(val_losses, 1)]
+
+
+def test_results_says_how_each_trial_ended(tmp_path, capsys):
+    """A collapsed run is `done` in the store; the results table and CSV tell it from a good one (analysis.outcome)
+    and give the epoch each run reports and the last it trained."""
+    converged = TrainConfig(hidden=(4,), lr=0.01, epochs=10, patience=2)  # best at epoch 2, stopped after 4
+    budget = TrainConfig(hidden=(4,), lr=0.02, epochs=3)
+    collapsed = TrainConfig(hidden=(4,), lr=0.03, epochs=2)
+    diverged = TrainConfig(hidden=(4,), lr=0.04, epochs=3)
+    path = tmp_path / "s.sqlite"
+    _planted_store(path, [
+        (converged, TrainResult(converged, _history([1.0, 0.5, 0.6, 0.7], 0.9), {}, best_epoch=2,
+                                outcome="converged")),
+        (budget, TrainResult(budget, _history([1.0, 0.8, 0.7], 0.95), {})),
+        (collapsed, TrainResult(collapsed, _history([2.3, 2.3], 0.11), {}, outcome="collapsed")),
+        (diverged, TrainResult(diverged, _history([float("nan")], float("nan")), {}, diverged=True,
+                               diverged_at={"epoch": 1, "step": 7}, outcome="diverged")),
+    ])
+    assert main(["results", str(path), "--sort", "lr"]) == 0
+    rows = _table(capsys)
+    assert [(r["status"], r["outcome"], r["best_epoch"], r["stopped_epoch"]) for r in rows] == [
+        ("done", "converged", "2", "4"), ("done", "budget", "3", "3"), ("done", "collapsed", "2", "2"),
+        ("diverged", "diverged", "-", "1")]
+    assert main(["results", str(path), "--sort", "outcome"]) == 0
+    assert [r["outcome"] for r in _table(capsys)] == ["budget", "collapsed", "converged", "diverged"]
+    assert main(["results", str(path), "--csv", str(tmp_path / "r.csv")]) == 0
+    with open(tmp_path / "r.csv") as f:
+        by_lr = {float(r["lr"]): r for r in csv.DictReader(f)}
+    assert [(by_lr[c.lr]["outcome"], by_lr[c.lr]["best_epoch"], by_lr[c.lr]["stopped_epoch"])
+            for c in (converged, budget, collapsed, diverged)] == [
+        ("converged", "2", "4"), ("budget", "3", "3"), ("collapsed", "2", "2"), ("diverged", "", "1")]
+
+
+def _ended_process() -> str:
+    """The lease-holder string ("machine:pid:start") of a process on this machine that has ended."""
+    import mlplab.store as store_mod
+
+    p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    start = store_mod._start_time(p.pid)
+    p.kill()
+    p.wait()
+    return f"{store_mod._machine()}:{p.pid}:{start}"
+
+
+def test_results_shows_trials_of_a_gone_holder_as_stale(tmp_path, capsys):
+    """After kill -9 of a sweep, its trials are `stale`, not `running`: the holder has ended or its lease expired
+    (the same check that lets the next sweep take them over); a live holder's trials stay `running`."""
+    live, dead, expired = (TrainConfig(hidden=(4,), lr=lr) for lr in (0.01, 0.02, 0.03))
+    path = tmp_path / "s.sqlite"
+    with Store(path) as s:
+        s.claim([live, dead, expired])  # held by this (live) process, lease 5 minutes
+        s.db.execute("UPDATE trials SET owner_process=? WHERE key=?", (_ended_process(), trial_key(dead)))
+        s.db.execute("UPDATE trials SET lease_until=? WHERE key=?", (time.time() - 1, trial_key(expired)))
+        assert main(["results", str(path), "--sort", "lr"]) == 0
+        assert [r["status"] for r in _table(capsys)] == ["running", "stale", "stale"]
+        assert main(["results", str(path), "--csv", str(tmp_path / "r.csv")]) == 0
+        with open(tmp_path / "r.csv") as f:
+            assert sorted(r["status"] for r in csv.DictReader(f)) == ["running", "stale", "stale"]
+        assert s.counts() == {"running": 3}  # shown so; the store itself is unchanged
+        assert s.claim([live, dead, expired]) == [live, dead, expired]  # ours and the dead: a sweep takes them
+
+
+def test_results_leaves_the_folder_as_it_was(tmp_path, capsys):
+    """A store copied into a new folder and read by `mlplab results` (table or CSV elsewhere): the folder gains no
+    -wal or -shm file and the store's bytes do not change; the read-only connection refuses writes."""
+    made = tmp_path / "made" / "s.sqlite"
+    with Store(made) as s:
+        s.claim([TrainConfig(hidden=(4,), lr=lr) for lr in (0.01, 0.02)])
+    folder = tmp_path / "copy"
+    folder.mkdir()
+    (folder / "s.sqlite").write_bytes(made.read_bytes())
+    before = (folder / "s.sqlite").read_bytes()
+    assert main(["results", str(folder / "s.sqlite")]) == 0
+    assert len(_table(capsys)) == 2
+    assert main(["results", str(folder / "s.sqlite"), "--csv", str(tmp_path / "r.csv")]) == 0
+    assert sorted(x.name for x in folder.iterdir()) == ["s.sqlite"]
+    assert (folder / "s.sqlite").read_bytes() == before
+    with Store(folder / "s.sqlite", create=False) as s, pytest.raises(sqlite3.OperationalError, match="readonly"):
+        s.db.execute("DELETE FROM trials")
+    assert sorted(x.name for x in folder.iterdir()) == ["s.sqlite"]
+
+
+def test_results_leaves_the_side_files_of_an_open_store_to_their_owner(tmp_path, capsys):
+    """While a sweep has the store open, `mlplab results` reads it and leaves its -wal and -shm alone."""
+    path = tmp_path / "s.sqlite"
+    writer = Store(path)
+    writer.claim([TrainConfig(hidden=(4,))])
+    side = sorted(x.name for x in tmp_path.iterdir())
+    assert side == ["s.sqlite", "s.sqlite-shm", "s.sqlite-wal"]
+    assert main(["results", str(path)]) == 0
+    assert [r["status"] for r in _table(capsys)] == ["running"]
+    assert sorted(x.name for x in tmp_path.iterdir()) == side
+    writer.close()
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["s.sqlite"]

@@ -79,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_study)
 
     r = sub.add_parser("results", help="print a result store as a table, or export it as CSV",
-                       description="One row per trial: the settings that vary, status and final metrics.")
+                       description="One row per trial: the settings that vary, status (stale: running, but its "
+                       "sweep has gone), why it ended (outcome), its reported and last epoch, and final metrics.")
     r.add_argument("store", help="the SQLite result store")
     r.add_argument("--csv", metavar="PATH", help="write every trial (all config keys and metrics) to this CSV file")
     r.add_argument("--sort", default="val_accuracy", help="column or config key to sort the table by (default "
@@ -92,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     from mlplab import tune  # `mlplab tune` and `mlplab export`: their flags and commands live in tune.py
 
     tune.add_parsers(sub)
+    p.commands = sub.choices  # name -> parser, for naming the subcommand of an unrecognized argument
     return p
 
 
@@ -305,7 +307,7 @@ def cmd_sweep(args) -> int:
             print(f"{report.trained} trained, {report.skipped} already stored, {report.failed} failed, "
                   f"{report.populations} population(s), {report.threads} thread(s), {report.seconds:.1f} s",
                   file=sys.stderr)
-            _print_results(store.records(), "val_accuracy", 20)
+            _print_results(shown_rows(store.records()), "val_accuracy", 20)
     return 1 if report.failed else 0
 
 
@@ -361,7 +363,7 @@ def cmd_results(args) -> int:
             check_regular_target(args.csv)
         store = Store(args.store, create=False)  # read-only: nothing is written to the store
         with store:
-            rows = store.records()
+            rows = shown_rows(store.records())
     except USER_ERRORS as e:
         return _fail(f"results: {e}")
     except sqlite3.DatabaseError as e:
@@ -377,7 +379,32 @@ def cmd_results(args) -> int:
     return 0
 
 
-RESULT_METRICS = ("status", "val_accuracy", "test_accuracy", "train_loss", "seconds")
+RESULT_METRICS = ("status", "outcome", "best_epoch", "stopped_epoch", "val_accuracy", "test_accuracy", "train_loss",
+                  "seconds")
+
+
+def shown_rows(rows: list[dict]) -> list[dict]:
+    """Store records as `mlplab results` shows them: a running trial whose holder is gone is "stale"
+    (`store.shown_status`), and a finished one says why it ended (`analysis.outcome`: converged, budget, collapsed
+    or diverged), the epoch it reports (best_epoch; none for a diverged one) and the last epoch it trained."""
+    import time
+
+    from mlplab.store import shown_status
+
+    now = time.time()
+    return [{**r, "status": shown_status(r, now), **_ending(r)} for r in rows]
+
+
+def _ending(record: dict) -> dict:
+    """outcome, best_epoch and stopped_epoch of a finished record (None for an unfinished one, and best_epoch None
+    for a diverged one, which reports no epoch)."""
+    from mlplab.analysis import outcome
+    from mlplab.store import FINISHED
+
+    if record["status"] not in FINISHED:
+        return {"outcome": None, "best_epoch": None, "stopped_epoch": None}
+    o = outcome(record)
+    return {"outcome": o.kind, "best_epoch": o.best_epoch or None, "stopped_epoch": o.stopped_epoch}
 
 
 def _varying(rows: list[dict]) -> list[str]:
@@ -446,8 +473,8 @@ def _write_csv(rows: list[dict], path: str) -> None:
     from mlplab.files import atomic_write
     from mlplab.store import METRICS
 
-    cols = [*TrainConfig().to_dict(), "status", *METRICS, "diverged_at", "seconds", "population", "device",
-            "threads", "version", "numerics", "git_commit", "key"]
+    cols = [*TrainConfig().to_dict(), "status", "outcome", "best_epoch", "stopped_epoch", *METRICS, "diverged_at",
+            "seconds", "population", "device", "threads", "version", "numerics", "git_commit", "key"]
     with atomic_write(path, "w") as f:
         w = csv.writer(f)
         w.writerow(cols)
@@ -466,7 +493,8 @@ def _csv_value(v):
 def _describe(config, device) -> str:
     layers = "-".join(str(s) for s in (784, *config.hidden, 10))
     act = f" {config.activation}" if config.hidden else " (softmax regression)"  # no hidden layer, no activation
-    return (f"mlplab {__version__}: {layers}{act}, init {config.init}:{config.init_scale:g}, "
+    bias = f", bias init {config.bias_init}" if config.bias_init != "zeros" else ""  # zeros: the default, unsaid
+    return (f"mlplab {__version__}: {layers}{act}, init {config.init}:{config.init_scale:g}{bias}, "
             f"{config.optimizer} lr {config.lr:g}, batch {config.batch_size}, {config.epochs} "
             f"epoch{'s' if config.epochs != 1 else ''}, "
             f"seed {config.seed}{_extras(config)}, on {device}")
@@ -542,8 +570,23 @@ def _fail(message: str) -> int:
     return 2
 
 
+def unrecognized(command: str, parser: argparse.ArgumentParser, extra: list[str]) -> str:
+    """The error for arguments `mlplab COMMAND` does not take, with the closest options it does take."""
+    import difflib
+
+    # argparse keeps no public list of a parser's options; _actions is the one every argparse version has
+    options = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
+    close = [m for word in extra if word.startswith("-")
+             for m in difflib.get_close_matches(word.split("=", 1)[0], options, n=3, cutoff=0.75)]
+    hint = f"; did you mean {' or '.join(dict.fromkeys(close))}?" if close else ""
+    return f"{command}: unrecognized arguments: {' '.join(extra)}{hint} (mlplab {command} --help lists the options)"
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        return _fail(unrecognized(args.command, parser.commands[args.command], extra))
     if getattr(args, "deterministic", False):  # cuBLAS reads this once, when it starts: set it before any CUDA work
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     try:

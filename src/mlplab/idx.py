@@ -104,7 +104,15 @@ def _find(directory: Path, stem: str) -> Path:
     for name in (stem + ".gz", stem):
         if (directory / name).is_file():
             return directory / name
-    raise FileNotFoundError(f"{directory}: no {stem}[.gz] (an IDX dataset folder holds {', '.join(FILES.values())})")
+    raise FileNotFoundError(f"{directory}: no {stem}[.gz] (an IDX dataset folder holds {', '.join(FILES.values())}); "
+                            f"{how_to_get(directory)}")
+
+
+def how_to_get(directory: Path) -> str:
+    """How to fetch a known dataset's four files into `directory` (for the errors above)."""
+    call = f"mlplab.idx.download_idx(NAME, {str(directory)!r})"
+    return (f"to fetch a known dataset there, run python -c \"import mlplab.idx; {call}\" with NAME one of "
+            f"{', '.join(repr(k) for k in KNOWN_MD5)} (needs the network)")
 
 
 def identify(directory: str | os.PathLike) -> str | None:
@@ -125,7 +133,8 @@ def read_idx_dataset(directory: str | os.PathLike, expect: str | None = None) ->
     """
     directory = Path(directory).expanduser()
     if not directory.is_dir():
-        raise FileNotFoundError(f"{directory}: no such folder (expected a folder with the four IDX files)")
+        raise FileNotFoundError(f"{directory}: no such folder (expected a folder with the four IDX files); "
+                                f"{how_to_get(directory)}")
     if expect is not None:
         if expect not in KNOWN_MD5:
             raise ValueError(f"unknown dataset {expect!r}; known: {', '.join(KNOWN_MD5)}")

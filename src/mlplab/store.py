@@ -40,6 +40,8 @@ SCHEMA_VERSION = 1
 FINISHED = ("done", "diverged")
 METRICS = ("train_loss", "val_loss", "val_accuracy", "test_loss", "test_accuracy")
 LEASE_SECONDS = 300.0  # a claim expires this long after its last renewal; a sweep renews every LEASE_SECONDS / 10
+SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
+SIDE_FILES = ("-wal", "-shm", "-journal")  # what SQLite keeps beside a database while it is open (or after a crash)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -152,7 +154,7 @@ class Store:
         self.readonly = not create
         self.lease_seconds = lease_seconds
         self.owner, self.process = new_owner()
-        _check_not_special(self.path)
+        _check_not_special(self.path, reader=self.readonly)
         exists = self.path.exists() and self.path.stat().st_size > 0  # empty: another sweep is creating it
         if not exists and not create:
             raise FileNotFoundError(f"{self.path}: no such store")
@@ -357,6 +359,14 @@ class Store:
         return dict(self.db.execute("SELECT status, COUNT(*) FROM trials GROUP BY status").fetchall())
 
 
+def shown_status(record: dict, now: float) -> str:
+    """A record's status as `mlplab results` shows it: "stale" for a running trial whose lease has expired or whose
+    holder is a process on this machine that has ended (the next sweep takes it over), else the stored status."""
+    if record["status"] == "running" and not _lease_live(record.get("lease_until"), record.get("owner_process"), now):
+        return "stale"
+    return record["status"]
+
+
 def _lease_live(until: float | None, process: str | None, now: float) -> bool:
     """Whether a running row's lease still holds: not expired, and its holder not known to have ended."""
     return until is not None and until > now and not process_ended(process)
@@ -375,8 +385,9 @@ def describe_database_error(path: Path, e: sqlite3.DatabaseError) -> str:
     return f"{path}: {text}"
 
 
-def _check_not_special(path: Path) -> None:
-    """A store is a regular file: refuse a device, FIFO, socket or folder at that path (nothing is opened)."""
+def _check_not_special(path: Path, reader: bool = False) -> None:
+    """A store is a regular file: refuse a device, FIFO, socket or folder at that path (nothing is opened). A reader
+    given a folder is told the stores it holds; a writer, a file name to create there."""
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
@@ -384,9 +395,30 @@ def _check_not_special(path: Path) -> None:
     except OSError as e:
         raise ValueError(f"{path}: cannot read ({e.strerror})") from None
     if stat.S_ISDIR(mode):
-        raise IsADirectoryError(f"{path} is a folder; give the store's file, e.g. {path / 'runs.sqlite'}")
+        fix = _stores_in(path) if reader else f"give the store's file, e.g. {path / 'runs.sqlite'}"
+        raise IsADirectoryError(f"{path} is a folder; {fix}")
     if not stat.S_ISREG(mode):
         raise ValueError(f"{path} is not a regular file (a device, FIFO or socket); give a store file")
+
+
+def _stores_in(folder: Path, most: int = 10) -> str:
+    """What to give instead of `folder`: the SQLite files named *.sqlite it holds, or that it holds none."""
+    found = sorted(str(p) for p in folder.glob("*.sqlite") if _starts_with(p, SQLITE_HEADER))
+    if not found:
+        return "it holds no *.sqlite store; give a store's file (one that `mlplab sweep` or `mlplab study` wrote)"
+    more = f" and {len(found) - most} more" if len(found) > most else ""
+    return f"give one of the stores it holds: {', '.join(found[:most])}{more}"
+
+
+def _starts_with(path: Path, head: bytes) -> bool:
+    """Whether `path` is a regular file that begins with `head` (False when it cannot be read)."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
+        with open(path, "rb") as f:
+            return f.read(len(head)) == head
+    except OSError:
+        return False
 
 
 def _open_readonly(path: Path) -> sqlite3.Connection:
@@ -399,12 +431,21 @@ def _open_readonly(path: Path) -> sqlite3.Connection:
 
 def _connect_ro(path: Path) -> sqlite3.Connection:
     """A read-only connection to the SQLite file at `path`. A WAL store in a folder we cannot write (where SQLite
-    cannot create its index file) is opened as an immutable snapshot instead."""
+    cannot create its index file) is opened as an immutable snapshot instead.
+
+    A WAL database read through `mode=ro` makes SQLite create its -wal and -shm files, and only a read-write
+    connection removes them on close. So when no other connection has the store open (none of its side files
+    exist) and we may write there, the connection is read-write with `query_only` on: SQLite refuses every write
+    through it, and closing it (the last connection) removes the side files it made, leaving the folder as it was.
+    Side files that were there before (a sweep running now, or one killed) are left to their owner."""
     uri = "file:" + urllib.parse.quote(str(path.resolve()))
     last: sqlite3.DatabaseError | None = None
-    for extra in ("?mode=ro", "?mode=ro&immutable=1"):
+    tidy = ("?mode=rw",) if _may_tidy(path) else ()
+    for extra in (*tidy, "?mode=ro", "?mode=ro&immutable=1"):
         db = sqlite3.connect(uri + extra, uri=True, timeout=60, isolation_level=None)
         try:
+            if extra == "?mode=rw":
+                db.execute("PRAGMA query_only=ON")
             _retry_locked(lambda db=db: db.execute("SELECT name FROM sqlite_master").fetchall())
             return db
         except sqlite3.DatabaseError as e:
@@ -413,6 +454,14 @@ def _connect_ro(path: Path) -> sqlite3.Connection:
             if not (isinstance(e, sqlite3.OperationalError) and ("unable to open" in str(e) or "readonly" in str(e))):
                 break
     raise ValueError(describe_database_error(path, last))
+
+
+def _may_tidy(path: Path) -> bool:
+    """Whether a reader may open `path` read-write (query_only) so that SQLite removes its side files on close:
+    no side file exists (no other connection, nothing to recover) and the file and its folder are writable."""
+    folder = path.parent if str(path.parent) else Path(".")
+    return (not any(Path(f"{path}{s}").exists() for s in SIDE_FILES) and os.access(path, os.W_OK)
+            and os.access(folder, os.W_OK | os.X_OK))
 
 
 def _retry_locked(fn, seconds: float = 60.0):
@@ -428,15 +477,17 @@ def _retry_locked(fn, seconds: float = 60.0):
 
 
 def _check_is_store(path: Path, keep: bool = False) -> sqlite3.Connection | None:
-    """A clear error for a file that is not an mlplab store (nothing is written to it). With keep=True, returns
-    the read-only connection (None while another process is creating the store's tables)."""
+    """A clear error for a file that is not an mlplab store (nothing is written to it). With keep=True (a reader,
+    which can only be given an existing store), returns the read-only connection (None while another process is
+    creating the store's tables)."""
+    fix = "give an existing store" if keep else "give a new path or an existing store"
     try:
         with open(path, "rb") as f:
             head = f.read(16)
     except OSError as e:
         raise ValueError(f"{path}: cannot read ({e.strerror})") from None
-    if head != b"SQLite format 3\x00":
-        raise ValueError(f"{path} is not an mlplab store (not an SQLite file); give a new path or an existing store")
+    if head != SQLITE_HEADER:
+        raise ValueError(f"{path} is not an mlplab store (not an SQLite file); {fix}")
     db = _connect_ro(path)
     try:
         tables = {r[0] for r in _retry_locked(lambda: db.execute("SELECT name FROM sqlite_master").fetchall())}
@@ -449,7 +500,7 @@ def _check_is_store(path: Path, keep: bool = False) -> sqlite3.Connection | None
         raise ValueError(describe_database_error(path, e)) from None
     if not row or not str(row[0]).startswith("mlplab-store-") or "trials" not in tables:
         db.close()
-        raise ValueError(f"{path} is an SQLite file but not an mlplab store; give a new path or an existing store")
+        raise ValueError(f"{path} is an SQLite file but not an mlplab store; {fix}")
     if keep:
         return db
     db.close()
