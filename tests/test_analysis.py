@@ -269,7 +269,9 @@ def test_an_end_worse_only_within_the_budget_says_so(tmp_path):
     assert low.kind == "sweep_low_bad_budget" and (low.facts["low_budget"], low.facts["low_n"]) == (3, 3)
     assert low.text.startswith("Within the 3-epoch budget") and "all 3 of its runs ended on the budget" in low.text
     ranking = analysis.ranking_claim({"lr": pts}, baseline=0.5)  # the spread rests on the budget-stopped 0.01
-    assert ranking.facts["budget_bound"] == ["lr"] and "its worst value stopped on the budget" in ranking.text
+    assert ranking.facts["budget_bound"] == ["lr"]
+    assert f"lr ({100 * analysis.spread(pts)[0]:.1f} points)†" in ranking.text  # the mark, and what it means
+    assert "†: the sweep's worst value stopped on the budget, not converged." in ranking.text
     assert "a longer budget or another range could reorder them" in ranking.text
 
 
@@ -569,9 +571,12 @@ def test_narrowest_widths_tied_and_the_first_width_to_beat_the_baseline(tmp_path
     assert (c.facts["a"], c.facts["b"], c.facts["verdict"], c.facts["first"]) == (1, 2, "tied", 16)
     assert c.facts["p"] == pytest.approx(stats.ttest_ind([0.35, 0.37, 0.39], [0.34, 0.36, 0.38],
                                                          equal_var=False).pvalue)
-    assert "1 unit and 2 units" in c.text and "beats softmax regression (92.00%) is 16 units (95.00%)" in c.text
+    assert "1 unit and 2 units" in c.text and "beats softmax regression (92.00%) is 16 units (95.00%); the next " \
+        "narrower, 4 units, reaches 80.00%." in c.text and (c.facts["below"], c.facts["below_val"]) == (4, 0.80)
     c = analysis.narrowest_claim(pts, 0.99, "softmax regression", " units")
-    assert c.facts["first"] is None and "is none of the widths tried" in c.text
+    assert c.facts["first"] is None and c.facts["below"] is None and "is none of the widths tried." in c.text
+    c = analysis.narrowest_claim(pts, 0.10, "softmax regression", " units")
+    assert c.facts["first"] == 1 and c.facts["below"] is None and "is 1 unit (37.00%)." in c.text
 
 
 def test_a_best_rate_tied_in_every_row_is_named_when_the_best_moves(tmp_path):
@@ -594,7 +599,7 @@ def _findings_parts(tmp_path):
          for m, v in (("grid", 0.95), ("random", 0.951), ("halving", 0.952))},
         {"grid": "grid search", "random": "random search", "halving": "successive halving"}, 4, 20,
         [0.955, 0.96, 0.958], {"lr": 0.05, "momentum": 0.9}, 20)
-    parts = analysis.Claim("recipe_parts", {"verdict": "Taking out Adam costs accuracy beyond seed noise"})
+    parts = analysis.Claim("recipe_parts", {"short": "Adam matters beyond seed noise", "k": 3})
     return anova, zero, one, search, parts
 
 
@@ -603,7 +608,7 @@ def test_findings_copy_their_facts_from_the_claims_that_state_them(tmp_path):
     trend = _trend(tmp_path, medians, 0.002)
     anova, zero, one, search, parts = _findings_parts(tmp_path)
     c = analysis.findings_claim({"batch size": trend}, anova, zero, one, search, parts)
-    assert "three parts (section 3): taking out Adam costs accuracy" in c.text
+    assert "recipe's 3 parts, changed one at a time (section 3): Adam matters beyond seed noise." in c.text
     assert c.facts["moves"]["batch size"]["steps_apart"] == trend.facts["steps_apart"] == [False, True]
     assert c.facts["p_rows"] == anova.facts["p_rows"] < 0.05 and c.facts["zero_one"] == 3
     assert "with the batch size it rises (beyond seed noise from 256 to 2048 only)" in c.text
@@ -635,6 +640,8 @@ def test_recipe_parts_name_the_part_whose_removal_costs_accuracy(tmp_path):
            "cost accuracy beyond seed noise, also after a " \
            "correction for the 3 comparisons (p < 0.0167); dropping the cosine " \
            "schedule costs 0.02 points, within seed noise (3 seeds per arm" in c.text
+    assert c.facts["short"] == "label smoothing and Adam matter beyond seed noise and the cosine schedule cannot " \
+                               "be told from seed noise"
 
 
 def test_recipe_parts_call_a_loss_beyond_noise_borderline_when_it_would_not_survive_a_correction(tmp_path):
@@ -652,6 +659,7 @@ def test_recipe_parts_call_a_loss_beyond_noise_borderline_when_it_would_not_surv
     assert "Dropping label smoothing costs accuracy beyond seed noise, also after a correction for the 2" in c.text
     assert "dropping the cosine schedule is borderline (p = 0.0" in c.text
     assert "but not below 0.025, the bar after a correction for the 2 comparisons" in c.text
+    assert c.facts["short"] == "label smoothing matters beyond seed noise and the cosine schedule is borderline"
 
 
 def test_bottleneck_claim_reads_intervals_zeros_and_dead_units():
@@ -728,6 +736,19 @@ def test_live_gap_reads_a_crossing_and_whether_validation_still_rises():
     f = crossed.facts
     assert (f["n_below"], f["widest_epoch"], f["window"]) == (2, 1, 2) and f["rise"] == pytest.approx(0.01)
     assert "after each of epochs 1 to 2, not after epochs 3 to 5" in crossed.text
-    assert "still rose by 1.00 points over the last 2 epochs" in crossed.text and "not overfitting" in crossed.text
+    assert "still rose by 1.00 points over the last 2 epochs" in crossed.text
+    assert "gap between training and validation accuracy grew over those epochs (0.50 to 1.50 points)" in crossed.text
+    assert (f["gap"], f["gap_then"]) == (pytest.approx(0.015), pytest.approx(0.005))
+    narrowing = analysis.live_gap_claim(log([(0.90, 0.92), (0.95, 0.93), (0.96, 0.955)]), window=1)
+    assert "did not grow over those epochs (2.00 to 0.50 points)" in narrowing.text
     flat = analysis.live_gap_claim(log([(0.90, 0.92), (0.95, 0.94), (0.97, 0.94)]), window=1)
     assert flat.facts["rise"] == 0 and "did not rise over the last epoch (+0.00 points)" in flat.text
+
+
+def test_shared_mistakes_tell_images_hard_for_both_models_from_ones_hard_for_the_network():
+    # softmax regression: 8% wrong overall; on the 50 images every seed misses, 40 wrong (80%) or 5 wrong (10%)
+    both = analysis.shared_mistakes_claim(800, 40, 50, 10000, "lin", True, ["a", "b"])
+    assert both.facts["both_share"] == pytest.approx(0.8) and both.facts["lin_rate"] == pytest.approx(0.08)
+    assert "far above its overall rate" in both.text and "trained again" not in both.text
+    network = analysis.shared_mistakes_claim(800, 5, 50, 10000, "lin", False, ["a", "b"])
+    assert "hard mostly for this network" in network.text and "seed 0, trained again here" in network.text

@@ -82,6 +82,22 @@ def test_second_run_trains_no_search_trial_again(quick_study):
         assert all(t.datetime_start < between for t in trials), f"{s.method}: the rerun trained a trial again"
 
 
+def test_a_rerun_says_what_it_reuses_and_predicts_only_the_rest():
+    from mlplab import cost
+    from mlplab.store import trial_key
+
+    trials = study.all_trials(study.experiments(quick=True))
+    keys = [trial_key(t) for t in trials]
+    assert study.rerun_line(trials, set(keys)) is None  # nothing stored: the plan says it all
+    n = len(trials)
+    assert study.rerun_line(trials, set()) == (f"{n} of {n} trials are stored already and are reused: none of them "
+                                               "is trained again (only searches not yet finished run)")
+    rest = cost.estimate(trials[:3]).seconds / 60
+    line = study.rerun_line(trials, set(keys[:3]))
+    assert line.startswith(f"{n - 3} of {n} trials are stored already") and f"the other 3 take at most {rest:.1f} min" \
+        in line and rest < cost.estimate(trials).seconds / 60
+
+
 def test_plan_is_printed_before_training(tmp_path):
     lines = study.plan_lines(study.experiments(quick=True), quick=True)
     assert lines[0].split()[:2] == ["experiment", "precision"] and "predicted" in lines[-1]
@@ -168,6 +184,9 @@ def test_html_is_self_contained_linked_and_has_no_machine_paths(quick_study):
     targets = set(re.findall(r'href="#(s\d+)"', html))
     assert len(targets) == 14 and all(f'id="{t}"' in html for t in targets)
     ipynb = (out / "study.ipynb").read_text()
+    (params,) = [c for c in _cells(out) if "parameters" in c.get("metadata", {}).get("tags", [])]
+    said = dict(line.split(" = ", 1) for line in "".join(params["source"]).splitlines())
+    assert said["STORE"] == "'study.sqlite'" and said["FIGURES"] == "'figures'"  # where they are beside the hand-in
     for text in (html, ipynb):
         assert str(out) not in text and str(out.resolve()) not in text
         assert not re.search(r"/tmp/|/home/|/Users/", text)
@@ -449,6 +468,12 @@ def _check_live(out, claim, records):
         rise = float(rows[-1][2]) - float(rows[-1 - w][2])
         assert f["reading"].startswith("Validation accuracy still rose") == (f["rise"] > 0)
         assert 100 * f["rise"] == pytest.approx(rise, abs=0.011)
+        gap = float(rows[-1][1]) - float(rows[-1][2])
+        gap_then = float(rows[-1 - w][1]) - float(rows[-1 - w][2])
+        assert 100 * f["gap"] == pytest.approx(gap, abs=0.011) and 100 * f["gap_then"] == pytest.approx(gap_then,
+                                                                                                        abs=0.011)
+        if f["rise"] > 0 and abs(gap - gap_then) > 0.011:  # printed to 2 decimals: a near tie may round either way
+            assert ("gap between training and validation accuracy grew" in f["reading"]) == (gap > gap_then)
     return True
 
 
@@ -492,6 +517,22 @@ def _check_misclassified(out, claim, records):
     assert (f["err_min"], f["err_max"]) == (per_seed.min(), per_seed.max())
     assert f["share_lo"] == pytest.approx(f["n_all"] / per_seed.max())
     assert f["n_expected"] == pytest.approx(len(y) * np.prod(per_seed / len(y)), rel=1e-5)
+    return True
+
+
+def _check_shared(out, claim, records):
+    """Softmax regression's mistakes, from its weights in the store, overall and on the images every seed of the
+    chosen recipe misclassifies."""
+    import numpy as np
+
+    f = claim["facts"]
+    y, x = _splits().test_y, _splits().test_x
+    lin_wrong = _predict(out, next(r for r in records if r["key"] == f["key"]), x) != y
+    all_wrong = np.stack([_predict(out, next(r for r in records if r["key"] == k), x) != y
+                          for k in f["recipe_keys"]]).all(0)
+    assert f["stored"] and (f["n_lin"], f["n_all"], f["n_both"]) == (lin_wrong.sum(), all_wrong.sum(),
+                                                                       (lin_wrong & all_wrong).sum())
+    assert ("far above its overall rate" in f["reading"]) == (f["n_both"] / f["n_all"] > 2 * lin_wrong.mean())
     return True
 
 
@@ -596,6 +637,9 @@ def _check_narrowest(claim, records):
     lin = statistics.median(_val(r) for r in _experiment_of(records, "linear"))
     first = next((w for w in sorted(g) if statistics.median(_val(r) for r in g[w]) > lin), None)
     assert (f["a"], f["b"], f["first"]) == (a, b, first) and f["baseline"] == pytest.approx(lin)
+    below = max((w for w in g if first is not None and w < first), default=None)  # the width tried just below it
+    assert f["below"] == below and (below is None or f["below_val"] == pytest.approx(
+        statistics.median(_val(r) for r in g[below])))
     assert f["p"] == pytest.approx(_welch(va, vb)) and f["verdict"] == ("tied" if _welch(va, vb) >= 0.05 else
                                                                          "apart beyond seed noise")
     assert f["a_failed"] == sum(_outcome(r)[0] in ("collapsed", "diverged") for r in g[a])
@@ -640,7 +684,7 @@ def test_every_claim_renders_to_its_sentence_and_its_facts_recompute_from_the_st
                    "compute", "ranking", "linear_vs_mlp", "search_compute", "search_noise", "search_best",
                    "grid_trend", "smoothing_floor", "depth_signal", "zero_one_class", "overfit", "retuned", "live_gap",
                    "confusions", "narrowest", "findings", "recipe_parts", "activations", "bottleneck_1",
-                   "recipe_short"):
+                   "recipe_short", "shared_mistakes"):
         assert kinds[needed] >= 1, f"no {needed} claim in the notebook"
     recomputed = 0
     for claim, markdown in claims:
@@ -651,7 +695,8 @@ def test_every_claim_renders_to_its_sentence_and_its_facts_recompute_from_the_st
                  "confusions": functools.partial(_check_confusions, out),
                  "split": functools.partial(_check_split, out),
                  "bottleneck": functools.partial(_check_bottleneck, out),
-                 "misclassified": functools.partial(_check_misclassified, out)}.get(
+                 "misclassified": functools.partial(_check_misclassified, out),
+                 "shared": functools.partial(_check_shared, out)}.get(
             claim["kind"] if claim["kind"] == "recipe_parts" else claim["kind"].split("_")[0])
         if check is not None and check(claim, records):
             recomputed += 1
@@ -687,7 +732,13 @@ def test_summary_findings_repeat_the_claims_of_their_sections(quick_study):
     (one,) = [c["facts"] for c in claims if c["kind"] == "zero_one_class"]
     assert f["zero_val"] == zero["zero_val"] and (f["zero_one"], f["zero_n"]) == (one["n_one"], one["n"])
     (parts,) = [c["facts"] for c in claims if c["kind"] == "recipe_parts"]
-    assert f["parts_verdict"].lower() == parts["verdict"].lower()
+    assert (f["parts_short"], f["n_parts"]) == (parts["short"], len(parts["parts"]))
+    for r in parts["parts"]:  # the short verdict names every part with the verdict its section gives it
+        k = len(parts["parts"])
+        want = ("cannot be told" if r["verdict"] == "tied" else "matter" if r["p"] < 0.05 / k else "borderline")
+        after = f["parts_short"].split(r["name"], 1)[1]  # the first verdict said after the part's name is its own
+        said = min((after.find(w), w) for w in ("cannot be told", "matter", "borderline") if w in after)[1]
+        assert said == want, (r, f["parts_short"])
     (best,) = [c["facts"] for c in claims if c["kind"] == "search_best"]
     assert f["search"].startswith(best["conclusion"])
 

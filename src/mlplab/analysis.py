@@ -377,6 +377,9 @@ TEMPLATES = {
                      "and {n_all} by all of them: between {share_lo:pct1} and {share_hi:pct1} of each seed's "
                      "errors ({err_min} to {err_max} per seed). If the seeds erred independently, "
                      "{n_expected:count} would be misclassified by all.",
+    "shared_mistakes": "Softmax regression (seed 0{retrained}), a different model, misclassifies {n_lin:,} test "
+                       "images ({lin_rate:pct1}); of the {n_all} that every seed of the recipe misses, it "
+                       "misclassifies {n_both} ({both_share:pct1}): {reading}.",
     "compute": "Counting each trial once, the study trained {model_epochs:,} model-epochs of the {budget_epochs:,} "
                "its budgets allowed ({share:pct1}); early stopping saved the rest{div_said}. The stored training time "
                "adds up to {seconds:,.0f} s against {predicted:,.0f} s predicted at the budget.",
@@ -402,12 +405,12 @@ TEMPLATES = {
                     "this model predicts {order_said}: {n_pred} of the 10 digits{never_said}.",
     "bottleneck_2": "Seed {seed} of {width:vu} ({source_said}; {acc:pct} of the validation images): "
                     "{zero_said}{rule_said}: it predicts {n_pred} of the 10 digits{never_said}.",
-    "findings": "Of adam_cosine's three parts (section 3): {parts_verdict}. How the best learning rate moves "
-                "across each grid's rows: {interactions}. Randomness: {randomness}; the {n_anova} runs of one "
-                "setting span {anova_min:pct} to {anova_max:pct} (standard deviation {anova_sd:.2f} points), the "
-                "noise every comparison here must beat. Zero initialization ends at a median of {zero_val:pct}; "
-                "{zero_one:of=zero_n,its} runs predict a single digit for every image. Searching at equal compute: "
-                "{search}.",
+    "findings": "Of the chosen recipe's {n_parts} parts, changed one at a time (section 3): {parts_short}. How "
+                "the best learning rate moves across each grid's rows: {interactions}. Randomness: {randomness}; "
+                "the {n_anova} runs of one setting span {anova_min:pct} to {anova_max:pct} (standard deviation "
+                "{anova_sd:.2f} points), the noise every comparison here must beat. Zero initialization ends at a "
+                "median of {zero_val:pct}; {zero_one:of=zero_n,its} runs predict a single digit for every image. "
+                "Searching at equal compute: {search}.",
     "ranking": "Over the whole range each sweep tried, ranked by the spread of median validation accuracy they "
                "cause (only sweeps with at least one value worse than the best beyond seed noise): {ranking}. "
                "{share_said}"
@@ -756,9 +759,9 @@ SPLIT_READINGS = {"all": _SPLIT_ALONE.format("all"), "most": _SPLIT_ALONE.format
 def live_gap_claim(log: list[dict], window: int = 5) -> Claim:
     """Training against validation accuracy of a model trained live, per epoch (log: [{"epoch", "train_accuracy",
     "val_accuracy"}]): after which epochs validation is ahead, and, once training is ahead at the end, whether
-    validation accuracy still rose over the last `window` epochs (fitting the training images better is not
-    overfitting until validation accuracy falls). Also the epoch where validation is furthest ahead (the split's
-    share of that gap is the split claim's)."""
+    validation accuracy still rose over the last `window` epochs and whether the train-validation gap grew over
+    them (a growing gap while validation still rises is not yet the fall in validation that marks overfitting).
+    Also the epoch where validation is furthest ahead (the split's share of that gap is the split claim's)."""
     n = len(log)
     ahead = [h["val_accuracy"] > h["train_accuracy"] for h in log]
     k = sum(ahead)
@@ -770,17 +773,20 @@ def live_gap_claim(log: list[dict], window: int = 5) -> Claim:
     last, w = log[-1], min(window, n - 1)
     rise = last["val_accuracy"] - log[-1 - w]["val_accuracy"] if w > 0 else 0.0
     span = "the last epoch" if w == 1 else f"the last {w} epochs"
+    gap, gap_then = last["train_accuracy"] - last["val_accuracy"], (
+        log[-1 - w]["train_accuracy"] - log[-1 - w]["val_accuracy"] if w > 0 else None)
+    gap_said = (f"The gap between training and validation accuracy {'grew' if gap > gap_then else 'did not grow'} "
+                f"over those epochs ({100 * gap_then:.2f} to {100 * gap:.2f} points)" if w > 0 else "")
     reading = ("That rules out overfitting so far." if ahead[-1] else
-               f"Validation accuracy still rose by {100 * rise:.2f} points over {span}: the network "
-               "fits its training images better than new ones, which is not overfitting until validation accuracy "
-               "falls." if rise > 0 else
+               f"Validation accuracy still rose by {100 * rise:.2f} points over {span}. {gap_said}, but validation "
+               "accuracy has not started to fall." if rise > 0 else
                f"Validation accuracy did not rise over {span} ({100 * rise:+.2f} points): more epochs "
                "would fit the training images further without helping on new ones.")
     widest = max(log, key=lambda h: h["val_accuracy"] - h["train_accuracy"])
     return Claim("live_gap", {"n_below": k, "n": n, "below_said": below_said, "last_train": last["train_accuracy"],
                               "last_val": last["val_accuracy"], "window": w, "rise": rise, "reading": reading,
                               "widest_epoch": widest["epoch"], "widest_train": widest["train_accuracy"],
-                              "widest_val": widest["val_accuracy"]})
+                              "widest_val": widest["val_accuracy"], "gap": gap, "gap_then": gap_then})
 
 
 def split_claim(key: str, lr: float, train: float, val: float, live_train: float, live_val: float,
@@ -802,15 +808,21 @@ def narrowest_claim(points: list[Point], baseline: float, baseline_name: str, un
     and the narrowest width whose median beats the baseline (softmax regression)."""
     a, b = [p for p in points if p.records][:2]
     p = welch_p(a.vals, b.vals)
-    first = next((q for q in points if q.records and q.median > baseline), None)
+    tried = [q for q in points if q.records]
+    first = next((q for q in tried if q.median > baseline), None)
+    below = tried[tried.index(first) - 1] if first is not None and tried.index(first) > 0 else None
     return Claim("narrowest", {"experiment": experiment, "unit": unit, "a": a.value, "b": b.value,
                                "a_val": a.median, "b_val": b.median, "a_n": a.n, "b_n": b.n, "a_failed": a.failed,
                                "b_failed": b.failed, "p": p,
                                "verdict": "tied" if not differs(a, b) else "apart beyond seed noise",
                                "baseline": baseline, "baseline_name": baseline_name,
                                "first": first.value if first else None, "first_val": first.median if first else None,
-                               "first_said": f"{with_unit(first.value, unit)} ({pct(first.median, 2)})" if first
-                               else "none of the widths tried"})
+                               "below": below.value if below else None,
+                               "below_val": below.median if below else None,
+                               "first_said": (f"{with_unit(first.value, unit)} ({pct(first.median, 2)})" if first
+                                              else "none of the widths tried")
+                               + (f"; the next narrower, {with_unit(below.value, unit)}, reaches "
+                                  f"{pct(below.median, 2)}" if below else "")})
 
 
 def bottleneck_claim(key: str, seed: int, codes: list[list[float]], pred: list[int], y: list[int],
@@ -889,9 +901,11 @@ def tiny_pooled_claim(points: list[Point], tiny: list, experiment: str = "") -> 
     p = welch_p(a, b)
     gap = statistics.fmean(b) - statistics.fmean(a)
     reading = ("the tiny scales tie with them, pooled as well" if not p < ALPHA else
-               "a small cost of the tiny scales, beyond seed noise pooled, that the tests of one scale against the "
-               "best cannot see with its few seeds (so the sweep's finding of no harm holds scale by scale, not for "
-               "the tiny scales together)" if gap > 0 else "the tiny scales do better, pooled")
+               "a small cost of the tiny scales, beyond seed noise pooled. No single tiny scale can be told from the "
+               "best with its few seeds, so the sweep's \"no harm observed\" holds scale by scale, not for the tiny "
+               "scales together. The comparison group was chosen after seeing the sweep (the scales tied with its "
+               "best), so read this p-value as exploratory, not as a test planned in advance" if gap > 0 else
+               "the tiny scales do better, pooled")
     e1_small, e1_ref = first_epoch(small), first_epoch(ref)
     rest = [q for q in points if q.value not in tiny and q.records]
     at = [rest.index(q) for q in ref]
@@ -954,7 +968,7 @@ def findings_claim(trends: dict[str, Claim], anova: Claim, zero: Claim, zero_cla
     best = next((c for c in search if c.kind == "search_best"), None)
     noise = next((c for c in search if c.kind == "search_noise"), None)
     return Claim("findings", {
-        "parts_verdict": parts.facts["verdict"][0].lower() + parts.facts["verdict"][1:], "moves": moves,
+        "parts_short": parts.facts["short"], "n_parts": parts.facts["k"], "moves": moves,
         "interactions": "; ".join(f"with the {name} it "
                                   f"{'stays the same' if m['direction'] == 'stays' else m['direction']}{status(m)}"
                                   for name, m in moves.items()),
@@ -1004,26 +1018,28 @@ def recipe_parts_claim(full: Point, parts: list[Point], experiment: str = "") ->
     loss within noise is reported with its size, since a few seeds cannot tell a small effect from none."""
     ref = full.records[0]
 
-    def change(r):  # (the arm, as "with ...", and what it does to the recipe)
+    def change(r):  # (the arm, as "with ...", what it does to the recipe, and the part it changes)
         if r["optimizer"] != ref["optimizer"]:
             mine = OPTIMIZER_NAMES.get(r["optimizer"], r["optimizer"])
             momentum = f"momentum {r['momentum']:g}, " if r.get("momentum") else ""
             theirs = OPTIMIZER_NAMES.get(ref["optimizer"], ref["optimizer"])
             return (f"{mine} ({momentum}learning rate {r['lr']:g}) instead of {theirs}",
-                    f"replacing {theirs} by {mine} at {momentum}learning rate {r['lr']:g} (not re-tuned)")
+                    f"replacing {theirs} by {mine} at {momentum}learning rate {r['lr']:g} (not re-tuned)", theirs)
         if r.get("schedule", "constant") != ref.get("schedule", "constant"):
             return (f"a {r.get('schedule', 'constant')} rate" + (f" (budget {r['epochs']} epochs)"
                                                                  if r["epochs"] != ref["epochs"] else ""),
-                    f"dropping the {ref.get('schedule', 'constant')} schedule")
+                    f"dropping the {ref.get('schedule', 'constant')} schedule",
+                    f"the {ref.get('schedule', 'constant')} schedule")
         if r.get("label_smoothing", 0.0) != ref.get("label_smoothing", 0.0):
             return ("no label smoothing" if not r["label_smoothing"] else
-                    f"label smoothing {r['label_smoothing']:g}", "dropping label smoothing")
-        return "no change", "changing nothing"
+                    f"label smoothing {r['label_smoothing']:g}", "dropping label smoothing", "label smoothing")
+        return "no change", "changing nothing", "nothing"
 
     rows = []
     for p in parts:
-        said, part = change(p.records[0])
-        rows.append({"change": said, "part": part, "val": p.median, "gap": full.median - p.median, "n": p.n,
+        said, part, name = change(p.records[0])
+        rows.append({"change": said, "part": part, "name": name, "val": p.median, "gap": full.median - p.median,
+                     "n": p.n,
                      "p": welch_p(p.vals, full.vals),
                      "verdict": versus(p, full)})
     k = len(rows)
@@ -1045,12 +1061,36 @@ def recipe_parts_claim(full: Point, parts: list[Point], experiment: str = "") ->
         said.append(f"{_listed([r['part'] for r in within])} cost{'s' if len(within) == 1 else ''} {gaps} points, "
                     f"within seed noise ({full.n} seeds per arm cannot tell effects this small from none)")
     verdict = "; ".join(said) or "no change costs accuracy"
+    # the same verdict in a few words, for the summary to point back to
+    short = [f"{_listed([r['name'] for r in group])} {one if len(group) == 1 else more}" for group, one, more in
+             ((firm, "matters beyond seed noise", "matter beyond seed noise"),
+              (weak, "is borderline", "are borderline"),
+              (within, "cannot be told from seed noise", "cannot be told from seed noise")) if group]
     return Claim("recipe_parts", {
+        "short": (", ".join(short[:-1]) + " and " + short[-1] if len(short) > 1 else short[0] if short else
+                  "no part matters beyond seed noise"), "k": k,
         "experiment": experiment, "recipe": str(full.value), "full_val": full.median, "n": full.n, "parts": rows,
         "listed": "; ".join(f"with {r['change']}, {pct(r['val'], 2)} ({100 * abs(r['gap']):.2f} points "
                             f"{'lower' if r['gap'] >= 0 else 'higher'}, Welch p {fmt_p(r['p'])}: {r['verdict']})"
                             for r in rows),
         "verdict": verdict[0].upper() + verdict[1:]})
+
+
+def shared_mistakes_claim(n_lin: int, n_both: int, n_all: int, n_test: int, key: str, stored: bool,
+                          recipe_keys: list[str]) -> Claim:
+    """A different model's mistakes on the images every seed of the recipe misses: n_lin of n_test wrong for softmax
+    regression overall, n_both of the recipe's n_all. Shared beyond chance when its rate on them is more than twice
+    its overall rate (the same rule as the independence check before it)."""
+    rate, share = n_lin / n_test, n_both / n_all if n_all else math.nan
+    reading = ("there are no such images" if not n_all else
+               "far above its overall rate, so many of these images are hard for a linear model too: the difficulty "
+               "lies largely in the images, not only in this network" if share > 2 * rate else
+               "no more than twice its overall rate, so these images are hard mostly for this network")
+    return Claim("shared_mistakes", {"n_lin": n_lin, "n_both": n_both, "n_all": n_all, "n_test": n_test,
+                                     "lin_rate": rate, "both_share": share if n_all else 0.0, "key": key,
+                                     "recipe_keys": recipe_keys,
+                                     "reading": reading, "stored": stored,
+                                     "retrained": "" if stored else ", trained again here"})
 
 
 def overfit_claim(runs: list[tuple[list[dict], int, float]]) -> Claim:
@@ -1123,8 +1163,7 @@ def ranking_claim(sweeps: dict[str, list[Point]], controls: dict[str, list] | No
         return budget_bound(min((p for p in pts if p.records), key=lambda p: p.median))
 
     def text(measured, groups):
-        return ", ".join(f"{name} ({100 * s:.1f} points" + ("; its worst value stopped on the budget" if
-                                                             worst_bound(groups[name]) else "") + ")"
+        return ", ".join(f"{name} ({100 * s:.1f} points)" + ("†" if worst_bound(groups[name]) else "")
                          for s, name in measured) or "empty (no spread beyond noise)"
 
     kept = {n: working(n, pts) for n, pts in sweeps.items()}
@@ -1147,11 +1186,14 @@ def ranking_claim(sweeps: dict[str, list[Point]], controls: dict[str, list] | No
                              "near": [[name, p.value, p.median] for name, p in near],
                              "order_wider": [name for _, name in alt], "fragile_said": fragile_said,
                              "budget_bound": bound,
-                             "bound_said": _FMT.format(" Each spread is measured over the range its sweep tried; "
-                                                       "in {k:of=n,the} sweeps of this ranking the worst value "
-                                                       "stopped on the budget, so a longer budget or another range "
-                                                       "could reorder them.", k=len(bound), n=len(work))
-                             if bound else "",
+                             "bound_said": (" †: the sweep's worst value stopped on the budget, not converged."
+                                            if any(worst_bound(g[n]) for g, rk in ((sweeps, full), (kept, work),
+                                                                                   (wider, alt)) for _, n in rk)
+                                            else "") + (_FMT.format(
+                                                " Each spread is measured over the range its sweep tried; in "
+                                                "{k:of=n,the} sweeps of this ranking the worst value stopped on the "
+                                                "budget, so a longer budget or another range could reorder them.",
+                                                k=len(bound), n=len(work)) if bound else ""),
                              "controls": shown or "none", "working_share": share, "baseline": baseline,
                              "baseline_name": baseline_name or "none",
                              "share_said": f"Most of that spread ({1 - share:.0%} of its sum) comes from the "

@@ -203,7 +203,7 @@ def heatmap(rows: list, cols: list, cells: list[list[Point]], row_name: str, col
 def curves(runs: dict[str, list[dict]], title: str):
     """Per-epoch curves of a few runs: training and validation loss (left), validation error on a log axis
     (right); the reported (best) epoch of each run is ringed. A run whose "outcome" is not "converged" says it in
-    its label."""
+    its label; a diverged run's training loss (a mean over batches that blew up) is not drawn."""
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4 + 0.2 * math.ceil((len(runs) + 1) / 2)))
     errs = []
     for k, (label, run) in enumerate(runs.items()):
@@ -216,7 +216,8 @@ def curves(runs: dict[str, list[dict]], title: str):
         vl = [x["val_loss"] if x["val_loss"] is not None else np.nan for x in h]
         ve = [100 * (1 - x["val_accuracy"]) if x["val_accuracy"] is not None else np.nan for x in h]
         errs += [e for e in ve if np.isfinite(e)]
-        a1.plot(ep, tl, color=st["color"], ls=":", lw=1.3)
+        if not str(run.get("outcome", "")).startswith("diverged"):  # its mean over the batches can be ~1e7: skip
+            a1.plot(ep, tl, color=st["color"], ls=":", lw=1.3)
         a1.plot(ep, vl, color=st["color"], ls="-", marker=st["marker"], ms=4, label=label)
         a2.plot(ep, ve, color=st["color"], ls=st["ls"], marker=st["marker"], ms=4, label=label)
         if best_epoch:

@@ -268,7 +268,7 @@ def experiments(quick: bool = False, seeds: int | None = None) -> dict[str, Expe
     parts = (recipe("adam_cosine", RECIPES["adam_cosine"]),) + tuple(recipe(k, v) for k, v in RECIPE_PARTS.items())
     lrs = {"logspace": [-4, 1, 6 if q else 16]}  # 3 values per decade in the full study
     grid_lrs = {"logspace": [-3, 0, 4 if q else 5]}  # 10^-3 to 1 in steps of 3/4 of a decade
-    widths = [1, 4, 16, 64, 256, 512] if q else [1, 2, 4, 16, 64, 128, 256, 512]
+    widths = [1, 4, 16, 64, 256, 512] if q else [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
     wide = [] if q else [1024, 2048]
     exps = [
         Experiment("recipe", "Training recipe for the 784-256-10 MLP", "recipe", recipes),
@@ -494,13 +494,19 @@ def to_html(nb) -> str:
 def kept_weights(exps: dict[str, Experiment]) -> frozenset[str]:
     """Keys of the trials whose trained weights the store keeps, for the notebook's looks inside the networks: every
     recipe's models (the chosen recipe's mistakes, section 10), the learning-rate sweep's seed-0 models (dead
-    units, section 6) and the width sweep's seed-0 models of 1 and 2 units (what one or two numbers can separate,
-    section 5.1). Any other analysis of weights would train its models again."""
+    units, section 6), the width sweep's seed-0 models of 1 and 2 units (what one or two numbers can separate,
+    section 5.1) and softmax regression's seed 0 (whose mistakes section 10 sets beside the recipe's). Any other
+    analysis of weights would train its models again."""
     from mlplab.store import trial_key
 
     looked_into = (exps["recipe"].trials() + [t for t in exps["lr"].trials() if t.seed == 0]
-                   + narrow_trials(exps))
+                   + narrow_trials(exps) + [linear_trial(exps)])
     return frozenset(trial_key(t) for t in looked_into)
+
+
+def linear_trial(exps: dict[str, Experiment]):
+    """Softmax regression's seed-0 model (the linear model whose mistakes section 10 compares)."""
+    return min(exps["linear"].trials(), key=lambda t: t.seed)
 
 
 def narrow_trials(exps: dict[str, Experiment]) -> list:
@@ -530,11 +536,9 @@ def run_study(out: str | Path = "study", store: str | Path | None = None, quick:
         for line in plan_lines(exps, quick):  # model-epochs, FLOPs and predicted time, before any training
             log(line)
         if store.exists():  # a rerun: say what the plan's prediction leaves out
-            stored = len(trials) - len(missing_trials(store, trials))
-            if stored:
-                log(f"{stored} of {len(trials)} trials are stored already and are reused: "
-                    + ("nothing to train, only the report to write" if stored == len(trials) else
-                       "the prediction above is for the whole study, this run trains only the rest"))
+            line = rerun_line(trials, {m["key"] for m in missing_trials(store, trials)})
+            if line:
+                log(line)
         t0 = time.perf_counter()
         report = run_sweep(trials, store, device=dev, progress=progress, name="study-quick" if quick else "study",
                            log=log, backend=backend, address=address, deterministic=deterministic, threads=threads,
@@ -562,6 +566,24 @@ def run_study(out: str | Path = "study", store: str | Path | None = None, quick:
             "missing": [m["key"] for m in missing],
             "searches": {m: {"trials": s.trials, "ran": s.ran, "model_epochs": s.model_epochs}
                          for m, s in searched.items()}}
+
+
+def rerun_line(trials: list[TrainConfig], todo: set[str]) -> str | None:
+    """What a rerun says after the plan (which predicts the whole study): how many trials it reuses and the predicted
+    time of the rest (todo: the keys of the trials the store does not hold as finished). None when nothing is
+    stored yet."""
+    from mlplab import cost
+    from mlplab.store import trial_key
+
+    stored = len(trials) - len(todo)
+    if not stored:
+        return None
+    said = f"{stored} of {len(trials)} trials are stored already and are reused: "
+    if not todo:
+        return said + "none of them is trained again (only searches not yet finished run)"
+    rest = cost.estimate([t for t in trials if trial_key(t) in todo])
+    return said + (f"the prediction above is for the whole study; the other {len(todo)} take at most "
+                   f"{rest.seconds / 60:.1f} min of it (plus any search not yet finished)")
 
 
 def missing_trials(store: Path, trials: list[TrainConfig]) -> list[dict]:
@@ -608,6 +630,9 @@ def write_report(out: Path, store: Path, quick: bool, seeds: int | None, dev, mi
             n_trials = len(all_trials(experiments(quick, seeds)))
             nb.cells.insert(1, missing_cell(missing, n_trials))
         nb = execute(nb, cwd=out)
+        for cell in nb.cells:  # the hand-in names where its figures end up, not the private folder they were drawn in
+            if "parameters" in cell.metadata.get("tags", []):
+                cell.source = "\n".join(f"{k} = {v!r}" for k, v in {**params, "FIGURES": "figures"}.items())
         for f in sorted(drawing.iterdir()):
             os.chmod(f, 0o666 & ~current_umask())
             os.replace(f, figures / f.name)

@@ -390,7 +390,7 @@ say(zero_claims[1:] + [one_class_claim], lead="**The stored ReLU runs.** ",
 # on validation circled; softmax regression is the dashed reference.
 
 # %% tags=["hide-input"]
-REFERENCE = {f"softmax regression ({pct(lin.median, 2)})": lin.median}
+REFERENCE = {f"softmax regression ({pct(1 - lin.median, 2)} error)": lin.median}  # the plots' axes read error
 CLAIM_NAMES = {"hidden": "width", "depth": "depth"}  # "the best width is 512 units", "the best depth is 1 hidden layer"
 SWEEPS = {"hidden": ("hidden units", " units"), "activation": ("activation", ""), "init": ("init scheme", ""),
           "init_scale": ("init scale a", ""), "lr": ("learning rate", ""), "batch_size": ("batch size", " examples"),
@@ -481,7 +481,7 @@ init_claims = sweep_section("init")
 scale_claims = sweep_section("init_scale")
 tiny = analysis.tiny_pooled_claim(POINTS["init_scale"], study.TINY_SCALES, "init_scale")
 if tiny is not None:
-    say([tiny], lead="**The tiny scales, pooled.** ")
+    say([tiny], lead="**The tiny scales, pooled (exploratory).** ")
 
 # %% [markdown]
 # ### 5.4 Learning rate
@@ -577,9 +577,17 @@ ex = {}
 for p in POINTS["lr"]:
     for rec, o in zip(p.records, p.outcomes):
         kind = "converged, then broke down" if analysis.broke_down(rec, o) else o.kind  # section 5.4's rule
-        ex.setdefault(kind, (f"lr {fmt_value(p.value)}: {kind}", rec, o))
-show(plots.curves({lab: {"history": rec["history"], "best_epoch": o.best_epoch} for lab, rec, o in ex.values()},
-                  "One run of each outcome in the learning-rate sweep"), "outcome_curves")
+        ex.setdefault(kind, (f"lr {fmt_value(p.value)}" + (": converged" if kind == "converged" else ""), rec, kind))
+title = "One run of each outcome in the learning-rate sweep"
+if "diverged" not in ex:  # none diverged there: show the deepest, fastest one of section 7's depth grid
+    div = [r for r in REC.get("depth_x_lr", []) if r["status"] == "diverged" and r.get("history")]
+    if div:
+        r = max(div, key=lambda r: (len(r["hidden"]), r["lr"], -r["seed"]))
+        ex["diverged"] = (f"{len(r['hidden'])} hidden layers, lr {fmt_value(r['lr'])} (section 7)", r,
+                          f"diverged in epoch {len(r['history'])}, weights frozen at the last finite step")
+        title += ", and a diverged one from section 7's depth grid"
+show(plots.curves({lab: {"history": rec["history"], "best_epoch": analysis.outcome(rec).best_epoch, "outcome": kind}
+                   for lab, rec, kind in ex.values()}, title), "outcome_curves")
 
 # %% [markdown]
 # <a id="s7"></a>
@@ -792,10 +800,17 @@ say([Claim("misclassified", {"n_test": len(TY), "n_any": n_any, "n_all": n_all, 
                              "share_lo": n_all / max(per_seed), "share_hi": n_all / max(1, min(per_seed))})],
     after=" More images are wrong for every seed than independent errors would give: for this recipe a core of "
           "images is hard whatever the seed, while the rest of each seed's errors change with it (each seed sets both "
-          "the initialization and the data order); whether another architecture or recipe would find the same "
-          "images hard is not measured here."
+          "the initialization and the data order). Independence is a weak baseline, though: it treats every image "
+          "as equally hard, which no one expects; a different model's mistakes, next, are the stronger comparison."
     if n_all > 2 * float(len(TY) * err.prod())
     else "")
+lin_cfg = study.linear_trial(EXPS)
+(lin_w,), lin_stored = networks([lin_cfg])
+with torch.no_grad(), arithmetic(torch.device("cpu"), lin_cfg.precision):
+    lin_logits = mlp_forward({k: v.float() for k, v in lin_w.items()}, TX, lin_cfg.activation)[0]  # (N, 10)
+    lin_wrong = lin_logits.float().argmax(-1) != TY
+say([analysis.shared_mistakes_claim(int(lin_wrong.sum()), int((lin_wrong & wrong.all(0)).sum()), n_all, len(TY),
+                                    trial_key(lin_cfg), lin_stored, [trial_key(c) for c in recipe_cfgs])], lead="")
 hard = torch.nonzero(wrong.all(0)).flatten()[:6].numpy()
 train_f = torch.from_numpy(splits.train_x).float()
 imgs, caps, near_pred = [], [], 0
@@ -806,13 +821,15 @@ for i in hard:
     votes = Counter(int(p) for p in preds[:, i])
     near_pred += int(splits.train_y[nn_idx[0]]) == votes.most_common(1)[0][0]
     imgs.append(splits.test_x[i])
-    caps.append(f"test: true {int(TY[i])}\nsaid {votes.most_common(1)[0][0]}")
+    top_vote, n_vote = votes.most_common(1)[0]
+    caps.append(f"test: true {int(TY[i])}\nvote {top_vote} ({n_vote}/{len(recipe_cfgs)})")
     for j in nn_idx:
         imgs.append(splits.train_x[j])
         caps.append(f"train: {int(splits.train_y[j])}\nd={float(d[j]):.0f}")
 if len(imgs):
-    show(plots.image_grid(np.array(imgs), caps, "Misclassified by every seed (left column),\nits three nearest "
-                          "training images (rest of the row;\nd: Euclidean distance over the 784 pixel values, 0-255)",
+    show(plots.image_grid(np.array(imgs), caps, "Misclassified by every seed (left column;\nvote: the digit most "
+                          "seeds predicted, and by how many),\nits three nearest training images (rest of the row;\n"
+                          "d: Euclidean distance over the 784 pixel values, 0-255)",
                           cols=4), "hard_neighbours")
 cm = np.zeros((10, 10), dtype=int)
 np.add.at(cm, (TY.numpy(), preds[0].numpy()), 1)
@@ -935,12 +952,18 @@ say([analysis.findings_claim(trends, anova, zero_claims[1], one_class_claim, sea
 # The functions that trained every stored model (from mlplab's source): initialization, the forward pass with a
 # leading model axis M (`forward` applies `linear` to the first layer and `_rest` to the others), the activation
 # functions, log-softmax and cross-entropy, and the SGD and Adam steps (each dispatches to its `_all` form, which
-# updates every tensor at once, when no model is frozen).
+# updates every tensor at once, when no model is frozen); then the training loop that drives them: the loop over
+# epochs (`_train_population`), one epoch and one step of a population (`Population.train_epoch`, `_step`) and the
+# early-stopping rule (`Population.record`).
 
 # %%
 import inspect
 
+from mlplab.population import Population
+from mlplab.train import _train_population
+
 for fn in (mlplab.mlp.init_mlp, mlplab.mlp.forward, mlplab.mlp.linear, mlplab.mlp._rest, mlplab.activations.step,
            mlplab.activations.relu, mlplab.losses.log_softmax, mlplab.losses.cross_entropy, mlplab.optim.sgd_step,
-           mlplab.optim._sgd_all, mlplab.optim.adam_step, mlplab.optim._adam_all):
+           mlplab.optim._sgd_all, mlplab.optim.adam_step, mlplab.optim._adam_all, _train_population,
+           Population.train_epoch, Population._step, Population.record):
     print(inspect.getsource(fn))
