@@ -169,3 +169,20 @@ def test_results_given_a_folder_lists_the_stores_it_holds(tmp_path, capsys):
     assert main(["results", str(folder / "notes.sqlite")]) == 2  # results only reads: no "new path" to suggest
     err = capsys.readouterr().err.strip()
     assert err.endswith("is not an mlplab store (not an SQLite file); give an existing store"), err
+
+
+def test_results_into_a_closed_pipe_stops_quietly(tmp_path):
+    """`mlplab results S | head -1`: the reader leaves after one line; mlplab must end without a traceback. 3,000
+    claimed trials print far more than a pipe holds, so the write after the reader left does fail."""
+    from mlplab import TrainConfig
+    from mlplab.store import Store
+
+    with Store(tmp_path / "s.sqlite") as store:
+        store.claim([TrainConfig(hidden=(8,), lr=0.001 * (i + 1), epochs=1) for i in range(3000)])
+    proc = subprocess.Popen([sys.executable, "-m", "mlplab", "results", str(tmp_path / "s.sqlite"), "--limit", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline().split()[0] == b"lr"
+    proc.stdout.close()
+    with proc.stderr:
+        err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and "Traceback" not in err and "BrokenPipe" not in err, err

@@ -36,7 +36,7 @@ REPORT_SECONDS = 60
 def test_full_study_is_predicted_within_its_budget():
     """The study's scope fits its 30 minutes on the development CPU, by the calibrated cost model."""
     est = study.predicted(study.experiments())  # the total the plan prints: the experiments and the searches
-    expected = est.seconds * cost.TRAINED_SHARE + REPORT_SECONDS
+    expected = est.seconds * cost.TIME_SHARE + REPORT_SECONDS
     assert expected <= 30 * 60, (f"the full study is predicted to take {expected / 60:.1f} min "
                                  f"({est.seconds / 60:.1f} min of training at its full budgets)")
 
@@ -54,5 +54,5 @@ def test_the_full_plan_states_its_expected_time_the_quick_one_only_its_bound():
     lines = study.plan_lines(study.experiments(), quick=False)
     est = study.predicted(study.experiments())
     assert f"at most {est.seconds / 60:.1f} min" in lines[-1]
-    assert f"expected about {est.seconds * cost.TRAINED_SHARE / 60:.1f} min" in lines[-1]
+    assert f"expected about {est.seconds * cost.TIME_SHARE / 60:.1f} min" in lines[-1]
     assert "expected" not in study.plan_lines(study.experiments(quick=True), quick=True)[-1]

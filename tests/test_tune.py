@@ -444,6 +444,7 @@ def test_export_a_sweep_store_to_optuna(small_splits, tmp_path, capsys):
     for t in trials:
         r = by_key[TrainConfig.from_dict(t.user_attrs["config"])]
         assert t.value == r.val_accuracy and t.user_attrs["test_accuracy"] == r.test_accuracy
+        assert (t.user_attrs["status"], t.user_attrs["outcome"]) == ("done", r.outcome)  # as `mlplab results` says
         assert t.intermediate_values == {h["epoch"]: h["val_accuracy"] for h in r.history}
     assert tune.export(tmp_path / "sweep.sqlite", url) == (0, 4)  # again: nothing new
 

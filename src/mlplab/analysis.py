@@ -38,6 +38,18 @@ class Outcome:
     stopped_epoch: int  # the last epoch trained
 
 
+def ending(record: dict) -> dict:
+    """How a stored trial ended, for tables and exports: outcome (converged, budget, collapsed or diverged), the epoch
+    it reports (best_epoch; None for a diverged one) and the last epoch it trained; all None for a trial that did not
+    finish."""
+    from mlplab.store import FINISHED
+
+    if record["status"] not in FINISHED:
+        return {"outcome": None, "best_epoch": None, "stopped_epoch": None}
+    o = outcome(record)
+    return {"outcome": o.kind, "best_epoch": o.best_epoch or None, "stopped_epoch": o.stopped_epoch}
+
+
 def outcome(record: dict) -> Outcome:
     """Why a trial ended, from its config (patience, min_delta, epochs) and per-epoch history alone: the same rule
     the trainer applies (an epoch improves when its val loss is below the best so far minus min_delta; training stops

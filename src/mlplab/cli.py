@@ -389,22 +389,11 @@ def shown_rows(rows: list[dict]) -> list[dict]:
     or diverged), the epoch it reports (best_epoch; none for a diverged one) and the last epoch it trained."""
     import time
 
+    from mlplab.analysis import ending
     from mlplab.store import shown_status
 
     now = time.time()
-    return [{**r, "status": shown_status(r, now), **_ending(r)} for r in rows]
-
-
-def _ending(record: dict) -> dict:
-    """outcome, best_epoch and stopped_epoch of a finished record (None for an unfinished one, and best_epoch None
-    for a diverged one, which reports no epoch)."""
-    from mlplab.analysis import outcome
-    from mlplab.store import FINISHED
-
-    if record["status"] not in FINISHED:
-        return {"outcome": None, "best_epoch": None, "stopped_epoch": None}
-    o = outcome(record)
-    return {"outcome": o.kind, "best_epoch": o.best_epoch or None, "stopped_epoch": o.stopped_epoch}
+    return [{**r, "status": shown_status(r, now), **ending(r)} for r in rows]
 
 
 def _varying(rows: list[dict]) -> list[str]:
@@ -594,6 +583,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mlplab: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`mlplab results S | head`): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's flush at exit would fail again
+        return 141  # 128 + SIGPIPE
 
 
 if __name__ == "__main__":

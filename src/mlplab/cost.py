@@ -28,9 +28,11 @@ PARAM_STEP_SECONDS = 5.0e-9  # per parameter of every model, per optimizer step
 STEP_SECONDS = 0.3e-3  # fixed cost of one optimizer step of a population with one hidden layer
 LAYER_STEP_SECONDS = 1.2e-3  # ... plus this per further hidden layer
 STREAM_STEP_SECONDS = 0.7e-3  # ... plus this per further data-order stream (its batch gather and product)
-# The share of its budgets' model-epochs a full study trains, early stopping ending the rest: 79% measured in the full
-# studies at b270b13 (7,984 of 10,170), 1a777cc and 59000bd (5,978 of 7,585 each, the searches included)
-TRAINED_SHARE = 0.79
+# The share of the predicted bound a full study's training takes: early stopping ends most models before their
+# budget (it trained 79% of the budgets' model-epochs at b270b13, 1a777cc and 59000bd), and the bound's per-step
+# terms are generous. Measured on the 2-core development CPU with the same 504 trials: 1,184.5 s at 9ea7918, 1,154 s
+# at 9fed611 and 1,202 s at ec9efb2, against a bound of 2,130 s: 0.54-0.56.
+TIME_SHARE = 0.55
 
 
 def macs(config: TrainConfig) -> int:

@@ -372,9 +372,8 @@ def plan_lines(exps: dict[str, Experiment], quick: bool = False) -> list[str]:
                  f"assumed throughput fp32 {cost.ASSUMED_FLOPS['fp32'] / 1e9:.0f}, bf16 "
                  f"{cost.ASSUMED_FLOPS['bf16'] / 1e9:.0f} GFLOP/s, plus {cost.PARAM_STEP_SECONDS * 1e9:.0f} ns per "
                  "parameter and step and per-step overheads; see mlplab/cost.py)"
-                 + ("" if quick else f", expected about {total.seconds * cost.TRAINED_SHARE / 60:.1f} min (the "
-                    f"{cost.TRAINED_SHARE:.0%} of the budgets that early stopping trained in the measured full "
-                    "studies)"))
+                 + ("" if quick else f", expected about {total.seconds * cost.TIME_SHARE / 60:.1f} min (the "
+                    f"measured full studies trained in {cost.TIME_SHARE:.0%} of this bound)"))
     return lines
 
 

@@ -1117,6 +1117,8 @@ def export(store_path: str | Path, url: str, study_name: str | None = None) -> t
     study = optuna.create_study(storage=_open_storage(url), study_name=name, direction="maximize",
                                 load_if_exists=True)
     have = {t.user_attrs.get("key") for t in study.get_trials(deepcopy=False)}
+    from mlplab.analysis import ending
+
     varying = _varying(rows)
     dists = {k: _export_distribution([r.get(k) for r in rows]) for k in varying}
     new = []
@@ -1133,7 +1135,7 @@ def export(store_path: str | Path, url: str, study_name: str | None = None) -> t
             distributions=dists,
             intermediate_values={h["epoch"]: h["val_accuracy"] for h in history
                                  if h.get("val_accuracy") is not None and math.isfinite(h["val_accuracy"])},
-            user_attrs=_json_safe({"key": r["key"], "config": config, "outcome": r["status"],
+            user_attrs=_json_safe({"key": r["key"], "config": config, "status": r["status"], **ending(r),
                                    "test_accuracy": r.get("test_accuracy"), "val_loss": r.get("val_loss"),
                                    "seconds": r.get("seconds"), "population_size": r.get("population"),
                                    "mlplab_version": r.get("version"), "git_commit": r.get("git_commit"),
