@@ -73,6 +73,9 @@ def test_without_a_seed_effect_the_spread_of_the_runs_is_still_said(tmp_path):
     assert f["sd_points"] == pytest.approx(100 * statistics.stdev(v for _, v in grid), rel=1e-6)
     assert f"a standard deviation of {f['sd_points']:.2f} points over the 25 runs: neither seed alone explains" \
         in claim.text
+    t = stats.t.ppf(0.975, 24)  # a t-test's 5% bar with this SD: single runs, and means of 3
+    assert f["bar_1"] == pytest.approx(t * f["sd_points"] * 2 ** 0.5) and f"differ by more than {f['bar_1']:.2f} " \
+        "points to be told apart at the 5% level" in claim.text and f["bar_3"] < f["bar_1"]
 
 
 def test_anova_matches_a_regression_on_dummies():
@@ -111,6 +114,9 @@ def test_a_plateau_is_stated_as_such(tmp_path):
     claims = analysis.sweep_claims(_sweep(tmp_path, {0.01: 0.80, 0.1: 0.97, 1.0: 0.9698}), "learning rate")
     assert _kinds(claims)[:3] == ["sweep_best", "sweep_low_bad", "sweep_high_ok"]
     assert "A plateau, not an optimum: 1 is tied with the best" in claims[2].text
+    gap = claims[0].facts["tied_gaps"]  # tied is "not told apart", and the sentence says how far below it lies
+    assert len(gap) == 2 and gap[0] == gap[1] > 0 and f"(their medians {100 * gap[0]:.2f} points lower: not told " \
+        "apart, which is not the same as equal)" in claims[0].text
 
 
 def test_a_far_lower_end_with_wild_seeds_is_unclear_not_a_plateau(tmp_path):
@@ -141,7 +147,7 @@ def test_an_edge_optimum_with_tied_neighbours_is_a_plateau(tmp_path):
 
 def test_units_are_singular_for_one():
     facts = {"name": "width", "unit": " units", "best": 1, "best_val": 0.5, "n": 3, "n_tied": 1, "n_others": 1,
-             "tied": ": 2 units"}
+             "tied": ": 2 units", "tied_gap_said": ""}
     text = analysis.render("sweep_best", facts)
     assert "**1 unit**" in text and "the other value is tied with it" in text
     assert analysis.with_unit(4, " units") == "4 units" and analysis.with_unit(0.5, "") == "0.5"
@@ -640,8 +646,8 @@ def test_recipe_parts_name_the_part_whose_removal_costs_accuracy(tmp_path):
            "cost accuracy beyond seed noise, also after a " \
            "correction for the 3 comparisons (p < 0.0167); dropping the cosine " \
            "schedule costs 0.02 points, within seed noise (3 seeds per arm" in c.text
-    assert c.facts["short"] == "label smoothing and Adam matter beyond seed noise and the cosine schedule cannot " \
-                               "be told from seed noise"
+    assert c.facts["short"] == "label smoothing and Adam (against SGD at a learning rate not re-tuned) matter " \
+                               "beyond seed noise and the cosine schedule cannot be told from seed noise"
 
 
 def test_recipe_parts_call_a_loss_beyond_noise_borderline_when_it_would_not_survive_a_correction(tmp_path):
@@ -752,3 +758,44 @@ def test_shared_mistakes_tell_images_hard_for_both_models_from_ones_hard_for_the
     assert "far above its overall rate" in both.text and "trained again" not in both.text
     network = analysis.shared_mistakes_claim(800, 5, 50, 10000, "lin", False, ["a", "b"])
     assert "hard mostly for this network" in network.text and "seed 0, trained again here" in network.text
+
+
+def test_noise_model_lists_the_verdicts_a_shared_noise_estimate_changes(tmp_path):
+    """lr 0.1 is best (0.970); 0.2 lies 0.2 points below with tight seeds (Welch: worse), 0.05 lies 0.2 points below
+    with wide seeds (Welch: tied), 0.01 far below (worse either way). With one shared SD of 0.5 points, 0.2 is tied;
+    with 0.05 points, 0.05 is worse."""
+    runs = [(TrainConfig(hidden=(8,), epochs=1, lr=lr, seed=s), m + d * sd) for lr, m, sd in
+            ((0.01, 0.90, 0.001), (0.05, 0.968, 0.004), (0.1, 0.970, 0.0005), (0.2, 0.968, 0.0005))
+            for s, d in enumerate([-1.0, 0.0, 1.0])]
+    pts = analysis.by_setting(_store(tmp_path, runs), "lr")
+    wide = analysis.noise_model_claim({"learning rate": pts}, 0.005, 25)
+    (flip,) = wide.facts["flips"]
+    t = 0.002 / (0.005 * (2 / 3) ** 0.5)
+    assert (flip["value"], flip["own"], flip["shared"]) == (0.2, "worse beyond seed noise", "tied")
+    assert flip["p_shared"] == pytest.approx(2 * stats.t.sf(t, 24)) and wide.facts["n"] == 3
+    assert "1 of the 3 verdicts changes: learning rate 0.2: worse (Welch p" in wide.text
+    assert wide.facts["n_noisier"] == 0
+    narrow = analysis.noise_model_claim({"learning rate": pts}, 0.0005, 25)
+    (flip,) = narrow.facts["flips"]
+    assert (flip["value"], flip["own"], flip["shared"]) == (0.05, "tied", "worse beyond seed noise")
+    assert narrow.facts["n_noisier"] == 1 and "settings whose own seeds spread more than that (learning rate 0.05)" \
+        in narrow.text
+    assert "none of the 2 verdicts changes" in analysis.noise_model_claim({"learning rate": pts[:3]}, 0.005, 25).text
+
+
+def test_findings_keep_the_budget_caveat_of_a_trend_that_stays(tmp_path):
+    anova, zero, one, search, parts = _findings_parts(tmp_path)
+    trend = {"direction": "stays", "separated": False, "steps_apart": [False], "common": [0.01], "rows": [1, 2]}
+    bound = analysis.Claim("grid_trend", {**trend, "bound_rows": [1, 2]})
+    free = analysis.Claim("grid_trend", {**trend, "bound_rows": []})
+    c = analysis.findings_claim({"init scale": bound, "width": free}, anova, zero, one, search, parts)
+    assert "with the init scale it stays the same (within the epoch budget); with the width it stays the same." \
+        in c.text
+
+
+def test_neighbours_read_hard_images_against_random_ones():
+    hard = analysis.neighbours_claim(22, 40, 79, 490, 500, 3, 2, 6, ["a"])  # 28% against 98%: hard by pixels too
+    assert hard.facts["nn_true_share"] == pytest.approx(22 / 79) and "hard by pixel distance as well" in hard.text
+    assert "Of the 6 shown, 3 have a nearest training image with the true label and 2 one with the voted" in hard.text
+    own = analysis.neighbours_claim(70, 5, 79, 490, 500, 6, 0, 6, ["a"])  # 89% against 98%: the network's own
+    assert "the network's mistakes there are its own" in own.text

@@ -258,6 +258,8 @@ def _check_sweep(claim, records):
     if kind == "sweep_best":
         tied = [v for v in g if v != best and _welch(vals[v], vals[best]) >= 0.05]
         assert f["best_val"] == pytest.approx(med[best]) and f["n_tied"] == len(tied)
+        assert f["tied_gaps"] == ([pytest.approx(med[best] - max(med[v] for v in tied)),
+                                   pytest.approx(med[best] - min(med[v] for v in tied))] if tied else [])
         assert analysis.fmt_value(best) == analysis.fmt_value(f["best"])
     elif kind.startswith("sweep_edge"):
         order = sorted(g)
@@ -333,6 +335,9 @@ def _check_anova(claim, records):
     assert f["p_cols"] == pytest.approx(stats.f.sf(f_cols, len(cols) - 1, df_res))
     assert f["data_verdict"] == ("a detectable effect" if f["p_cols"] < 0.05 else "no detectable effect")
     assert f["n_runs"] == y.size and f["sd_points"] == pytest.approx(100 * y.std(ddof=1))
+    t = stats.t.ppf(0.975, y.size - 1)  # the 5% bars for single runs and for means of 3
+    assert (f["bar_1"], f["bar_3"]) == (pytest.approx(t * 100 * y.std(ddof=1) * 2 ** 0.5),
+                                        pytest.approx(t * 100 * y.std(ddof=1) * (2 / 3) ** 0.5))
     return True
 
 
@@ -367,15 +372,22 @@ def _check_recipe(claim, records):
 
 def _check_grid(claim, records):
     f = claim["facts"]
-    rows = {"lr_x_init_scale": "init_scale", "lr_x_hidden": "hidden", "batch_x_lr": "batch_size",
-            "depth_x_lr": "depth"}[f["experiment"]]
+    rows = {"lr_x_init_scale": "init_scale", "lr_x_init_scale_deep": "init_scale", "lr_x_hidden": "hidden",
+            "batch_x_lr": "batch_size", "depth_x_lr": "depth"}[f["experiment"]]
     cells = {}
     for r in _experiment_of(records, f["experiment"]):
         cells.setdefault((_value(r, rows), r["lr"]), []).append(r)
     med = {k: statistics.median(_val(r) for r in rs) for k, rs in cells.items()}
     best = max(med, key=med.get)
+    vals = {k: [_val(r) for r in rs] for k, rs in cells.items()}
+    # a cell whose median run failed (most seeds collapsed or diverged) is never tied with one whose median run trained
+    failed = {k: 2 * sum(_outcome(r)[0] in ("collapsed", "diverged") for r in rs) > len(rs) for k, rs in cells.items()}
+
+    def tied(k, top):
+        return k == top or (_welch(vals[k], vals[top]) >= 0.05 and not (failed[k] and not failed[top]))
+
     if claim["kind"] == "grid_best":
-        assert f["best_val"] == pytest.approx(med[best])
+        assert f["best_val"] == pytest.approx(med[best]) and f["n_tied"] == sum(tied(k, best) for k in cells) - 1
         assert f["n_failed_cells"] == sum(any(_outcome(r)[0] in ("collapsed", "diverged") for r in rs)
                                           for rs in cells.values())
         fell = 0  # cells without a failed seed, with a converged one > 10 points below its reported epoch at the end
@@ -385,18 +397,22 @@ def _check_grid(claim, records):
                             > 0.10 for r in rs for k, e in [_outcome(r)])
         assert f["n_fell_cells"] == fell
     if claim["kind"] == "grid_trend":  # the best rate per row, and the rates tied with it, written again
-        lrs, bests, spans, tied_sets, bound = sorted({k[1] for k in cells}), [], [], [], []
+        lrs, bests, spans, tied_sets, bound, dead, live = sorted({k[1] for k in cells}), [], [], [], [], [], []
         for row in sorted({k[0] for k in cells}):
             mine = {lr: [_val(r) for r in cells[(row, lr)]] for lr in lrs if (row, lr) in cells}
+            if all(failed[(row, lr)] for lr in mine):  # no rate trains in this row
+                dead.append(row)
+                continue
+            live.append(row)
             top = max(mine, key=lambda lr: statistics.median(mine[lr]))
-            tied = [lrs.index(lr) for lr in mine if lr == top or _welch(mine[lr], mine[top]) >= 0.05]
+            near = [lrs.index(lr) for lr in mine if tied((row, lr), (row, top))]
             bests.append(lrs.index(top))
             recs = cells[(row, top)]  # the best cell's runs: mostly stopped on the budget?
             if 2 * sum(_outcome(r)[0] == "budget" and r["patience"] > 0 for r in recs) > len(recs):
                 bound.append(row)
-            spans.append((min(tied), max(tied)))
-            tied_sets.append({lrs[i] for i in tied})
-        assert f["common"] == sorted(set.intersection(*tied_sets))  # the rates tied with the best in every row
+            spans.append((min(near), max(near)))
+            tied_sets.append({lrs[i] for i in near})
+        assert f["common"] == (sorted(set.intersection(*tied_sets)) if tied_sets else [])  # tied in every row
         assert f["best_cols"] == [lrs[i] for i in bests]
         same = all(a == b for a, b in zip(bests, bests[1:]))  # monotone, ties between neighbours allowed
         up = not same and all(a <= b for a, b in zip(bests, bests[1:]))
@@ -405,8 +421,8 @@ def _check_grid(claim, records):
         apart = ([a[1] < b[0] for a, b in zip(spans, spans[1:])] if up else
                  [a[0] > b[1] for a, b in zip(spans, spans[1:])] if down else [])
         assert f["steps_apart"] == apart and f["separated"] == (bool(apart) and all(apart))
-        rows = sorted({k[0] for k in cells})  # rows whose tied rates skip one
-        assert f["gapped"] == [r for r, (lo, hi), t in zip(rows, spans, tied_sets) if len(t) != hi - lo + 1]
+        assert f["dead_rows"] == dead and f["rows"] == live  # rows whose tied rates skip one:
+        assert f["gapped"] == [r for r, (lo, hi), t in zip(live, spans, tied_sets) if len(t) != hi - lo + 1]
         assert f["bound_rows"] == bound
         assert bool(f["bound_note"]) == bool(bound)  # said for any trend, "stays" too
     return True
@@ -533,6 +549,62 @@ def _check_shared(out, claim, records):
     assert f["stored"] and (f["n_lin"], f["n_all"], f["n_both"]) == (lin_wrong.sum(), all_wrong.sum(),
                                                                        (lin_wrong & all_wrong).sum())
     assert ("far above its overall rate" in f["reading"]) == (f["n_both"] / f["n_all"] > 2 * lin_wrong.mean())
+    return True
+
+
+def _check_neighbours(out, claim, records):
+    """The nearest training image's label for the test images every seed of the chosen recipe misses (and for 500
+    random test images), from the stored weights and the pixels, written again with numpy."""
+    import torch
+
+    f, sp = claim["facts"], _splits()
+    preds = np.stack([_predict(out, next(r for r in records if r["key"] == k), sp.test_x) for k in f["keys"]])
+    hard = np.nonzero((preds != sp.test_y).all(0))[0]
+    train = sp.train_x.astype(np.float64)
+    t2 = (train ** 2).sum(1)
+
+    def nearest(idx):
+        q = sp.test_x[idx].astype(np.float64)
+        return sp.train_y[np.argmin(t2[None, :] - 2 * q @ train.T, axis=1)]  # |q - t|^2 less |q|^2, the same argmin
+
+    votes = np.array([Counter(preds[:, i].tolist()).most_common(1)[0][0] for i in hard])
+    nn, base = nearest(hard), torch.randperm(len(sp.test_y), generator=torch.Generator().manual_seed(0))[:500].numpy()
+    assert f["n_hard"] == len(hard) and f["nn_true"] == (nn == sp.test_y[hard]).sum()
+    assert f["nn_vote"] == (nn == votes).sum() and f["base_correct"] == (nearest(base) == sp.test_y[base]).sum()
+    k = f["n_shown"]
+    assert (f["shown_true"], f["shown_vote"]) == ((nn[:k] == sp.test_y[hard[:k]]).sum(), (nn[:k] == votes[:k]).sum())
+    assert ("hard by pixel distance as well" in f["reading"]) == (f["nn_true"] / f["n_hard"] < f["base_share"] / 2)
+    return True
+
+
+SWEEP_EXPERIMENTS = ("hidden", "activation", "init", "init_scale", "lr", "batch_size", "depth")
+
+
+def _check_noise(claim, records):
+    """Every sweep value against its sweep's best, tested with each pair's own seeds (Welch) and with the seed
+    experiment's one standard deviation: the verdicts that differ, written again from the stored records."""
+    f = claim["facts"]
+    y = [_val(r) for r in _experiment_of(records, "seeds")]
+    assert f["sd"] == pytest.approx(statistics.stdev(y)) and f["n_runs"] == len(y)
+    flips, n = [], 0
+    for name in SWEEP_EXPERIMENTS:
+        g = _groups(_experiment_of(records, name), study.experiments(True)[name].setting)
+        vals = {v: [_val(r) for r in rs] for v, rs in g.items()}
+        med = {v: statistics.median(x) for v, x in vals.items()}
+        best = max(med, key=med.get)
+        for v, x in vals.items():
+            if v == best or len(x) < 2:
+                continue
+            n += 1
+            direction = "worse beyond seed noise" if med[v] < med[best] else "better beyond seed noise"
+            own = "tied" if _welch(x, vals[best]) >= 0.05 else direction
+            t = (np.mean(vals[best]) - np.mean(x)) / (f["sd"] * math.sqrt(1 / len(x) + 1 / len(vals[best])))
+            p = 2 * stats.t.sf(abs(t), len(y) - 1)
+            shared = "tied" if p >= 0.05 else direction
+            if own != shared:
+                flips.append((own, shared, round(float(p), 9)))
+    assert f["n"] == n and sorted(flips) == sorted((x["own"], x["shared"], round(x["p_shared"], 9))
+                                                   for x in f["flips"])
     return True
 
 
@@ -684,7 +756,7 @@ def test_every_claim_renders_to_its_sentence_and_its_facts_recompute_from_the_st
                    "compute", "ranking", "linear_vs_mlp", "search_compute", "search_noise", "search_best",
                    "grid_trend", "smoothing_floor", "depth_signal", "zero_one_class", "overfit", "retuned", "live_gap",
                    "confusions", "narrowest", "findings", "recipe_parts", "activations", "bottleneck_1",
-                   "recipe_short", "shared_mistakes"):
+                   "recipe_short", "shared_mistakes", "noise_model"):
         assert kinds[needed] >= 1, f"no {needed} claim in the notebook"
     recomputed = 0
     for claim, markdown in claims:
@@ -696,7 +768,8 @@ def test_every_claim_renders_to_its_sentence_and_its_facts_recompute_from_the_st
                  "split": functools.partial(_check_split, out),
                  "bottleneck": functools.partial(_check_bottleneck, out),
                  "misclassified": functools.partial(_check_misclassified, out),
-                 "shared": functools.partial(_check_shared, out)}.get(
+                 "shared": functools.partial(_check_shared, out), "noise": _check_noise,
+                 "neighbours": functools.partial(_check_neighbours, out)}.get(
             claim["kind"] if claim["kind"] == "recipe_parts" else claim["kind"].split("_")[0])
         if check is not None and check(claim, records):
             recomputed += 1
@@ -720,14 +793,16 @@ def test_summary_findings_repeat_the_claims_of_their_sections(quick_study):
     claims = [c for c, _ in _claims(out)]
     (f,) = [c["facts"] for c in claims if c["kind"] == "findings"]
     trends = {c["facts"]["experiment"]: c["facts"] for c in claims if c["kind"] == "grid_trend"}
-    named = {"init scale": "lr_x_init_scale", "width": "lr_x_hidden", "batch size": "batch_x_lr", "depth": "depth_x_lr"}
+    named = {"init scale": "lr_x_init_scale", f"init scale at depth {study.DEEP_LAYERS}": "lr_x_init_scale_deep",
+             "width": "lr_x_hidden", "batch size": "batch_x_lr", "depth": "depth_x_lr"}
     assert set(f["moves"]) == set(named)
     for name, moves in f["moves"].items():
         t = trends[named[name]]
         assert moves == {k: t[k] for k in ("direction", "separated", "steps_apart", "common", "rows", "bound_rows")}
     (anova,) = [c["facts"] for c in claims if c["kind"] == "anova"]
-    assert (f["p_rows"], f["p_cols"], f["anova_min"], f["anova_max"], f["anova_sd"]) == \
-        (anova["p_rows"], anova["p_cols"], anova["min"], anova["max"], anova["sd_points"])
+    assert (f["p_rows"], f["p_cols"], f["anova_min"], f["anova_max"], f["anova_sd"], f["bar_1"], f["bar_3"]) == \
+        (anova["p_rows"], anova["p_cols"], anova["min"], anova["max"], anova["sd_points"], anova["bar_1"],
+         anova["bar_3"])
     (zero,) = [c["facts"] for c in claims if c["kind"] == "zero_stored"]
     (one,) = [c["facts"] for c in claims if c["kind"] == "zero_one_class"]
     assert f["zero_val"] == zero["zero_val"] and (f["zero_one"], f["zero_n"]) == (one["n_one"], one["n"])

@@ -295,15 +295,15 @@ _FMT = _Formatter()
 
 TEMPLATES = {
     "sweep_best": "On validation accuracy the best {name} is **{best:vu}** (median {best_val:pct} over {n} "
-                  "seeds); {n_tied:tied/values}{tied}.",
+                  "seeds); {n_tied:tied/values}{tied}{tied_gap_said}.",
     "sweep_edge": "The best value is the {edge} value tried, so the optimum may lie beyond the range.",
     "sweep_edge_plateau": "The best value is the {edge} value tried, but it sits on a plateau: the {n_plateau:n/value} "
                           "next to it, back to {plateau_from:vu}, are tied with it. Whether accuracy rises beyond the "
                           "range is not measured.",
     "sweep_low_bad": "The low end is worse beyond seed noise: {low:vu} reaches a median of {low_val:pct} (Welch p "
                      "{low_p:p} against the best).",
-    "sweep_low_ok": "The low end, {low:vu}, is tied with the best ({low_val:pct}, Welch p {low_p:p}): no harm "
-                    "observed down to it.",
+    "sweep_low_ok": "The low end, {low:vu}, is tied with the best ({low_val:pct}, Welch p {low_p:p}): down to it, "
+                    "no harm that these seeds can tell from noise.",
     "sweep_high_bad": "The high end is worse beyond seed noise: {high:vu} reaches a median of {high_val:pct} "
                       "(Welch p {high_p:p} against the best).",
     "sweep_low_bad_budget": "Within the {budget}-epoch budget the low end is worse: {low:vu} reaches a median of "
@@ -317,7 +317,7 @@ TEMPLATES = {
     "sweep_high_unclear": "The high end, {high:vu}, reaches a median of {high_val:pct}, but its seeds spread too "
                           "widely to call it worse than the best (Welch p {high_p:p}).",
     "sweep_high_ok": "A plateau, not an optimum: {high:vu} is tied with the best ({high_val:pct}, Welch p "
-                     "{high_p:p}), so no harm is observed up to {high:vu}.",
+                     "{high_p:p}): up to {high:vu}, no harm that these seeds can tell from noise.",
     "sweep_failures": "{n_failed} of the {n_runs} runs failed: {where}.",
     "sweep_breakdown": "Converged, but broken down: {where}. These runs lost more than {points:g} points of "
                        "validation accuracy after the epoch they report, until the patience rule stopped them; they "
@@ -334,8 +334,8 @@ TEMPLATES = {
                  "{best_val:pct}); {n_tied:tied/cells}. Cells with at least one collapsed or diverged seed: "
                  "{n_failed_cells}{fell_said}.",
     "grid_best_lr": "The best learning rate per {row_name}: {per_row}.",
-    "grid_trend": "From the smallest {row_name} to the largest, the best learning rate {trend}. The rates tied with "
-                  "each row's best are {ranges}. {verdict}.{gap_note}{bound_note}",
+    "grid_trend": "{dead_said}From the smallest {row_name} to the largest, the best learning rate {trend}. The "
+                  "rates tied with each row's best are {ranges}. {verdict}.{gap_note}{bound_note}",
     "live_gap": "Both errors are measured on the whole split after each epoch. The validation error is below the "
                 "training error {below_said} (last epoch: {last_val:pct} validation against {last_train:pct} training "
                 "accuracy). {reading}",
@@ -392,6 +392,8 @@ TEMPLATES = {
     "shared_mistakes": "Softmax regression (seed 0{retrained}), a different model, misclassifies {n_lin:,} test "
                        "images ({lin_rate:pct1}); of the {n_all} that every seed of the recipe misses, it "
                        "misclassifies {n_both} ({both_share:pct1}): {reading}.",
+    "noise_model": "Tested with this one standard deviation ({sd:pp} points, from {n_runs} runs) for every setting "
+                   "instead of each setting's own few seeds, each sweep value against its sweep's best: {said}.",
     "compute": "Counting each trial once, the study trained {model_epochs:,} model-epochs of the {budget_epochs:,} "
                "its budgets allowed ({share:pct1}); early stopping saved the rest{div_said}. The stored training time "
                "adds up to {seconds:,.0f} s against {predicted:,.0f} s predicted at the budget.",
@@ -406,8 +408,11 @@ TEMPLATES = {
                "the reported one: stopping on validation loss is not stopping on accuracy.",
     "confusions": "Seed {seed}'s most frequent confusions on the test set: {listed}; these three account for "
                   "{n_top} of its {n_errors} errors.",
-    "neighbours": "For {n_near} of the {n_hard} images shown, the nearest training image carries the label the seeds "
-                  "predicted, not the true one.",
+    "neighbours": "By pixel distance, the nearest training image of each of the {n_hard} images that every seed "
+                  "misses carries the true label for {nn_true} ({nn_true_share:pct1}) and the seeds' vote for "
+                  "{nn_vote}, against {base_share:pct1} true labels for {n_base:,} test images drawn at random: "
+                  "{reading}. Of the {n_shown} shown, {shown_true} have a nearest training image with the true "
+                  "label and {shown_vote} one with the voted label.",
     "narrowest": "The two narrowest widths, {a:vu} and {b:vu}, reach medians of {a_val:pct} and {b_val:pct} (Welch "
                  "p {p:p}: {verdict}); {a_failed} of {a_n} runs failed at {a:vu}, {b_failed} of {b_n} at {b:vu}. The "
                  "narrowest width tried whose median beats {baseline_name} ({baseline:pct}) is {first_said}.",
@@ -420,7 +425,8 @@ TEMPLATES = {
     "findings": "Of the chosen recipe's {n_parts} parts, changed one at a time (section 3): {parts_short}. How "
                 "the best learning rate moves across each grid's rows: {interactions}. Randomness: {randomness}; "
                 "the {n_anova} runs of one setting span {anova_min:pct} to {anova_max:pct} (standard deviation "
-                "{anova_sd:.2f} points), the noise every comparison here must beat. Zero initialization ends at a "
+                "{anova_sd:.2f} points: single runs must differ by {bar_1:.2f} points, means of 3 seeds by "
+                "{bar_3:.2f}, to be told apart). Zero initialization ends at a "
                 "median of {zero_val:pct}; {zero_one:of=zero_n,its} runs predict a single digit for every image. "
                 "Searching at equal compute: {search}.",
     "ranking": "Over the whole range each sweep tried, ranked by the spread of median validation accuracy they "
@@ -469,6 +475,15 @@ def render(kind: str, facts: dict) -> str:
     return _FMT.format(TEMPLATES[kind], **facts)
 
 
+def _tied_gap_said(b: Point, tied: list[Point]) -> str:
+    """How far below the best the values tied with it lie: tied means "not told apart", not "equal"."""
+    if not tied:
+        return ""
+    lo, hi = (100 * (b.median - f(p.median for p in tied)) for f in (max, min))
+    span = f"{lo:.2f} points" if f"{lo:.2f}" == f"{hi:.2f}" else f"{lo:.2f} to {hi:.2f} points"
+    return f" (their medians {span} lower: not told apart, which is not the same as equal)"
+
+
 def sweep_claims(points: list[Point], name: str, unit: str = "", experiment: str = "") -> list[Claim]:
     """What a one-at-a-time sweep shows, as claims: the best value on validation and the values tied with it, an
     edge optimum, both ends (clearly worse, or not: a plateau), and its failures."""
@@ -479,7 +494,10 @@ def sweep_claims(points: list[Point], name: str, unit: str = "", experiment: str
     out = [Claim("sweep_best", {**base, "best": b.value, "best_val": b.median, "n": b.n, "n_tied": len(tied),
                                 "n_others": len(pts) - 1,
                                 "tied": "".join(f"{', ' if k else ': '}{with_unit(p.value, unit)}"
-                                                for k, p in enumerate(tied))})]
+                                                for k, p in enumerate(tied)),
+                                "tied_gaps": [b.median - max(p.median for p in tied),
+                                              b.median - min(p.median for p in tied)] if tied else [],
+                                "tied_gap_said": _tied_gap_said(b, tied)})]
     ordered = all(isinstance(p.value, (int, float)) and not isinstance(p.value, bool) for p in pts)
     if ordered and len(pts) > 2:
         if b is pts[0] or b is pts[-1]:
@@ -613,17 +631,35 @@ def chosen_test_claim(p: Point, experiment: str = "") -> Claim:
                                  "n": len(p.tests)})
 
 
+def mostly_failed(c: Point) -> bool:
+    """Most of a setting's seeds collapsed or diverged: its median run failed."""
+    return 2 * c.failed > c.n
+
+
+def grid_tied(c: Point, b: Point) -> bool:
+    """A grid cell tied with the best of its row or grid: Welch cannot tell them apart, and it is not a cell whose
+    median run failed beside a best whose median run did not (seeds split between chance and a trained model spread
+    so widely that Welch ties them with anything)."""
+    return not differs(c, b) and not (mostly_failed(c) and not mostly_failed(b))
+
+
+def dead_row(row: list[Point]) -> bool:
+    """A grid row in which no column trains: most seeds of every cell collapsed or diverged."""
+    return all(mostly_failed(c) for c in row if c.records)
+
+
 def grid_claims(rows: list, cols: list, cells: list[list[Point]], row_name: str, experiment: str = "") -> list[Claim]:
     """The best cell on validation, the cells tied with it, cells with failed seeds, and the best column per row."""
     flat = [c for r in cells for c in r if c.records]
     b = best(flat)
-    tied = [c for c in flat if c is not b and not differs(c, b)]
+    tied = [c for c in flat if c is not b and grid_tied(c, b)]
     fell = [c for c in flat if not c.failed and any(broke_down(r, o) for r, o in zip(c.records, c.outcomes))]
     per_row = []
     for i, r in enumerate(cells):
         rb = best(r)
         if rb is not None:
-            per_row.append(f"{fmt_value(rows[i])} → {fmt_value(cols[r.index(rb)])}")
+            per_row.append(f"{fmt_value(rows[i])} → " + ("none trains" if dead_row(r) else
+                                                          fmt_value(cols[r.index(rb)])))
     base = {"experiment": experiment, "row_name": row_name}
     return [Claim("grid_best", {**base, "row": b.value[0], "col": b.value[1], "best_val": b.median,
                                 "n_tied": len(tied), "n_others": len(flat) - 1,
@@ -678,15 +714,18 @@ def trend_claim(cols: list, cells: list[list[Point]], base: dict) -> Claim:
     """Does the best column (learning rate) move with the row setting, beyond seed noise? Per row, the columns tied
     with that row's best (Welch p >= ALPHA) form a range; a rising (falling) best is called beyond noise only when
     each row's range lies wholly above (below) the previous row's."""
-    bests, ranges, tied_sets, bound_rows, budget = [], [], [], [], None
+    bests, ranges, tied_sets, bound_rows, budget, dead = [], [], [], [], None, []
     for r in cells:
         rb = best(r)
         if rb is None:
             continue
+        if dead_row(r):  # no rate trains here: such a row has no best rate to follow
+            dead.append(rb.value[0])
+            continue
         if budget_bound(rb):  # this row's best rate is the best within the epoch budget
             bound_rows.append(rb.value[0])
             budget = rb.records[0].get("epochs")
-        tied = sorted(cols.index(c.value[1]) for c in r if c.records and (c is rb or not differs(c, rb)))
+        tied = sorted(cols.index(c.value[1]) for c in r if c.records and (c is rb or grid_tied(c, rb)))
         bests.append(cols.index(rb.value[1]))
         ranges.append((min(tied), max(tied), rb.value[0]))
         tied_sets.append(tied)
@@ -732,7 +771,11 @@ def trend_claim(cols: list, cells: list[list[Point]], base: dict) -> Claim:
                   f"most runs of {whose} "
                   f"best cell stopped on the {budget}-epoch budget, so {what} the best within the budget."
                   if bound_rows else "")  # any trend: a best rate stopped by the budget may move with more epochs
+    dead_said = (f"At {_plural(base['row_name'], len(dead))} {_listed([fmt_value(r) for r in dead])} no learning "
+                 "rate trains: most seeds of every cell collapsed or diverged, so what follows leaves "
+                 f"{'that row' if len(dead) == 1 else 'those rows'} out. " if dead else "")
     return Claim("grid_trend", {**base, "trend": said, "direction": trend, "gapped": gapped, "gap_note": gap_note,
+                                "dead_rows": dead, "dead_said": dead_said,
                                 "bound_rows": bound_rows, "bound_note": bound_note,
                                 "separated": separated, "steps_apart": apart, "best_cols": [cols[i] for i in bests],
                                 "common": [cols[i] for i in common], "rows": [r[2] for r in ranges],
@@ -748,17 +791,25 @@ def anova_claim(records: list[dict], experiment: str = "") -> Claim:
     def verdict(p):
         return "a detectable effect" if p < ALPHA else "no detectable effect"
 
+    from scipy import stats
+
     flat = [v for r in y for v in r]
     sd = 100 * statistics.stdev(flat)
+    # the smallest difference a t-test at ALPHA tells apart, with this SD (len(flat) - 1 degrees of freedom), between
+    # two single runs and between the means of two groups of 3 seeds (the sweeps' count)
+    t = float(stats.t.ppf(1 - ALPHA / 2, len(flat) - 1))
+    bar_1, bar_3 = t * sd * math.sqrt(2), t * sd * math.sqrt(2 / 3)
     neither = a["p_rows"] >= ALPHA and a["p_cols"] >= ALPHA
     sd_said = (("neither seed alone explains that spread; it is " if neither else "this is ")
-               + "the run-to-run noise of one setting, which any difference between two single runs in this study "
-                 "must exceed to mean anything")
+               + f"the run-to-run noise of one setting. With it, two single runs must differ by more than "
+                 f"{bar_1:.2f} points to be told apart at the {ALPHA:.0%} level, and the means of 3 seeds each by "
+                 f"more than {bar_3:.2f}")
     return Claim("anova", {"experiment": experiment, "n_init": len(rows), "n_data": len(cols),
                            **{k: a[k] for k in ("df_rows", "df_cols", "df_res", "f_rows", "p_rows", "f_cols",
                                                 "p_cols", "min", "max")},
                            "init_verdict": verdict(a["p_rows"]), "data_verdict": verdict(a["p_cols"]),
-                           "sd_points": sd, "n_runs": len(flat), "sd_said": sd_said})
+                           "sd_points": sd, "n_runs": len(flat), "sd_said": sd_said, "bar_1": bar_1,
+                           "bar_3": bar_3})
 
 
 _SPLIT_ALONE = ("so the split alone can account for {} of that gap (the held-out images are easier to classify at "
@@ -914,7 +965,7 @@ def tiny_pooled_claim(points: list[Point], tiny: list, experiment: str = "") -> 
     gap = statistics.fmean(b) - statistics.fmean(a)
     reading = ("the tiny scales tie with them, pooled as well" if not p < ALPHA else
                "a small cost of the tiny scales, beyond seed noise pooled. No single tiny scale can be told from the "
-               "best with its few seeds, so the sweep's \"no harm observed\" holds scale by scale, not for the tiny "
+               "best with its few seeds, so the sweep's \"tied\" holds scale by scale, not for the tiny "
                "scales together. The comparison group was chosen after seeing the sweep (the scales tied with its "
                "best), so read this p-value as exploratory, not as a test planned in advance" if gap > 0 else
                "the tiny scales do better, pooled")
@@ -965,7 +1016,9 @@ def findings_claim(trends: dict[str, Claim], anova: Claim, zero: Claim, zero_cla
     comparison."""
     def status(f):
         if f["direction"] not in ("rises", "falls"):
-            return f" ({best_everywhere(f['common'])})" if f["common"] and f["direction"] != "stays" else ""
+            budget = "within the epoch budget" if f["bound_rows"] else ""
+            said = [best_everywhere(f["common"])] if f["common"] and f["direction"] != "stays" else []
+            return f" ({'; '.join(said + [budget] if budget else said)})" if said or budget else ""
         steps = [f"from {fmt_value(a)} to {fmt_value(b)}" for a, b, x in zip(f["rows"], f["rows"][1:],
                                                                                f["steps_apart"]) if x]
         within = ", within the epoch budget" if steps and f["bound_rows"] else ""
@@ -991,6 +1044,7 @@ def findings_claim(trends: dict[str, Claim], anova: Claim, zero: Claim, zero_cla
                        f"{a['data_verdict']} (p {fmt_p(a['p_cols'])})"),
         "p_rows": a["p_rows"], "p_cols": a["p_cols"], "init_verdict": a["init_verdict"],
         "data_verdict": a["data_verdict"], "anova_min": a["min"], "anova_max": a["max"], "anova_sd": a["sd_points"],
+        "bar_1": a["bar_1"], "bar_3": a["bar_3"],
         "n_anova": a["n_init"] * a["n_data"], "zero_val": zero.facts["zero_val"], "zero_n": zero_classes.facts["n"],
         "zero_one": zero_classes.facts["n_one"],
         "search": (f"{best.facts['conclusion']}" if best else "the searches' gaps were not measured against noise")
@@ -1036,7 +1090,8 @@ def recipe_parts_claim(full: Point, parts: list[Point], experiment: str = "") ->
             momentum = f"momentum {r['momentum']:g}, " if r.get("momentum") else ""
             theirs = OPTIMIZER_NAMES.get(ref["optimizer"], ref["optimizer"])
             return (f"{mine} ({momentum}learning rate {r['lr']:g}) instead of {theirs}",
-                    f"replacing {theirs} by {mine} at {momentum}learning rate {r['lr']:g} (not re-tuned)", theirs)
+                    f"replacing {theirs} by {mine} at {momentum}learning rate {r['lr']:g} (not re-tuned)",
+                    f"{theirs} (against {mine} at a learning rate not re-tuned)")
         if r.get("schedule", "constant") != ref.get("schedule", "constant"):
             return (f"a {r.get('schedule', 'constant')} rate" + (f" (budget {r['epochs']} epochs)"
                                                                  if r["epochs"] != ref["epochs"] else ""),
@@ -1088,6 +1143,22 @@ def recipe_parts_claim(full: Point, parts: list[Point], experiment: str = "") ->
         "verdict": verdict[0].upper() + verdict[1:]})
 
 
+def neighbours_claim(nn_true: int, nn_vote: int, n_hard: int, base_correct: int, n_base: int, shown_true: int,
+                     shown_vote: int, n_shown: int, keys: list[str]) -> Claim:
+    """A nearest-neighbour reading of the images every seed misses (n_hard; keys: the seeds' trials): how often the
+    nearest training image (Euclidean, pixels) has the true label (nn_true) or the seeds' vote (nn_vote), against the
+    same rule on n_base random test images (base_correct right); and the same two counts for the n_shown shown. Hard
+    by pixel distance too when the true-label share is below half of the random images' share."""
+    share, base = nn_true / n_hard if n_hard else 0.0, base_correct / n_base
+    reading = ("most of these images sit nearer to training images of another digit than ordinary test images do, so "
+               "they are hard by pixel distance as well" if share < base / 2 else
+               "by pixel distance these images are not unusually hard, so the network's mistakes there are its own")
+    return Claim("neighbours", {"nn_true": nn_true, "nn_vote": nn_vote, "n_hard": n_hard, "nn_true_share": share,
+                                "base_correct": base_correct, "n_base": n_base, "base_share": base,
+                                "shown_true": shown_true, "shown_vote": shown_vote, "n_shown": n_shown,
+                                "keys": keys, "reading": reading})
+
+
 def shared_mistakes_claim(n_lin: int, n_both: int, n_all: int, n_test: int, key: str, stored: bool,
                           recipe_keys: list[str]) -> Claim:
     """A different model's mistakes on the images every seed of the recipe misses: n_lin of n_test wrong for softmax
@@ -1103,6 +1174,48 @@ def shared_mistakes_claim(n_lin: int, n_both: int, n_all: int, n_test: int, key:
                                      "recipe_keys": recipe_keys,
                                      "reading": reading, "stored": stored,
                                      "retrained": "" if stored else ", trained again here"})
+
+
+def noise_model_claim(sweeps: dict[str, list[Point]], sd: float, n_runs: int, experiment: str = "") -> Claim:
+    """How much the sweeps' verdicts rest on their noise estimate. Each value against its sweep's best is tested
+    twice: as everywhere else (Welch, each setting's own few seeds), and with one shared standard deviation `sd`
+    (a fraction) measured on n_runs runs of one setting (a t-test on the two means with n_runs - 1 degrees of
+    freedom). Lists the verdicts that differ, with each setting's own spread: the shared estimate fits settings as
+    noisy as the one it was measured on, a setting whose own seeds spread more is fairer judged by them."""
+    from scipy import stats
+
+    flips, n = [], 0
+    for name, points in sweeps.items():
+        pts = [p for p in points if p.records]
+        b = best(pts)
+        for p in pts:
+            if p is b or p.n < 2 or b.n < 2:
+                continue
+            n += 1
+            own = versus(p, b)
+            t = (statistics.fmean(b.vals) - statistics.fmean(p.vals)) / (sd * math.sqrt(1 / p.n + 1 / b.n))
+            p_shared = float(2 * stats.t.sf(abs(t), n_runs - 1))
+            shared = ("tied" if p_shared >= ALPHA else "worse beyond seed noise" if p.median < b.median
+                      else "better beyond seed noise")
+            if shared != own:
+                flips.append({"sweep": name, "value": p.value, "own": own, "p_own": welch_p(p.vals, b.vals),
+                              "shared": shared, "p_shared": p_shared, "own_sd": statistics.stdev(p.vals),
+                              "said": f"{name} {fmt_value(p.value)}"})
+    noisier = [f for f in flips if f["own_sd"] > sd]
+    listed = "; ".join(f"{f['said']}: {f['own'].replace(' beyond seed noise', '')} (Welch p {fmt_p(f['p_own'])}) "
+                       f"becomes {f['shared'].replace(' beyond seed noise', '')} (p {fmt_p(f['p_shared'])})"
+                       for f in flips)
+    k = len(flips)
+    said = (f"{k} of the {n} verdicts change{'s' if k == 1 else ''}: {listed}. The other {n - k} stand"
+            f"{'s' if n - k == 1 else ''} either way" if flips else
+            "the verdict does not change" if n == 1 else f"none of the {n} verdicts changes")
+    if noisier:
+        said += (f". The shared estimate fits settings as noisy as the one it was measured on; "
+                 f"{_FMT.format('{k:of=n,these}', k=len(noisier), n=len(flips))} changes concern settings whose own "
+                 f"seeds spread more than that ({_listed([f['said'] for f in noisier])}), which their own test "
+                 "judges more fairly")
+    return Claim("noise_model", {"experiment": experiment, "sd": sd, "n_runs": n_runs, "n": n, "flips": flips,
+                                 "n_noisier": len(noisier), "said": said})
 
 
 def overfit_claim(runs: list[tuple[list[dict], int, float]]) -> Claim:

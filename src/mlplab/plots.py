@@ -220,6 +220,10 @@ def curves(runs: dict[str, list[dict]], title: str):
             a1.plot(ep, tl, color=st["color"], ls=":", lw=1.3)
         a1.plot(ep, vl, color=st["color"], ls="-", marker=st["marker"], ms=4, label=label)
         a2.plot(ep, ve, color=st["color"], ls=st["ls"], marker=st["marker"], ms=4, label=label)
+        if str(run.get("outcome", "")).startswith("diverged") and ve and np.isfinite(ve[-1]):  # often one point, on
+            # top of a collapsed run's: point at it
+            a2.annotate("diverged", xy=(ep[-1], ve[-1]), xytext=(25, -30), textcoords="offset points", fontsize=8,
+                        color=st["color"], arrowprops={"arrowstyle": "->", "color": st["color"]}, zorder=6)
         if best_epoch:
             a1.scatter([best_epoch], [vl[best_epoch - 1]], s=90, facecolors="none", edgecolors="black", zorder=5)
             a2.scatter([best_epoch], [ve[best_epoch - 1]], s=90, facecolors="none", edgecolors="black", zorder=5)
@@ -322,7 +326,7 @@ def image_grid(images: np.ndarray, captions: list[str], title: str, cols: int = 
             ax.set_title(captions[k], fontsize=7.5)
         else:
             ax.axis("off")
-    fig.suptitle(title)
+    fig.suptitle(title, fontsize=9 if cols <= 4 else None)  # a narrow grid: a long title would run off the figure
     return fig
 
 

@@ -91,8 +91,10 @@ def table(header, rows):
 
 
 def outcome_counts(points):
+    """converged / budget / collapsed / diverged, and how many of the first two were never half right (section 5.4)."""
     c = Counter(o.kind for p in points for o in p.outcomes)
-    return " / ".join(str(c[k]) for k in analysis.OUTCOMES)
+    little = sum(analysis.learned_little(r, o) for p in points for r, o in zip(p.records, p.outcomes))
+    return " / ".join(str(c[k]) for k in analysis.OUTCOMES) + (f" ({little} never half right)" if little else "")
 
 
 n_trials = len({r["key"] for recs in REC.values() for r in recs})
@@ -297,6 +299,13 @@ table(["recipe", "median val. accuracy", "seeds", "stopped at epoch (median)", "
                       outcome_counts([p])] for p in parts_pts])
 parts_claim = analysis.recipe_parts_claim(full_pt, [p for p in parts_pts if p is not full_pt], "recipe_parts")
 say([parts_claim])
+
+# %% [markdown]
+# ### 3.1 Does the hidden layer help? Softmax regression against the sweeps' base MLP
+#
+# Section 5 varies one setting at a time around a smaller base, 784-64-10 (SGD with momentum, a constant rate), and
+# measures every value against softmax regression trained with that base's recipe and stopping rule. Here the two
+# side by side, at the base (the depth sweep of section 5.6 repeats this as its depth 0 against 1).
 
 # %% tags=["hide-input"]
 lin = analysis.by_setting(REC["linear"], "depth")[0]
@@ -543,11 +552,13 @@ say(depth_grid + analysis.sweep_claims(retuned_pts, "depth with the rate re-tune
 def outcome_row(recs):  # a run without early stopping (patience 0) trains to a fixed budget by design
     counts = [sum(analysis.outcome(r).kind == k for r in recs) for k in analysis.OUTCOMES]
     fixed = recs and not any(r["patience"] for r in recs)
-    return counts[:1] + [f"{counts[1]} (fixed budget, no early stopping)" if fixed else counts[1]] + counts[2:]
+    little = sum(analysis.learned_little(r, analysis.outcome(r)) for r in recs)
+    return (counts[:1] + [f"{counts[1]} (fixed budget, no early stopping)" if fixed else counts[1]] + counts[2:]
+            + [little or ""])
 
 
-table(["experiment", "runs", "converged", "not converged in budget", "collapsed", "diverged"],
-      [[e.title, len(REC[n])] + outcome_row(REC[n]) for n, e in EXPS.items()])
+table(["experiment", "runs", "converged", "not converged in budget", "collapsed", "diverged",
+       "of the first two: never half right"], [[e.title, len(REC[n])] + outcome_row(REC[n]) for n, e in EXPS.items()])
 
 # %% tags=["hide-input"]
 if not lr_stored:  # lr_cfgs and lr_params: the learning-rate sweep's seed-0 models, loaded in section 2
@@ -598,7 +609,12 @@ show(plots.curves({lab: {"history": rec["history"], "best_epoch": analysis.outco
 # below it, how many seeds stopped on their budget (b), collapsed (c) or diverged (d), or converged but broke down
 # afterwards (x: lost more than 10 points of validation accuracy after their reported epoch, as in section 5.4). The
 # colour is the median validation error on a log scale fitted to the grid's range; the dashed box is the best cell on
-# validation.
+# validation. "Tied" is the Welch test of section 1, with one more rule in the grids: a cell most of whose seeds failed
+# (its median run collapsed or diverged) is never tied with a cell whose median run trained, since seeds split
+# between chance and a trained model spread so widely that Welch would tie them with anything.
+#
+# The learning rate x init scale grid runs twice: with one hidden layer, and with four, where a small init scale's
+# signal shrinks from layer to layer (section 10.1), so the scale has more to say about which rate can train.
 #
 # What to look for: where the best learning rate moves with the other setting, tuning one at a time would miss the
 # best combination. For the batch size the usual rule of thumb (not a finding of this study) is that the best rate
@@ -608,7 +624,10 @@ show(plots.curves({lab: {"history": rec["history"], "best_epoch": analysis.outco
 
 # %% tags=["hide-input"]
 GRIDS = {"lr_x_init_scale": ("init_scale", "init scale a (uniform)", "init scale"),  # (row, axis label, in text)
+         "lr_x_init_scale_deep": ("init_scale", f"init scale a (uniform), {study.DEEP_LAYERS} hidden layers",
+                                  "init scale"),
          "lr_x_hidden": ("hidden", "hidden units", "width"), "batch_x_lr": ("batch_size", "batch size", "batch size")}
+IN_SUMMARY = {"lr_x_init_scale_deep": f"init scale at depth {study.DEEP_LAYERS}"}  # where the row name repeats
 grid_claims = {}
 for name, (row, row_label, row_name) in GRIDS.items():
     rws, cls, cs = analysis.grid(REC[name], row, "lr")
@@ -637,6 +656,10 @@ show(plots.heatmap(rows3, cols3, cells3, "initialization seed", "data-order seed
                    box_best=effect,
                    what="validation error (%), one run per cell", numbers="validation accuracy (%)"), "grid_seeds")
 say([anova])
+# The sweeps' verdicts rest on each setting's few seeds; this SD gives a second, shared noise estimate to test against
+say([analysis.noise_model_claim({label: POINTS[n] for n, (label, _) in SWEEPS.items()},
+                                anova.facts["sd_points"] / 100, anova.facts["n_runs"], "seeds")],
+    lead="**How much the verdicts rest on the noise estimate.** ")
 
 # %% [markdown]
 # ### 8.2 Nondeterminism on the CPU
@@ -811,17 +834,28 @@ with torch.no_grad(), arithmetic(torch.device("cpu"), lin_cfg.precision):
     lin_wrong = lin_logits.float().argmax(-1) != TY
 say([analysis.shared_mistakes_claim(int(lin_wrong.sum()), int((lin_wrong & wrong.all(0)).sum()), n_all, len(TY),
                                     trial_key(lin_cfg), lin_stored, [trial_key(c) for c in recipe_cfgs])], lead="")
-hard = torch.nonzero(wrong.all(0)).flatten()[:6].numpy()
+all_hard = torch.nonzero(wrong.all(0)).flatten()
+hard = all_hard[:6].numpy()
 train_f = torch.from_numpy(splits.train_x).float()
-imgs, caps, near_pred = [], [], 0
+train_lab = torch.from_numpy(splits.train_y.astype(np.int64))
+
+
+def nearest_labels(idx):  # the label of each test image's nearest training image (Euclidean, 0-255 pixels)
+    q = torch.from_numpy(splits.test_x[idx]).float()
+    return train_lab[torch.cat([torch.cdist(q[k:k + 100], train_f).argmin(1) for k in range(0, len(q), 100)])]
+
+
+def vote_of(i):  # the digit most seeds predicted for test image i (a tie: the first seed's among them), and how many
+    return Counter(int(p) for p in preds[:, i]).most_common(1)[0]
+
+
+imgs, caps = [], []
 for i in hard:
     q = torch.from_numpy(splits.test_x[i]).float()
     d = ((train_f - q) ** 2).sum(1).sqrt()
     nn_idx = d.argsort()[:3].numpy()
-    votes = Counter(int(p) for p in preds[:, i])
-    near_pred += int(splits.train_y[nn_idx[0]]) == votes.most_common(1)[0][0]
     imgs.append(splits.test_x[i])
-    top_vote, n_vote = votes.most_common(1)[0]
+    top_vote, n_vote = vote_of(i)
     caps.append(f"test: true {int(TY[i])}\nvote {top_vote} ({n_vote}/{len(recipe_cfgs)})")
     for j in nn_idx:
         imgs.append(splits.train_x[j])
@@ -831,6 +865,16 @@ if len(imgs):
                           "seeds predicted, and by how many),\nits three nearest training images (rest of the row;\n"
                           "d: Euclidean distance over the 784 pixel values, 0-255)",
                           cols=4), "hard_neighbours")
+    nn_hard = nearest_labels(all_hard.numpy()).tolist()
+    votes_hard = [vote_of(int(i))[0] for i in all_hard]
+    true_hard = TY[all_hard].tolist()
+    base_idx = torch.randperm(len(TY), generator=torch.Generator().manual_seed(0))[:500].numpy()  # random test images
+    k = len(hard)
+    say([analysis.neighbours_claim(
+        sum(map(int.__eq__, nn_hard, true_hard)), sum(map(int.__eq__, nn_hard, votes_hard)), len(all_hard),
+        int((nearest_labels(base_idx) == TY[base_idx]).sum()), len(base_idx),
+        sum(map(int.__eq__, nn_hard[:k], true_hard[:k])), sum(map(int.__eq__, nn_hard[:k], votes_hard[:k])), k,
+        [trial_key(c) for c in recipe_cfgs])])
 cm = np.zeros((10, 10), dtype=int)
 np.add.at(cm, (TY.numpy(), preds[0].numpy()), 1)
 show(plots.confusion(cm, "Confusion matrix of seed 0 (test set)"), "confusion")
@@ -842,8 +886,6 @@ say([Claim("confusions", {"key": trial_key(recipe_cfgs[0]), "seed": recipe_cfgs[
                           "listed": ", ".join(f"a {i} read as {j} ({n})" for n, i, j in top)})])
 stored_test = {r["key"]: r["test_accuracy"] for r in chosen_recipe.records}
 gap = max(abs(float((p == TY).float().mean()) - stored_test[trial_key(c)]) for c, p in zip(recipe_cfgs, preds))
-if len(hard):
-    say([Claim("neighbours", {"n_near": near_pred, "n_hard": len(hard)})], lead="")
 display(Markdown(
     f"These are the stored models themselves: their test accuracies here differ from the stored ones by at most "
     f"{100 * gap:.2f} points." if recipe_stored else
@@ -915,7 +957,7 @@ for n in SWEEPS:
 table(["sweep", "best on validation", "its median val. accuracy", "spread of medians (points)",
        "converged / budget / collapsed / diverged"], rows_s)
 say([ranking, analysis.recipe_claim(RP, "recipe", short=True)], lead="**Summary.** ")
-trends = {GRIDS[n][2]: next(c for c in grid_claims[n] if c.kind == "grid_trend") for n in GRIDS}
+trends = {IN_SUMMARY.get(n, GRIDS[n][2]): next(c for c in grid_claims[n] if c.kind == "grid_trend") for n in GRIDS}
 trends["depth"] = next(c for c in depth_grid if c.kind == "grid_trend")
 say([analysis.findings_claim(trends, anova, zero_claims[1], one_class_claim, search_said, parts_claim)],
     lead="**Beyond the ranking.** ")
