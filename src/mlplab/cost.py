@@ -30,9 +30,9 @@ LAYER_STEP_SECONDS = 1.2e-3  # ... plus this per further hidden layer
 STREAM_STEP_SECONDS = 0.7e-3  # ... plus this per further data-order stream (its batch gather and product)
 # The share of the predicted bound a full study's training takes: early stopping ends most models before their
 # budget (it trained 79% of the budgets' model-epochs at b270b13, 1a777cc and 59000bd), and the bound's per-step
-# terms are generous. Measured on the 2-core development CPU with the same 504 trials: 1,184.5 s at 9ea7918, 1,154 s
-# at 9fed611 and 1,202 s at ec9efb2, against a bound of 2,130 s: 0.54-0.56.
-TIME_SHARE = 0.55
+# terms are generous. Measured on the 2-core development CPU in a fresh clone: 1,428.9 s of a 2,370 s bound at
+# 04c9d70 (600 trials, 0.60); with the earlier 504 trials, 1,154-1,202 s of 2,130 s (0.54-0.56).
+TIME_SHARE = 0.6
 
 
 def macs(config: TrainConfig) -> int:

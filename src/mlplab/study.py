@@ -381,7 +381,7 @@ def plan_lines(exps: dict[str, Experiment], quick: bool = False) -> list[str]:
                  f"{cost.ASSUMED_FLOPS['bf16'] / 1e9:.0f} GFLOP/s, plus {cost.PARAM_STEP_SECONDS * 1e9:.0f} ns per "
                  "parameter and step and per-step overheads; see mlplab/cost.py)"
                  + ("" if quick else f", expected about {total.seconds * cost.TIME_SHARE / 60:.1f} min (the "
-                    f"measured full studies trained in {cost.TIME_SHARE:.0%} of this bound)"))
+                    f"latest measured full study trained in {cost.TIME_SHARE:.0%} of this bound)"))
     return lines
 
 
