@@ -475,11 +475,12 @@ def render(kind: str, facts: dict) -> str:
     return _FMT.format(TEMPLATES[kind], **facts)
 
 
-def _tied_gap_said(b: Point, tied: list[Point]) -> str:
-    """How far below the best the values tied with it lie: tied means "not told apart", not "equal"."""
-    if not tied:
+def _tied_gap_said(gaps: list[float]) -> str:
+    """How far below the best the values tied with it lie (gaps: [nearest, farthest], fractions; [] for none):
+    tied means "not told apart", not "equal"."""
+    if not gaps:
         return ""
-    lo, hi = (100 * (b.median - f(p.median for p in tied)) for f in (max, min))
+    lo, hi = (100 * g for g in gaps)
     span = f"{lo:.2f} points" if f"{lo:.2f}" == f"{hi:.2f}" else f"{lo:.2f} to {hi:.2f} points"
     return f" (their medians {span} lower: not told apart, which is not the same as equal)"
 
@@ -491,13 +492,12 @@ def sweep_claims(points: list[Point], name: str, unit: str = "", experiment: str
     b = best(pts)
     tied = [p for p in pts if p is not b and not differs(p, b)]
     base = {"experiment": experiment, "name": name, "unit": unit}
+    gaps = [b.median - max(p.median for p in tied), b.median - min(p.median for p in tied)] if tied else []
     out = [Claim("sweep_best", {**base, "best": b.value, "best_val": b.median, "n": b.n, "n_tied": len(tied),
                                 "n_others": len(pts) - 1,
                                 "tied": "".join(f"{', ' if k else ': '}{with_unit(p.value, unit)}"
                                                 for k, p in enumerate(tied)),
-                                "tied_gaps": [b.median - max(p.median for p in tied),
-                                              b.median - min(p.median for p in tied)] if tied else [],
-                                "tied_gap_said": _tied_gap_said(b, tied)})]
+                                "tied_gaps": gaps, "tied_gap_said": _tied_gap_said(gaps)})]
     ordered = all(isinstance(p.value, (int, float)) and not isinstance(p.value, bool) for p in pts)
     if ordered and len(pts) > 2:
         if b is pts[0] or b is pts[-1]:
@@ -1016,9 +1016,9 @@ def findings_claim(trends: dict[str, Claim], anova: Claim, zero: Claim, zero_cla
     comparison."""
     def status(f):
         if f["direction"] not in ("rises", "falls"):
-            budget = "within the epoch budget" if f["bound_rows"] else ""
-            said = [best_everywhere(f["common"])] if f["common"] and f["direction"] != "stays" else []
-            return f" ({'; '.join(said + [budget] if budget else said)})" if said or budget else ""
+            said = ([best_everywhere(f["common"])] if f["common"] and f["direction"] != "stays" else []) + (
+                ["within the epoch budget"] if f["bound_rows"] else [])
+            return f" ({'; '.join(said)})" if said else ""
         steps = [f"from {fmt_value(a)} to {fmt_value(b)}" for a, b, x in zip(f["rows"], f["rows"][1:],
                                                                                f["steps_apart"]) if x]
         within = ", within the epoch budget" if steps and f["bound_rows"] else ""
@@ -1164,13 +1164,13 @@ def shared_mistakes_claim(n_lin: int, n_both: int, n_all: int, n_test: int, key:
     """A different model's mistakes on the images every seed of the recipe misses: n_lin of n_test wrong for softmax
     regression overall, n_both of the recipe's n_all. Shared beyond chance when its rate on them is more than twice
     its overall rate (the same rule as the independence check before it)."""
-    rate, share = n_lin / n_test, n_both / n_all if n_all else math.nan
+    rate, share = n_lin / n_test, n_both / n_all if n_all else 0.0
     reading = ("there are no such images" if not n_all else
                "far above its overall rate, so many of these images are hard for a linear model too: the difficulty "
                "lies largely in the images, not only in this network" if share > 2 * rate else
                "no more than twice its overall rate, so these images are hard mostly for this network")
     return Claim("shared_mistakes", {"n_lin": n_lin, "n_both": n_both, "n_all": n_all, "n_test": n_test,
-                                     "lin_rate": rate, "both_share": share if n_all else 0.0, "key": key,
+                                     "lin_rate": rate, "both_share": share, "key": key,
                                      "recipe_keys": recipe_keys,
                                      "reading": reading, "stored": stored,
                                      "retrained": "" if stored else ", trained again here"})
@@ -1306,15 +1306,14 @@ def ranking_claim(sweeps: dict[str, list[Point]], controls: dict[str, list] | No
                                for name, p in near])
                     + f"; with the values up to {100 * CUTOFF_MARGIN:g} points below it, the ranking would be "
                     + text(alt, wider) + "." if fragile else "")
-    return Claim("ranking", {"ranking": text(full, sweeps), "order": [name for _, name in full],
-                             "ranking_working": text(work, kept), "order_working": [name for _, name in work],
+    said_full, said_work = text(full, sweeps), text(work, kept)
+    return Claim("ranking", {"ranking": said_full, "order": [name for _, name in full],
+                             "ranking_working": said_work, "order_working": [name for _, name in work],
                              "near": [[name, p.value, p.median] for name, p in near],
                              "order_wider": [name for _, name in alt], "fragile_said": fragile_said,
                              "budget_bound": bound,
                              "bound_said": (" †: the sweep's worst value stopped on the budget, not converged."
-                                            if any(worst_bound(g[n]) for g, rk in ((sweeps, full), (kept, work),
-                                                                                   (wider, alt)) for _, n in rk)
-                                            else "") + (_FMT.format(
+                                            if "†" in said_full + said_work + fragile_said else "") + (_FMT.format(
                                                 " Each spread is measured over the range its sweep tried; in "
                                                 "{k:of=n,the} sweeps of this ranking the worst value stopped on the "
                                                 "budget, so a longer budget or another range could reorder them.",

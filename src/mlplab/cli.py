@@ -340,12 +340,10 @@ def cmd_study(args) -> int:
         info = run_study(out, store=store, quick=args.quick, device=args.device, seeds=args.seeds,
                          progress=False if args.quiet else None, log=log, backend=args.backend, address=args.address,
                          deterministic=args.deterministic, threads=threads)
-    except StudyBusy as e:
+    except (StudyBusy, ConnectionError) as e:  # ConnectionError: a Ray cluster that cannot be reached
         return _fail(f"study: {e}")
     except sqlite3.DatabaseError as e:
         return _fail(f"study: {describe_database_error(store, e)}")
-    except ConnectionError as e:  # a Ray cluster that cannot be reached (runner.start_ray says what to do)
-        return _fail(f"study: {e}")
     missing = f", {len(info['missing'])} MISSING (listed in the report)" if info["missing"] else ""
     print(f"study: {info['trials']} trials ({info['trained']} trained, {info['reused']} reused{missing}), "
           f"training {info['train_seconds']:.1f} s, report {info['report_seconds']:.1f} s -> {out / 'study.html'}")

@@ -216,12 +216,12 @@ def curves(runs: dict[str, list[dict]], title: str):
         vl = [x["val_loss"] if x["val_loss"] is not None else np.nan for x in h]
         ve = [100 * (1 - x["val_accuracy"]) if x["val_accuracy"] is not None else np.nan for x in h]
         errs += [e for e in ve if np.isfinite(e)]
-        if not str(run.get("outcome", "")).startswith("diverged"):  # its mean over the batches can be ~1e7: skip
+        diverged = str(run.get("outcome", "")).startswith("diverged")
+        if not diverged:  # a diverged run's mean over the batches can be ~1e7: skip it
             a1.plot(ep, tl, color=st["color"], ls=":", lw=1.3)
         a1.plot(ep, vl, color=st["color"], ls="-", marker=st["marker"], ms=4, label=label)
         a2.plot(ep, ve, color=st["color"], ls=st["ls"], marker=st["marker"], ms=4, label=label)
-        if str(run.get("outcome", "")).startswith("diverged") and ve and np.isfinite(ve[-1]):  # often one point, on
-            # top of a collapsed run's: point at it
+        if diverged and ve and np.isfinite(ve[-1]):  # often one point, on top of a collapsed run's: point at it
             a2.annotate("diverged", xy=(ep[-1], ve[-1]), xytext=(25, -30), textcoords="offset points", fontsize=8,
                         color=st["color"], arrowprops={"arrowstyle": "->", "color": st["color"]}, zorder=6)
         if best_epoch:

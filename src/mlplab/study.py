@@ -407,7 +407,7 @@ def template_cells(params: dict) -> list:
             continue
         tags = [t.strip() for t in header.partition("tags=")[2].strip(" []").replace('"', "").split(",") if t.strip()]
         if "parameters" in tags:
-            body = "\n".join(f"{k} = {v!r}" for k, v in params.items())
+            body = parameters_source(params)
         cell = nbf.new_code_cell(body)
         if tags:
             cell.metadata["tags"] = tags
@@ -415,6 +415,11 @@ def template_cells(params: dict) -> list:
             cell.metadata["jupyter"] = {"source_hidden": True}
         cells.append(cell)
     return cells
+
+
+def parameters_source(params: dict) -> str:
+    """The source of the notebook's `parameters` cell: one `NAME = value` line per parameter."""
+    return "\n".join(f"{k} = {v!r}" for k, v in params.items())
 
 
 def build_notebook(params: dict):
@@ -639,7 +644,7 @@ def write_report(out: Path, store: Path, quick: bool, seeds: int | None, dev, mi
         nb = execute(nb, cwd=out)
         for cell in nb.cells:  # the hand-in names where its figures end up, not the private folder they were drawn in
             if "parameters" in cell.metadata.get("tags", []):
-                cell.source = "\n".join(f"{k} = {v!r}" for k, v in {**params, "FIGURES": "figures"}.items())
+                cell.source = parameters_source({**params, "FIGURES": "figures"})
         for f in sorted(drawing.iterdir()):
             os.chmod(f, 0o666 & ~current_umask())
             os.replace(f, figures / f.name)

@@ -550,9 +550,10 @@ say(depth_grid + analysis.sweep_claims(retuned_pts, "depth with the rate re-tune
 
 # %% tags=["hide-input"]
 def outcome_row(recs):  # a run without early stopping (patience 0) trains to a fixed budget by design
-    counts = [sum(analysis.outcome(r).kind == k for r in recs) for k in analysis.OUTCOMES]
+    outs = [analysis.outcome(r) for r in recs]
+    counts = [sum(o.kind == k for o in outs) for k in analysis.OUTCOMES]
     fixed = recs and not any(r["patience"] for r in recs)
-    little = sum(analysis.learned_little(r, analysis.outcome(r)) for r in recs)
+    little = sum(analysis.learned_little(r, o) for r, o in zip(recs, outs))
     return (counts[:1] + [f"{counts[1]} (fixed budget, no early stopping)" if fixed else counts[1]] + counts[2:]
             + [little or ""])
 

@@ -1106,6 +1106,7 @@ def export(store_path: str | Path, url: str, study_name: str | None = None) -> t
     (default: the store's file stem) at `url`, as trials with the settings that vary as parameters, the validation
     accuracy as value and per-epoch intermediate values. Trials already exported (same key) are skipped.
     Returns (added, skipped)."""
+    from mlplab.analysis import ending
     from mlplab.store import Store
 
     optuna = _optuna()
@@ -1117,8 +1118,6 @@ def export(store_path: str | Path, url: str, study_name: str | None = None) -> t
     study = optuna.create_study(storage=_open_storage(url), study_name=name, direction="maximize",
                                 load_if_exists=True)
     have = {t.user_attrs.get("key") for t in study.get_trials(deepcopy=False)}
-    from mlplab.analysis import ending
-
     varying = _varying(rows)
     dists = {k: _export_distribution([r.get(k) for r in rows]) for k in varying}
     new = []
@@ -1223,9 +1222,7 @@ def cmd_tune(args) -> int:
         s = run(spec, storage=url, device=args.device, backend=args.backend, address=args.address, threads=threads,
                 log=log, heartbeat=args.heartbeat, grace=max(GRACE_SECONDS, 3 * args.heartbeat),
                 deterministic=args.deterministic, progress=False if args.quiet else None)
-    except USER_ERRORS as e:
-        return _fail(f"tune: {e}")
-    except ConnectionError as e:  # a Ray cluster that cannot be reached (runner.start_ray says what to do)
+    except (*USER_ERRORS, ConnectionError) as e:  # ConnectionError: a Ray cluster that cannot be reached
         return _fail(f"tune: {e}")
     if args.json:
         print(json.dumps(_json_safe(s.to_dict())))
