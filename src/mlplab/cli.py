@@ -69,9 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--store", help="the result store (default OUT/study.sqlite)")
     s.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (default)")
     s.add_argument("--seeds", type=int,
-                   help="seeds per setting of the recipes, softmax regression, the learning rate and the seed "
-                        "grid (default 5; 2 with --quick); the other sweeps and the grids take at most 3 of them, "
-                        "the widest widths at most 2")
+                   help="seeds per setting of the recipes, softmax regression, the learning rate, the seed grid "
+                        "and the learning rate x init scale grid at 4 hidden layers (default 5; 2 with --quick); the "
+                        "other sweeps and grids take at most 3 of them, the widest widths at most 2")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     add_threads_argument(s)
     add_backend_arguments(s)
