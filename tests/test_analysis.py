@@ -337,6 +337,9 @@ def test_overfitting_is_called_only_beyond_the_noise_and_without_an_accuracy_gai
     f = claim.facts
     assert (f["n_over"], f["n_acc_up"], f["n_after"], f["n_runs"]) == (1, 1, 4, 5)
     assert claim.text.startswith("Of the 5 runs of the recipes, 4 trained on") and "In 1 of those" in claim.text
+    assert f["rises"] == [pytest.approx(0.05)] and f["acc_changes"] == [pytest.approx(-0.02)]
+    assert " (the rises are slight: 0.0500 nats of validation loss, with changes of -2.00 points" in claim.text
+    assert "slight" not in analysis.overfit_claim([(better, 1, 0.001)]).text  # none overfit: no sizes
 
 
 # -- the search comparison: made-up trials whose answers are known ----------------------------------------------------
@@ -361,6 +364,7 @@ def test_search_summary_counts_compute_once_per_population_and_picks_the_earlies
     assert (s["trials"], s["complete"], s["pruned"], s["failed"]) == (6, 3, 2, 1)
     assert s["model_epochs"] == 1 + 3 + 1 + 1 + 3 + 3
     assert s["seconds"] == pytest.approx(4.0 + 5.5)  # each population's longest trial: its wall time
+    assert s["populations"] == 2
     assert s["best_val"] == 0.97 and s["best_number"] == 5 and s["best_test"] is None
     tie = analysis.search_summary(_halving_like()[:5])
     assert tie["best_number"] == 1 and tie["best_test"] == 0.94  # a tie goes to the earlier trial, as tune.py does
@@ -687,6 +691,10 @@ def test_bottleneck_claim_reads_intervals_zeros_and_dead_units():
     assert c.facts["dead"] == [] and c.facts["n_zero"] == 0 and "never both 0" in c.text and "convex region" in c.text
     with pytest.raises(AssertionError):
         analysis.bottleneck_claim("k", 0, [[0.0, 1.0, 2.0]], [0], [0])
+    # the accuracy stored with the run (another precision) is said beside the float32 one, only when it differs
+    c = analysis.bottleneck_claim("k", 0, codes, pred, y, stored_acc=0.65, precision="bf16")
+    assert "scored in float32: 66.67% of the 6 validation images; the run stored 65.00%, measured under bf16" in c.text
+    assert "the run stored" not in analysis.bottleneck_claim("k", 0, codes, pred, y, stored_acc=4 / 6).text
 
 
 def test_a_shift_carried_by_budget_stopped_rows_is_said_to_hold_within_the_budget(tmp_path):

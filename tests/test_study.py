@@ -676,6 +676,7 @@ def _check_bottleneck(out, claim, records):
     assert f["acc"] == pytest.approx(sum(p == t for p, t in zip(pred, y)) / len(y))
     assert f["never"] == sorted(set(range(10)) - set(pred)) and f["n_pred"] == len(set(pred))
     assert f["dead"] == [j + 1 for j in range(h.shape[1]) if not bool(h[:, j].any())]
+    assert f["stored_acc"] == rec["val_accuracy"] and f["precision"] == rec["precision"]
     if f["width"] == 1:
         runs = [pred[j] for j in h[:, 0].argsort(stable=True).tolist()]  # the predictions in the order of h
         order = [d for i, d in enumerate(runs) if i == 0 or runs[i - 1] != d]
@@ -742,10 +743,40 @@ def _check_activations(claim, records):
     return True
 
 
+def _check_overfit(claim, records):
+    """The recipes' runs after their reported epoch (the history entry whose validation loss is the stored one),
+    each against its recipe's seed-to-seed SD of the reported validation loss: which overfit, and by how much."""
+    f = claim["facts"]
+    g = {}
+    for r in _experiment_of(records, "recipe"):
+        g.setdefault((r["optimizer"], r["lr"], r["momentum"], r["weight_decay"], r["init"], r["schedule"],
+                      r["label_smoothing"]), []).append(r)
+    after = up = 0
+    rises, changes = [], []
+    for rs in g.values():
+        sd = statistics.stdev(r["val_loss"] for r in rs) if len(rs) > 1 else 0.0
+        for r in rs:
+            h = r["history"]
+            e = next(i for i, x in enumerate(h) if x["val_loss"] == r["val_loss"])  # 0-based reported epoch
+            if e == len(h) - 1:
+                continue
+            after += 1
+            gain = h[-1]["val_accuracy"] - h[e]["val_accuracy"]
+            up += gain > 0
+            if h[-1]["train_loss"] < h[e]["train_loss"] and h[-1]["val_loss"] > h[e]["val_loss"] + sd and gain <= 0:
+                rises.append(h[-1]["val_loss"] - h[e]["val_loss"])
+                changes.append(gain)
+    assert (f["n_after"], f["n_acc_up"], f["n_over"]) == (after, up, len(rises))
+    assert sorted(f["rises"]) == pytest.approx(sorted(rises)) and sorted(f["acc_changes"]) == pytest.approx(
+        sorted(changes))
+    assert ("the rises are slight" in claim["text"]) == bool(rises)
+    return True
+
+
 CHECKS = {"activations": _check_activations, "narrowest": _check_narrowest, "recipe_parts": _check_recipe_parts,
           "sweep": _check_sweep,
           "retuned": _check_retuned, "depth": _check_depth, "anova": _check_anova, "recipe": _check_recipe,
-          "grid": _check_grid, "smoothing": _check_smoothing}
+          "grid": _check_grid, "smoothing": _check_smoothing, "overfit": _check_overfit}
 
 
 def test_every_claim_renders_to_its_sentence_and_its_facts_recompute_from_the_store(quick_study, records):

@@ -404,8 +404,9 @@ TEMPLATES = {
     "overfit": "Of the {n_runs} runs of the recipes, {n_after} trained on after their reported epoch. In {n_over} "
                "of those the training loss kept falling while the validation loss rose by more than its recipe's "
                "seed-to-seed spread (one standard deviation of the reported validation loss) and the validation "
-               "accuracy did not improve. In {n_acc_up}, the validation accuracy at the last epoch was higher than at "
-               "the reported one: stopping on validation loss is not stopping on accuracy.",
+               "accuracy at the last epoch was no higher than at the reported one{sizes_said}. In {n_acc_up}, the "
+               "validation accuracy at the last epoch was higher than at the reported one: stopping on validation "
+               "loss is not stopping on accuracy.",
     "confusions": "Seed {seed}'s most frequent confusions on the test set: {listed}; these three account for "
                   "{n_top} of its {n_errors} errors.",
     "neighbours": "By pixel distance, the nearest training image of each of the {n_hard} images that every seed "
@@ -417,21 +418,21 @@ TEMPLATES = {
                  "p {p:p}: {verdict}); {a_failed} of {a_n} runs failed at {a:vu}, {b_failed} of {b_n} at {b:vu}. The "
                  "narrowest width tried whose median beats {baseline_name} ({baseline:pct}) is {first_said}.",
     "bottleneck_1": "Seed {seed} of {width:vu} ({source_said}; scored in float32: {acc:pct} of the {n:,} "
-                    "validation images): {zero_said}The 10 logits are straight lines in h, so the prediction at "
-                    "each h is the top line there, and each digit gets at most one interval of h. From h = 0 upward "
-                    "this model predicts {order_said}: {n_pred} of the 10 digits{never_said}.",
-    "bottleneck_2": "Seed {seed} of {width:vu} ({source_said}; {acc:pct} of the validation images): "
+                    "validation images{stored_said}): {zero_said}The 10 logits are straight lines in h, so the "
+                    "prediction at each h is the top line there, and each digit gets at most one interval of h. From "
+                    "h = 0 upward this model predicts {order_said}: {n_pred} of the 10 digits{never_said}.",
+    "bottleneck_2": "Seed {seed} of {width:vu} ({source_said}; {acc:pct} of the validation images{stored_said}): "
                     "{zero_said}{rule_said}: it predicts {n_pred} of the 10 digits{never_said}.",
-    "findings": "Of the chosen recipe's {n_parts} parts, changed one at a time (section 3): {parts_short}. How "
-                "the best learning rate moves across each grid's rows: {interactions}. Randomness: {randomness}; "
+    "findings": "Of the chosen recipe's {n_parts} parts, changed one at a time (section 3): {parts_short}.\n- How "
+                "the best learning rate moves across each grid's rows: {interactions}.\n- Randomness: {randomness}; "
                 "the {n_anova} runs of one setting span {anova_min:pct} to {anova_max:pct} (standard deviation "
                 "{anova_sd:.2f} points: single runs must differ by {bar_1:.2f} points, means of 3 seeds by "
-                "{bar_3:.2f}, to be told apart). Zero initialization ends at a "
-                "median of {zero_val:pct}; {zero_one:of=zero_n,its} runs predict a single digit for every image. "
-                "Searching at equal compute: {search}.",
+                "{bar_3:.2f}, to be told apart).\n- Zero initialization ends at a "
+                "median of {zero_val:pct}; {zero_one:of=zero_n,its} runs predict a single digit for every image."
+                "\n- Searching at equal compute: {search}.",
     "ranking": "Over the whole range each sweep tried, ranked by the spread of median validation accuracy they "
                "cause (only sweeps with at least one value worse than the best beyond seed noise): {ranking}. "
-               "{share_said}"
+               "{share_said}\n- "
                "Leaving out the controls ({controls}) and every value whose median does not beat {baseline_name} "
                "({baseline:pct}), the ranking is {ranking_working}.{fragile_said}{bound_said}",
     "search_compute": "Each method could spend {budget} model-epochs ({rounds} rounds of {round_epochs}). The grid "
@@ -889,10 +890,12 @@ def narrowest_claim(points: list[Point], baseline: float, baseline_name: str, un
 
 
 def bottleneck_claim(key: str, seed: int, codes: list[list[float]], pred: list[int], y: list[int],
-                     stored: bool = True) -> Claim:
+                     stored: bool = True, stored_acc: float | None = None, precision: str = "fp32") -> Claim:
     """What a network with one or two hidden units does with them: codes (N, H) are each image's hidden values, pred
     and y (N,) its predicted and true digits. Facts: the accuracy, the images whose every hidden value is 0 (they all
-    get one prediction), the digits it predicts at all, and for one unit the order of its intervals along h."""
+    get one prediction), the digits it predicts at all, and for one unit the order of its intervals along h.
+    stored_acc: the validation accuracy stored with the run, measured in its `precision` (said beside the float32
+    one when the two differ, so that the two numbers a reader finds are reconciled)."""
     width, n = len(codes[0]), len(y)
     assert width in (1, 2), f"one or two hidden units, got {width}"
     zero = [i for i, c in enumerate(codes) if not any(c)]
@@ -915,10 +918,13 @@ def bottleneck_claim(key: str, seed: int, codes: list[list[float]], pred: list[i
     never = [d for d in range(N_CLASSES) if d not in predicted]
     facts = {"key": key, "seed": seed, "width": width, "unit": " units", "n": n, "stored": stored,
              "source_said": "its stored weights" if stored else "trained again here, as this store predates keeping "
-             "its weights",
+             "its weights", "stored_acc": stored_acc, "precision": precision,
              "acc": sum(p == t for p, t in zip(pred, y)) / n, "n_zero": len(zero), "zero_preds": zero_preds,
              "dead": [j + 1 for j in dead], "zero_said": said, "n_pred": len(predicted), "never": never,
              "never_said": f", never {_listed(never, 'or')}" if never else ""}
+    acc = facts["acc"]
+    facts["stored_said"] = (f"; the run stored {pct(stored_acc, 2)}, measured under {precision} autocast"
+                            if stored_acc is not None and round(stored_acc, 4) != round(acc, 4) else "")
     facts["rule_said"] = ("The output layer then predicts by intervals of that one number, as for 1 unit" if dead
                           else "With two numbers the output layer cuts the plane into at most one convex region per "
                           "digit (the top of 10 planes)")
@@ -1225,6 +1231,7 @@ def overfit_claim(runs: list[tuple[list[dict], int, float]]) -> Claim:
     by more than that noise and the validation accuracy did not improve; runs whose validation accuracy ended higher
     than at the reported epoch are counted too."""
     over = acc_up = ended = 0
+    rises, changes = [], []  # of the runs called overfit: the validation loss's rise (nats), accuracy's change
     for h, e, noise in runs:
         if not e or len(h) <= e:
             continue  # nothing trained after the reported epoch
@@ -1232,8 +1239,21 @@ def overfit_claim(runs: list[tuple[list[dict], int, float]]) -> Claim:
         rep, last = h[e - 1], h[-1]
         up = last["val_accuracy"] > rep["val_accuracy"]
         acc_up += up
-        over += last["train_loss"] < rep["train_loss"] and last["val_loss"] > rep["val_loss"] + noise and not up
-    return Claim("overfit", {"n_over": over, "n_acc_up": acc_up, "n_after": ended, "n_runs": len(runs)})
+        if last["train_loss"] < rep["train_loss"] and last["val_loss"] > rep["val_loss"] + noise and not up:
+            over += 1
+            rises.append(last["val_loss"] - rep["val_loss"])
+            changes.append(last["val_accuracy"] - rep["val_accuracy"])
+    # The sizes, so that a reader sees how slight the rises are (a few thousandths of a nat can be one here)
+    sizes_said = (f" (the rises are slight: {_range(rises, '.4f')} nats of validation loss, with changes of "
+                  f"{_range([100 * c for c in changes], '.2f')} points in validation accuracy)" if over else "")
+    return Claim("overfit", {"n_over": over, "n_acc_up": acc_up, "n_after": ended, "n_runs": len(runs),
+                             "rises": rises, "acc_changes": changes, "sizes_said": sizes_said})
+
+
+def _range(xs: list[float], spec: str) -> str:
+    """'a to b' over xs in the format spec (one value: just it)."""
+    lo, hi = (format(x, spec).replace("-0.00", "0.00") for x in (min(xs), max(xs)))  # no "-0.00"
+    return lo if lo == hi else f"{lo} to {hi}"
 
 
 def depth_signal_claim(act_std: dict[str, list[float]], grad_std: dict[str, list[float]], course: str) -> Claim:
@@ -1330,8 +1350,9 @@ def ranking_claim(sweeps: dict[str, list[Point]], controls: dict[str, list] | No
 
 def search_summary(trials: list[dict], seeds: int = 1) -> dict:
     """One search: trials that ended (complete, pruned, failed), model-epochs spent (epochs trained x seeds), seconds
-    (each population's wall time once: the longest of its trials'), and its best trial on validation (ties: the
-    earliest, as tune.py picks it) with that trial's test accuracy and setting (None without a complete trial)."""
+    (each population's wall time once: the longest of its trials') and the number of populations, and its best
+    trial on validation (ties: the earliest, as tune.py picks it) with that trial's test accuracy and setting (None
+    without a complete trial)."""
     ended = [t for t in trials if t["state"] in ("complete", "pruned", "fail")]
     done = [t for t in ended if t["state"] == "complete" and t["value"] is not None]
     b = max(done, key=lambda t: (t["value"], -t["number"])) if done else None
@@ -1342,6 +1363,7 @@ def search_summary(trials: list[dict], seeds: int = 1) -> dict:
     return {"trials": len(ended), "complete": len(done), "pruned": sum(t["state"] == "pruned" for t in ended),
             "failed": sum(t["state"] == "fail" for t in ended),
             "model_epochs": sum(t["epochs"] for t in ended) * seeds, "seconds": sum(pops.values()),
+            "populations": len(pops),
             "best_val": b["value"] if b else None, "best_test": b["test_accuracy"] if b else None,
             "best_params": dict(b["params"]) if b else {}, "best_number": b["number"] if b else None}
 

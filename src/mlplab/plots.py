@@ -180,7 +180,7 @@ def heatmap(rows: list, cols: list, cells: list[list[Point]], row_name: str, col
             label = "div." if 2 * k.count("diverged") > len(k) else f"{100 * c.median:.{digits}f}"
             shade = (math.log(m[i, j]) - math.log(lo)) / max(math.log(hi) - math.log(lo), 1e-9)
             ax.text(j, i, label + (f"\n{marks}" if marks else ""), ha="center",
-                    va="center", fontsize=7.5, color="white" if shade > 0.55 else "black")
+                    va="center", fontsize=8, color="white" if shade > 0.55 else "black")
     flat = [c for row in cells for c in row if c.records]
     b = best(flat) if box_best else None
     if b is not None:
@@ -323,7 +323,7 @@ def image_grid(images: np.ndarray, captions: list[str], title: str, cols: int = 
         ax.grid(False)
         if k < len(images):
             ax.imshow(images[k].reshape(28, 28), cmap="gray_r", vmin=0, vmax=255)
-            ax.set_title(captions[k], fontsize=7.5)
+            ax.set_title(captions[k], fontsize=8)
         else:
             ax.axis("off")
     fig.suptitle(title, fontsize=9 if cols <= 4 else None)  # a narrow grid: a long title would run off the figure
@@ -335,10 +335,12 @@ def confusion(cm: np.ndarray, title: str):
     off = cm.astype(float).copy()
     np.fill_diagonal(off, np.nan)
     im = ax.imshow(off, cmap="viridis")
-    for i in range(10):
+    for i in range(10):  # the diagonal (correct predictions) on light grey, apart from the colour scale
+        ax.add_patch(plt.Rectangle((i - 0.5, i - 0.5), 1, 1, color="0.88", zorder=2))
         for j in range(10):
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7,
-                    color="gray" if i == j else ("black" if off[i, j] > np.nanmax(off) / 2 else "white"))
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8, zorder=3,
+                    fontweight="bold" if i == j else "normal",
+                    color="black" if i == j or off[i, j] > np.nanmax(off) / 2 else "white")
     ax.set_xticks(range(10))
     ax.set_yticks(range(10))
     ax.set_xlabel("predicted digit")

@@ -10,7 +10,10 @@
 # cross-entropy and the optimizers are written by hand (autograd gives the gradients); nothing comes from
 # `torch.nn` or `torch.optim`. The experiments were trained beforehand, many models at once, into a result store;
 # the cells below read that store, and every result in the text is computed from it (the settings, such as
-# learning rates and budgets, are the study's own choices, written where they are described).
+# learning rates and budgets, are the study's own choices, written where they are described). The store is the
+# file that `STORE` names in the parameter cell below (`study.sqlite` beside this notebook, unless `mlplab study`
+# was given `--store`): hand it in with the notebook, since without it the numbers can be neither checked nor
+# recomputed.
 #
 # **Contents**
 # 1. [The data and the protocol](#s1)
@@ -77,11 +80,12 @@ def show(fig, name):
     plots.plt.close(fig)
 
 
-def say(claims, lead="**Observations.** ", after=""):
-    """Show claims as one paragraph; their facts travel in the output's metadata (read by the tests)."""
+def say(claims, lead="**Observations.** ", after="", bullets=False):
+    """Show claims as one paragraph, or with `bullets` as a list, one item per claim (a claim's text may hold
+    further items); their facts travel in the output's metadata (read by the tests)."""
     CLAIMS.extend(claims)
-    display(Markdown(lead + " ".join(c.text for c in claims) + after),
-            metadata={"mlplab_claims": [c.as_dict() for c in claims]})
+    text = "\n\n" + "\n".join("- " + c.text for c in claims) if bullets else " ".join(c.text for c in claims)
+    display(Markdown(lead + text + after), metadata={"mlplab_claims": [c.as_dict() for c in claims]})
 
 
 def table(header, rows):
@@ -450,8 +454,9 @@ for c, ((w,), stored) in zip(narrow_cfgs, narrow_got):
     with torch.no_grad():
         codes = mlplab.mlp.hidden_features(w, XV, c.activation)[0]  # (N, H)
         pred = (codes @ w["w1"][0] + w["b1"][0]).argmax(-1)  # (N,)
+    rec = next(r for r in RECORDS if r["key"] == trial_key(c))
     narrow_claims.append(analysis.bottleneck_claim(trial_key(c), c.seed, codes.tolist(), pred.tolist(), YV.tolist(),
-                                                   stored))
+                                                   stored, analysis.val_accuracy(rec), c.precision))
     narrow_models.append({"codes": codes.numpy(), "y": YV.numpy(), "pred": pred.numpy(), "w": w["w1"][0].numpy(),
                           "b": w["b1"][0].numpy(),
                           "label": f"{c.hidden[0]} hidden unit{'s' if c.hidden[0] > 1 else ''}: "
@@ -736,17 +741,21 @@ display(Markdown(
     f"{', '.join(fmt_value(v) for v in lattice['momentum']['choice'])}), {s0.spec['tune']['max_epochs']} epochs per "
     f"trial, {s0.rounds} rounds of {s0.round_epochs} model-epochs per method; a halving round starts "
     f"{halving['per_round']} trials and keeps the best 1/{halving['eta']} at each rung. Seconds are each "
-    "population's training wall time (including evaluation), summed."))
+    "population's training wall time (including evaluation), summed. They are not a measure of the methods: they "
+    "depend on how many populations a method's trials were grouped into (a population of many models costs less "
+    "per model than several small ones), and on whatever else the machine was doing. The methods are compared at "
+    "equal model-epochs."))
 
 
 def setting_text(params):
     return ", ".join(f"{'learning rate' if k == 'lr' else k} {fmt_value(v)}" for k, v in sorted(params.items()))
 
 
-table(["method", "trials (complete / pruned / failed)", "model-epochs", "seconds", "best val. accuracy",
+table(["method", "trials (complete / pruned / failed)", "model-epochs", "seconds (populations)", "best val. accuracy",
        "its test accuracy", "best setting"],
       [[s.title, f"{v['trials']} ({v['complete']} / {v['pruned']} / {v['failed']})", v["model_epochs"],
-        f"{v['seconds']:.0f}", pct(v["best_val"], 2), pct(v["best_test"], 2), setting_text(v["best_params"])]
+        f"{v['seconds']:.0f} ({v['populations']})", pct(v["best_val"], 2), pct(v["best_test"], 2),
+        setting_text(v["best_params"])]
        for s, v in ((SEARCHES[m], S_SUM[m]) for m in SEARCHES)])
 noise_recs = REC["search_noise"]
 noise_vals = [analysis.val_accuracy(r) for r in noise_recs]
@@ -957,11 +966,11 @@ for n in SWEEPS:
                    f"{100 * s:.1f}" + ("" if measurable else " (within noise)"), outcome_counts(pts)])
 table(["sweep", "best on validation", "its median val. accuracy", "spread of medians (points)",
        "converged / budget / collapsed / diverged"], rows_s)
-say([ranking, analysis.recipe_claim(RP, "recipe", short=True)], lead="**Summary.** ")
+say([analysis.recipe_claim(RP, "recipe", short=True), ranking], lead="**Summary.**", bullets=True)
 trends = {IN_SUMMARY.get(n, GRIDS[n][2]): next(c for c in grid_claims[n] if c.kind == "grid_trend") for n in GRIDS}
 trends["depth"] = next(c for c in depth_grid if c.kind == "grid_trend")
 say([analysis.findings_claim(trends, anova, zero_claims[1], one_class_claim, search_said, parts_claim)],
-    lead="**Beyond the ranking.** ")
+    lead="**Beyond the ranking.**", bullets=True)
 
 # %% [markdown]
 # <a id="s13"></a>
