@@ -7,6 +7,8 @@ grid, and population-based training against the best fixed member.
     python benchmarks/tune.py --only optuna --space fixed --repeats 5 --refit 5   # and each pick retrained 5 times
     python benchmarks/tune.py --only optuna --space fixed --repeats 5 --per-round 8 --startup-trials 5   # Optuna's
                                                                # pruning rule (5 completed first), rounds of 8
+    python benchmarks/tune.py --only optuna --space fixed --repeats 5 --refill   # [tune] refill: one population of
+                                                               # 16 trials, a new trial as soon as one ends
     python benchmarks/tune.py --only halving --halving-seeds 3             # 3 models per grid point
     python benchmarks/tune.py --quick                          # tiny settings on 2,000 images (a smoke run)
 
@@ -55,10 +57,12 @@ from mlplab.data import Splits, load_mnist, make_splits
 FIXED = {"lr": {"loguniform": [1e-3, 1.0]}, "momentum": {"uniform": [0.0, 0.99]},
          "weight_decay": {"loguniform": [1e-6, 1e-2]}}
 WIDTH = {**FIXED, "width": {"int": [4, 128], "log": True}}
-FULL = {"trials": 64, "epochs": 3, "per_round": 16, "startup_trials": 0, "width": 64, "batch_size": 128,
+FULL = {"trials": 64, "epochs": 3, "per_round": 16, "startup_trials": 0, "refill": False, "width": 64,
+        "batch_size": 128,
         "grid_lr": 9, "grid_momentum": [0.0, 0.5, 0.9], "grid_epochs": 9,
         "pbt_members": 16, "pbt_width": 512, "pbt_epochs": 20, "pbt_seeds": 3, "pbt_interval": 2}
-QUICK = {"trials": 6, "epochs": 2, "per_round": 6, "startup_trials": 0, "width": 16, "batch_size": 200,
+QUICK = {"trials": 6, "epochs": 2, "per_round": 6, "startup_trials": 0, "refill": False, "width": 16,
+         "batch_size": 200,
          "grid_lr": 3, "grid_momentum": [0.0, 0.9], "grid_epochs": 3,
          "pbt_members": 4, "pbt_width": 16, "pbt_epochs": 2, "pbt_seeds": 2, "pbt_interval": 1}
 
@@ -78,7 +82,8 @@ def run_mlplab(search: dict, s: dict, splits, url: str, name: str, seed: int = 0
     spec = {"base": {"hidden": [s["width"]], "batch_size": s["batch_size"], "init": "kaiming_uniform"},
             "search": search,
             "tune": {"trials": s["trials"], "per_round": s["per_round"], "sampler": "tpe", "pruner": "median",
-                     "max_epochs": s["epochs"], "startup_trials": s["startup_trials"], "name": name, "seed": seed}}
+                     "max_epochs": s["epochs"], "startup_trials": s["startup_trials"], "name": name, "seed": seed,
+                     "refill": s.get("refill", False)}}
     t = time.perf_counter()
     summary = tune.run(spec, storage=url, splits=splits, device="cpu", progress=False)
     seconds = time.perf_counter() - t
@@ -267,9 +272,11 @@ def report(results: dict) -> None:
     if "optuna" in results:
         for space, r in results["optuna"].items():
             st = results["settings"]
-            print(f"mlplab tune vs Optuna + torch.nn, space {space!r} (mlplab: rounds of {st['per_round']}, "
-                  + (f"no pruning before {st['startup_trials']} trials completed):" if st["startup_trials"]
-                     else "a round's trials each other's peers from the first round):"))
+            how = (f"refill, {st['per_round']} trials at a time, Optuna's median rule" if st.get("refill") else
+                   f"rounds of {st['per_round']}, " + (f"no pruning before {st['startup_trials']} trials completed"
+                                                       if st["startup_trials"] else
+                                                       "a round's trials each other's peers from the first round"))
+            print(f"mlplab tune vs Optuna + torch.nn, space {space!r} (mlplab: {how}):")
             for run in r["runs"]:
                 print(f" sampler seed {run['seed']}:")
                 print(row("mlplab tune", run["mlplab"]))
@@ -334,6 +341,9 @@ def main(argv=None) -> int:
     p.add_argument("--startup-trials", type=int, default=0, metavar="K",
                    help="optuna: mlplab's median pruner prunes nothing before K trials completed, as Optuna's own "
                         "loop with K = 5 (default 0: a round's trials are each other's peers from the first round)")
+    p.add_argument("--refill", action="store_true",
+                   help="optuna: mlplab's [tune] refill (one population of --per-round trials, a new trial as soon "
+                        "as one ends; the fixed space only)")
     p.add_argument("--out", help="folder for the Optuna storages (default: a temporary folder)")
     p.add_argument("--json", metavar="PATH", help="write every number to this JSON file")
     args = p.parse_args(argv)
@@ -344,7 +354,9 @@ def main(argv=None) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # not a line per trial
     if args.threads:
         torch.set_num_threads(args.threads)
-    s = {**(QUICK if args.quick else FULL), "startup_trials": args.startup_trials}
+    if args.refill and "width" in (args.space or ("fixed", "width")):
+        p.error("--refill keeps every trial in one population: add --space fixed (the width space varies the shape)")
+    s = {**(QUICK if args.quick else FULL), "startup_trials": args.startup_trials, "refill": args.refill}
     if args.per_round is not None:
         s["per_round"] = args.per_round
     splits = small_splits() if args.quick else make_splits(load_mnist())

@@ -170,3 +170,56 @@ def test_a_collapsed_model_is_told_apart(small_splits):
 def test_patience_needs_a_validation_split():
     with pytest.raises(ValueError, match="val_size"):
         TrainConfig(patience=2, val_size=0)
+
+
+def _sgd_rich_configs():
+    """_rich_configs with SGD and momentum (Adam's step count is shared, so Adam models cannot join a trained one)."""
+    return [c.replace(optimizer="sgd", momentum=0.9, lr=0.05 if c.lr == 2e-3 else 0.02) for c in _rich_configs()]
+
+
+def _create(configs, ids, X, splits=None):
+    return Population.create(configs, layer_sizes(X.shape[1], configs[0].hidden, 10), torch.device("cpu"), ids=ids)
+
+
+def test_models_that_join_a_trained_population_train_as_they_would_alone(small_splits):
+    """Two models train an epoch; two fresh ones join: one with a data-order stream of its own, one reading the
+    stream of a model already there from where it is. After one more epoch every model matches its reference to
+    TOL: the first two trained 2 epochs as a population of their own; each joiner trained 1 epoch alone (the second
+    after its stream was advanced by one epoch). Parts only one side used (hidden dropout, EMA, input dropout,
+    noise, max-norm) are filled in without changing the other side's numbers."""
+    from mlplab import data as data_mod
+
+    c = _sgd_rich_configs()
+    X, Y = to_tensors(small_splits.train_x, small_splits.train_y, "cpu")
+    plan = EpochPlan.of(c[0], len(X))
+    pop = _create([c[0], c[3]], [0, 3], X)
+    pop.train_epoch(X, Y, plan)
+    joined = pop.join(_create([c[1], c[2]], [1, 2], X))
+    assert joined.ids == [0, 1, 3, 2] and [x.order_seed for x in joined.configs] == [0, 1, 5, 5]
+    assert joined.step == pop.step and joined.order_gens[5] is pop.order_gens[5]
+    assert joined.hp["noise"].flatten().tolist() == pytest.approx([0.0, 0.0, 0.0, 0.1])
+    assert torch.isinf(joined.cap.flatten()[[0, 2, 3]]).all() and joined.cap.flatten()[1] == 2.0
+    joined.train_epoch(X, Y, plan)
+    first = _create([c[0], c[3]], [0, 3], X)
+    for _ in range(2):
+        first.train_epoch(X, Y, plan)
+    fresh = _create([c[1]], [1], X)
+    fresh.train_epoch(X, Y, plan)
+    late = _create([c[2]], [2], X)
+    data_mod.epoch_order(len(X), late.order_gens[5])  # where the stream stood when it joined
+    late.train_epoch(X, Y, plan)
+    for ref, rows in ((first, [0, 2]), (fresh, [1]), (late, [3])):
+        for k in ref.params:
+            torch.testing.assert_close(joined.params[k][rows], ref.params[k], **TOL)
+            torch.testing.assert_close(joined.opt_state["buf"][k][rows], ref.opt_state["buf"][k], **TOL)
+        torch.testing.assert_close(joined.evaluated()["w0"][rows], ref.evaluated()["w0"], **TOL)
+
+
+def test_adam_models_that_took_different_step_counts_cannot_join(small_splits):
+    c = _rich_configs()
+    X, Y = to_tensors(small_splits.train_x, small_splits.train_y, "cpu")
+    pop = _create(c[:2], [0, 1], X)
+    pop.train_epoch(X, Y, EpochPlan.of(c[0], len(X)))
+    with pytest.raises(ValueError, match="Adam's step count t is shared"):
+        pop.join(_create(c[2:], [2, 3], X))
+    assert _create(c[:2], [0, 1], X).join(_create(c[2:], [2, 3], X)).size == 4  # untrained: the same t

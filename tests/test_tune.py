@@ -104,13 +104,21 @@ seeds = 2
     ({"tune": {"startup_trials": -1}}, "startup_trials must be an integer >= 0"),
     ({"tune": {"pruner": "halving", "startup_trials": 5}}, "startup_trials applies to pruner 'median' only"),
     ({"tune": {"sampler": "grid", "trials": 4}}, "needs every [search] entry to be a choice"),
+    ({"tune": {"refill": 1}}, "refill must be true or false"),
+    ({"tune": {"refill": True, "pruner": "halving"}}, "pruner 'halving' needs the trials of a round"),
+    ({"tune": {"refill": True, "pruner": "none", "scheduler": "pbt"}}, "scheduler 'pbt' needs the trials"),
+    ({"tune": {"refill": True}, "search": {"width": {"int": [4, 8]}}}, "but [search] varies width; set refill"),
+    ({"tune": {"refill": True}, "base": {"optimizer": "adam"}}, "Adam's step count is shared by a population"),
+    ({"tune": {"refill": True}, "base": {"schedule": "cosine"}}, "a learning-rate schedule or warm-up"),
+    ({"tune": {"refill": True}, "search": {"ema": {"uniform": [0, 0.9]}}}, "the weight average's warm-up"),
     ({"tune": {"per-round": 4}}, "unknown key(s) ['per-round'] in [tune]"),
     ({"extra": {}}, "unknown section(s) ['extra']"),
 ])
 def test_bad_specs_are_one_line_errors(tmp_path, capsys, change, message):
     doc = _spec()
     for section, value in change.items():
-        doc[section] = value if section in ("search", "extra") else {**doc[section], **value}
+        doc[section] = value if section == "extra" or (section == "search" and not value.keys() - {"lr"}) else {
+            **doc[section], **value}
     with pytest.raises(ValueError) as e:
         tune.TuneSpec.from_dict(doc)
     assert message in str(e.value) and "\n" not in str(e.value)
@@ -257,6 +265,73 @@ def test_survivors_equal_a_run_without_the_pruned(halving, small_splits):
     results = train_population(configs, splits=small_splits, device="cpu", progress=False)
     for t, r in zip(kept, results):
         _history_close(t.user_attrs["history"], r.history[:t.user_attrs["epochs"]])
+
+
+def _alone(config: TrainConfig, splits, skip: int, epochs: int) -> list[dict]:
+    """`config` trained alone (M = 1) for `epochs`, its data-order stream first advanced by `skip` epochs: a trial
+    that joined a refilled population after `skip` of its epochs reads the stream from there."""
+    from mlplab import data as data_mod
+
+    w = tune.PopulationWorker([config], [0], splits, "cpu")
+    for g in w.pop.order_gens.values():
+        for _ in range(skip):
+            data_mod.epoch_order(len(w.X), g)
+    return [w.epoch()["rows"][0] for _ in range(epochs)]
+
+
+def test_refill_keeps_one_population_full_and_each_trial_trains_as_alone(small_splits, tmp_path):
+    """[tune] refill: 8 trials, at most 3 at a time; about half draw a learning rate that diverges in the first
+    epoch, so trials end at different epochs and new ones join the running population. Every trial's numbers are
+    those of its model trained alone, with the data-order stream advanced to where it joined."""
+    url = f"sqlite:///{tmp_path / 'r.sqlite3'}"
+    spec = {"base": {**BASE, "activation": "identity"}, "search": {"lr": {"choice": [0.05, 0.2, 1e5]}},  # 1e5:
+            "tune": {"sampler": "random", "trials": 8, "per_round": 3, "pruner": "none", "max_epochs": 3,
+                     "refill": True, "name": "refill"}}  # overflows (a ReLU net would collapse, finite)
+    lines = []
+    summary = tune.run(spec, storage=url, splits=small_splits, device="cpu", log=lines.append)
+    trials = _study(url, "refill").get_trials()
+    assert len(trials) == 8 and summary.trials == 8 and summary.ran == 8 and summary.rounds == 1
+    diverged = [t for t in trials if t.user_attrs["outcome"] == "diverged"]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert diverged and len(diverged) + len(complete) == 8
+    assert all(t.params["lr"] == 1e5 and t.user_attrs["diverged_at"]["epoch"] == 1 for t in diverged)
+    assert max(t.user_attrs["population_size"] for t in trials) <= 3
+    assert any(t.user_attrs["joined_epoch"] > 0 for t in trials)  # some joined a population that had trained
+    assert summary.model_epochs == sum(t.user_attrs["epochs"] for t in trials)
+    assert "up to 3 trial(s) at a time in one population" in lines[0] and "8 trial(s)" in lines[-1]
+    for t in complete:
+        config = TrainConfig.from_dict(t.user_attrs["config"])
+        _history_close(t.user_attrs["history"], _alone(config, small_splits, t.user_attrs["joined_epoch"], 3))
+        assert [t.intermediate_values[e] for e in (1, 2, 3)] == [h["val_accuracy"] for h in t.user_attrs["history"]]
+    # a rerun resumes: nothing left to do
+    assert tune.run(spec, storage=url, splits=small_splits, device="cpu").ran == 0
+
+
+def test_refill_prunes_with_optunas_own_median_rule(small_splits, tmp_path):
+    """With refill the median pruner is Optuna's rule as in its own loop: after each epoch a trial stops exactly when
+    its best value so far is below the median of the completed trials' values at that epoch, once 5 have completed
+    (the completed trials: those that ended at an earlier epoch of the population, read from where each joined)."""
+    import numpy as np
+
+    url = f"sqlite:///{tmp_path / 'm.sqlite3'}"
+    tune.run(_spec(trials=14, per_round=3, pruner="median", max_epochs=3, refill=True, name="m"), storage=url,
+             splits=small_splits, device="cpu")
+    trials = _study(url, "m").get_trials()
+
+    def at(t, epoch):  # when (population, its epoch) the trial's `epoch` ended
+        return int(t.user_attrs["population"].rsplit("-", 1)[1]), t.user_attrs["joined_epoch"] + epoch
+
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    assert pruned and len(complete) + len(pruned) == 14
+    for t in complete + pruned:
+        for epoch in range(1, t.user_attrs["epochs"] + (t.state == TrialState.PRUNED)):
+            if epoch == 3:
+                break
+            peers = [o.intermediate_values[epoch] for o in complete if at(o, 3) < at(t, epoch)]
+            best = max(v for e, v in t.intermediate_values.items() if e <= epoch)
+            stopped = t.state == TrialState.PRUNED and t.user_attrs["epochs"] == epoch
+            assert stopped == (len(peers) >= 5 and best < np.median(peers)), (t.number, epoch, best, peers)
 
 
 def test_trials_carry_their_provenance_and_test_accuracy_is_never_the_objective(halving):

@@ -131,6 +131,71 @@ class Population:
         Parameters become new leaves; generators move over as they are (they keep their place in their streams)."""
         idx = sorted(indices)
         assert len(set(idx)) == len(idx) and all(0 <= i < self.size for i in idx), f"bad indices {indices}"
+        return self._rows(idx)
+
+    def join(self, other: Population) -> Population:
+        """This population with `other`'s models added (a refill: fresh models join one that has trained a while).
+
+        Both must share SHARED_FIELDS. The result keeps the models sorted by data-order seed, and this population's
+        step count and data-order generators: a joining model whose order seed is here already reads that stream
+        from where it is, not from its start. A per-model part only one side uses is filled in for the other side
+        with what leaves its models' numbers unchanged (a dropout or noise rate of 0, no max-norm cap, an average
+        equal to the weights). Adam's step count is shared by a population, so models that have taken different
+        numbers of Adam steps cannot join (ValueError)."""
+        configs = self.configs + other.configs
+        check_compatible(configs)
+        if "t" in self.opt_state and self.opt_state["t"] != other.opt_state["t"]:
+            raise ValueError(f"models that took {other.opt_state['t']} Adam steps cannot join a population that took "
+                             f"{self.opt_state['t']}: Adam's step count t is shared by a population")
+        dev, pops = self.alive.device, (self, other)
+
+        def cat(parts):  # {name: (M_i, ...)} per side -> {name: (M, ...)}
+            return {k: torch.cat([p[k].detach() for p in parts]) for k in parts[0]}
+
+        def both(get, fill):  # a per-model dict that one side may lack (None): fill that side in
+            if all(get(p) is None for p in pops):
+                return None
+            return cat([get(p) if get(p) is not None else fill(p) for p in pops])
+
+        def hp(name):
+            a, b = self.hp[name], other.hp[name]
+            if not isinstance(a, Tensor) and not isinstance(b, Tensor) and a == b:
+                return a  # a term off (0.0) in every model stays a plain float
+            return torch.cat([v if isinstance(v, Tensor) else torch.full((p.size, 1, 1), float(v), device=dev)
+                              for v, p in zip((a, b), pops)])
+
+        state = {k: (cat([p.opt_state[k] for p in pops]) if isinstance(v, dict) else v)
+                 for k, v in self.opt_state.items()}
+        gens = {stream: None if all(p.gens[stream] is None for p in pops) else
+                [g for p in pops for g in (p.gens[stream] if p.gens[stream] is not None else
+                                           reg.stream_generators([c.seed for c in p.configs], dev, stream))]
+                for stream in self.gens}
+        caps = [p.cap if p.cap is not None else torch.full((p.size, 1, 1), math.inf, device=dev) for p in pops]
+        joined = replace(
+            self,
+            configs=configs,
+            ids=self.ids + other.ids,
+            params={k: v.requires_grad_(True) for k, v in cat([p.params for p in pops]).items()},
+            opt_state=state,
+            stats=cat([p.stats for p in pops]) if self.stats else {},
+            ema=both(lambda p: p.ema, lambda p: {k: v.detach().clone() for k, v in p.params.items()}),
+            hp={name: hp(name) for name in self.hp},
+            cap=None if self.cap is None and other.cap is None else torch.cat(caps),
+            gens=gens,
+            order_gens=dict(sorted({**other.order_gens, **self.order_gens}.items())),
+            alive=torch.cat([self.alive, other.alive]),
+            all_alive=self.all_alive and other.all_alive,
+            died_at=torch.cat([self.died_at, other.died_at]),
+            best_loss=self.best_loss + other.best_loss,
+            best_epoch=self.best_epoch + other.best_epoch,
+            bad_epochs=self.bad_epochs + other.bad_epochs,
+            best=both(lambda p: p.best, lambda p: {k: v.detach().clone() for k, v in p.evaluated().items()}),
+        )
+        order = sorted(range(joined.size), key=lambda i: configs[i].order_seed)  # stable: a stream's models stay
+        return joined if order == list(range(joined.size)) else joined._rows(order)  # in their order
+
+    def _rows(self, idx: list[int]) -> Population:
+        """The population of models idx, in that order (every per-model tensor indexed along M)."""
         dev = self.alive.device
         at = torch.tensor(idx, dtype=torch.long, device=dev)
         alive = self.alive.index_select(0, at)

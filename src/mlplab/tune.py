@@ -22,6 +22,7 @@ The spec (TOML):
     scheduler = "none"   # none | pbt (population-based training; with pruner "none")
     max_epochs = 3
     seeds = 1            # models per trial (seeds 0..seeds-1); a trial's value is their mean val accuracy
+    refill = false       # true: no rounds; one population of per_round trials, a new trial as soon as one ends
 
 Each round asks `per_round` trials, groups the compatible ones into populations (planner.plan), and trains every
 population of the round epoch by epoch. After each epoch every trial reports its validation accuracy (the mean over
@@ -29,6 +30,8 @@ its seeds) to Optuna; the models of trials that the pruner stops leave their pop
 Optuna is told each trial's end: complete (value: validation accuracy after max_epochs), pruned, or failed when a
 model diverged. Test accuracy is only a user attribute, never the objective. The driver alone talks to the
 storage; with the Ray backend each population lives in a Ray actor that trains when the driver says so.
+With `refill = true` there are no rounds: as soon as trials end, new ones are asked and join the one running
+population (`Population.join`), and the median pruner is Optuna's own rule (`_stream`).
 
 From Python (what the study calls; `splits` replaces the MNIST splits, e.g. a small subset in tests):
 
@@ -61,7 +64,7 @@ from mlplab import pbt as pbt_mod
 from mlplab.config import TrainConfig
 from mlplab.device import arithmetic, keep_freed_memory, matmul_precision, resolve_device, synchronize
 from mlplab.mlp import layer_sizes
-from mlplab.population import EpochPlan, Population
+from mlplab.population import SHARED_FIELDS, EpochPlan, Population
 from mlplab.sweep import DERIVED_AXES, make_config, read_spec
 from mlplab.train import _json_safe, progress_bar
 
@@ -70,7 +73,10 @@ PRUNERS = ("none", "median", "halving", "hyperband")
 SCHEDULERS = ("none", "pbt")
 KINDS = ("loguniform", "uniform", "int", "choice")  # the distributions a [search] entry may name
 TUNE_KEYS = ("trials", "per_round", "sampler", "pruner", "scheduler", "max_epochs", "seeds", "seed", "eta",
-             "min_epochs", "startup_trials", "pbt_interval", "pbt_fraction", "name")
+             "min_epochs", "startup_trials", "refill", "pbt_interval", "pbt_fraction", "name")
+# Keys added after studies were made without them: at these values a study's identity leaves them out, so that an
+# older study still resumes.
+LATER_DEFAULTS = {"startup_trials": 0, "refill": False}
 # Set by the tune itself, not by [base] or [search]: the epochs (max_epochs), the seeds ([tune] seeds), and early
 # stopping, which the pruner replaces.
 NOT_SEARCHED = ("epochs", "seed", "data_seed", "patience", "min_delta", "hidden")
@@ -97,6 +103,7 @@ class TuneSpec:
     eta: int = 3  # halving and hyperband: keep 1/eta at each rung
     min_epochs: int = 1  # halving and hyperband: epochs before the first rung
     startup_trials: int = 0  # median: prune nothing before this many trials completed (0: a round's peers count)
+    refill: bool = False  # one population of per_round trials at most, a new trial asked as soon as one ends
     pbt_interval: int = 1  # pbt: epochs between exploit steps
     pbt_fraction: float = 0.25  # pbt: the bottom fraction copies the top fraction
     name: str = "tune"  # the Optuna study name
@@ -124,6 +131,12 @@ class TuneSpec:
         if self.scheduler == "pbt" and self.pruner != "none":
             raise ValueError(f"{where}: scheduler 'pbt' replaces the bottom members instead of stopping them; set "
                              f"[tune] pruner = 'none' (got {self.pruner!r})")
+        if not isinstance(self.refill, bool):
+            raise ValueError(f"{where}: [tune] refill must be true or false, got {self.refill!r}")
+        if self.refill and (self.pruner == "halving" or self.scheduler == "pbt"):
+            what = "pruner 'halving'" if self.pruner == "halving" else "scheduler 'pbt'"
+            raise ValueError(f"{where}: [tune] refill starts each trial when another ends, but {what} needs the "
+                             "trials of a round to reach each epoch together; set refill = false")
         if not isinstance(self.name, str) or not self.name.strip():
             raise ValueError(f"{where}: [tune] name must be a non-empty string, got {self.name!r}")
         if not isinstance(self.base, dict) or not isinstance(self.search, dict):
@@ -164,12 +177,35 @@ class TuneSpec:
             raise ValueError(f"{where}: [base]: {e}") from None
         if c.val_size == 0:
             raise ValueError(f"{where}: the tune maximizes the validation accuracy: [base] val_size must be > 0")
+        if self.refill:
+            self._check_refill(c)
         for key, entry in search.items():  # every end of every range must make a valid config
             for value in _corners(entry):
                 try:
                     self.config({key: value})
                 except ValueError as e:
                     raise ValueError(f"{where}: [search] {key} = {value!r}: {e}") from None
+
+    def _check_refill(self, c: TrainConfig) -> None:
+        """With refill every trial joins one population that has trained a while: the trials must be able to share
+        it (no searched field that a population shares), and nothing may follow the population's step count in
+        place of the model's own (Adam's bias correction, a learning-rate schedule, the weight average's ramp)."""
+        where = self.source
+        shared = sorted(k for k in self.search if k in SHARED_FIELDS or k in DERIVED_AXES)
+        if shared:
+            raise ValueError(f"{where}: [tune] refill keeps every trial in one population, so the trials must share "
+                             f"its shape and settings, but [search] varies {', '.join(shared)}; set refill = false "
+                             "(rounds group the trials by shape)")
+        reasons = [why for bad, why in (
+            (c.optimizer != "sgd", f"optimizer {c.optimizer!r}: Adam's step count is shared by a population"),
+            (c.schedule != "constant" or c.warmup_steps > 0, "a learning-rate schedule or warm-up: it follows the "
+             "population's step count"),
+            (c.ema > 0 or "ema" in self.search, "ema: the weight average's warm-up follows the population's step "
+             "count")) if bad]
+        if reasons:
+            raise ValueError(f"{where}: [tune] refill: a trial joins a population that has trained a while, which "
+                             f"{reasons[0]}, not the trial's own; use optimizer 'sgd' with a constant learning rate "
+                             "and no ema, or set refill = false")
 
     @classmethod
     def from_toml(cls, path: str | Path) -> TuneSpec:
@@ -199,8 +235,9 @@ class TuneSpec:
         """What must match for a rerun to resume a study: everything but the trial count."""
         d = self.to_dict()
         d["tune"].pop("trials")
-        if d["tune"]["startup_trials"] == 0:  # the default, as in studies made before the key existed
-            del d["tune"]["startup_trials"]
+        for key, default in LATER_DEFAULTS.items():  # as in studies made before the key existed
+            if d["tune"][key] == default:
+                del d["tune"][key]
         return d
 
     def config(self, params: dict, seed: int = 0) -> TrainConfig:
@@ -546,11 +583,22 @@ class PopulationWorker:
         c0 = configs[0]
         if splits is not None:
             data_mod.check_batch_size(c0.batch_size, splits)
-        order = sorted(range(len(configs)), key=lambda i: configs[i].order_seed)
-        sizes = layer_sizes(self.X.shape[1], c0.hidden, n_classes)
+        self.sizes = layer_sizes(self.X.shape[1], c0.hidden, n_classes)
         self.plan = EpochPlan.of(c0, len(self.X))
-        self.pop = Population.create([configs[i] for i in order], sizes, self.dev, ids=[ids[i] for i in order])
+        self.pop = self._create(configs, ids)
         self.seconds = 0.0
+        self.start = dict.fromkeys(ids, 0)  # each model's first step: the population's step when it joined
+
+    def _create(self, configs, ids) -> Population:
+        order = sorted(range(len(configs)), key=lambda i: configs[i].order_seed)
+        return Population.create([configs[i] for i in order], self.sizes, self.dev, ids=[ids[i] for i in order])
+
+    def add(self, configs: list[TrainConfig], ids: list[int]) -> int:
+        """Refill: fresh models for `configs` (named `ids`) join the population (`Population.join`); they read its
+        data-order streams from where they are. Returns the population's new size."""
+        self.pop = self.pop.join(self._create(configs, ids))
+        self.start.update(dict.fromkeys(ids, self.pop.step))
+        return self.pop.size
 
     def epoch(self) -> dict:
         """Train one epoch and evaluate. Returns {"rows": {id: metrics}, "seconds": wall seconds so far}."""
@@ -569,8 +617,8 @@ class PopulationWorker:
             rows[i] = {"train_loss": train_loss[m] if n_steps[m] > 0 else math.nan,
                        **{k: v[m] for k, v in metrics.items()}, "alive": alive[m]}
             if not alive[m]:
-                spe = self.plan.steps_per_epoch
-                rows[i]["diverged_at"] = {"epoch": died[m] // spe + 1, "step": died[m] % spe}
+                spe, steps = self.plan.steps_per_epoch, died[m] - self.start[i]  # its own steps before it broke
+                rows[i]["diverged_at"] = {"epoch": steps // spe + 1, "step": steps % spe}
         return {"rows": rows, "seconds": self.seconds}
 
     def keep(self, ids: list[int]) -> int:
@@ -765,7 +813,10 @@ def _run(spec, study, url, splits, dev, backend, address, threads, log, heartbea
                 log(f"{retried} trial(s) of a driver that stopped were failed and queued again")
             cache: dict = {}
             run_id = secrets.token_hex(3)
-            while (n := min(spec.per_round, spec.trials - counted(study))) > 0:
+            if spec.refill:
+                _stream(spec, study, hb, runner, splits, cache, budget, f"{run_id}-0", state, log, progress)
+                state["rounds"] += 1
+            while (n := min(spec.per_round, spec.trials - counted(study))) > 0:  # (with refill: none left)
                 _round(spec, study, hb, runner, n, splits, cache, budget, f"{run_id}-{state['rounds']}", state, log,
                        progress)
                 state["rounds"] += 1
@@ -793,25 +844,12 @@ def _round(spec, study, hb, runner, n, splits, cache, budget, round_id, state, l
     bar = None  # a bar over the round's epochs, below its first log line
     try:
         for _ in range(n):
-            t = study.ask(dists)
-            hb.add(t._trial_id)
-            t.set_user_attr("driver", process)  # a rerun on this machine fails the trial at once if we die
-            try:
-                cfgs = [spec.config(t.params, seed=s) for s in range(spec.seeds)]
-            except ValueError as e:  # a combination of sampled values that no config allows
-                _invalid(study, hb, t, str(e))
+            t = _new_trial(spec, study, hb, dists, process, commit, splits, len(configs))
+            if t is None:
                 continue
-            ids = list(range(len(configs), len(configs) + len(cfgs)))
-            trials.append(_Trial(t, cfgs, ids, pop=-1,
-                                 schedule=[{"epoch": 0, "from": None, "hp": _hp(cfgs[0], spec)}]))
-            # Each user attribute is a transaction of its own in Optuna's storage: few, and the rest in `history`.
-            t.set_user_attr("config", cfgs[0].to_dict())  # seed 0's; a trial with seeds S also runs seeds 1..S-1
-            t.set_user_attr("mlplab_version", __version__ if commit is None else f"{__version__} (git {commit})")
-            if splits is not None:  # data given from Python: the config's data and val_size do not describe it
-                t.set_user_attr("splits", {"name": splits.name, "train": len(splits.train_x),
-                                           "val": len(splits.val_x), "test": len(splits.test_x)})
-            configs += cfgs
-            owner += [len(trials) - 1] * len(cfgs)
+            trials.append(t)
+            configs += t.configs
+            owner += [len(trials) - 1] * len(t.configs)
         planner.check_fits(configs, budget)
         pops = planner.plan(configs, budget)
         index = {id(c): i for i, c in enumerate(configs)}
@@ -869,19 +907,157 @@ def _round(spec, study, hb, runner, n, splits, cache, budget, round_id, state, l
                 _pbt_step(spec, trials, live, workers, runner, epoch, round_id)
             if not live:
                 break
-    finally:  # interrupted (Ctrl-C, an error in the driver): hand the unfinished trials back to be rerun
-        if bar is not None:
-            bar.close()
-        for t in trials:
-            if not t.ended:
-                hb.give_back(t.trial)
+    finally:
+        _finish(study, hb, trials, bar)
     state["ran"] += sum(t.ended for t in trials)
     if log:
-        ends = [t.trial.user_attrs for t in trials]
-        best = _best(study)
-        log(f"round {round_id}: " + ", ".join(f"{sum(e.get('outcome') == o for e in ends)} {o}"
-                                              for o in ("complete", "pruned", "diverged", "error"))
+        log(f"round {round_id}: " + _ends_said(study, trials))
+
+
+def _finish(study, hb, trials: list[_Trial], bar) -> None:
+    """After a round or a refilled stream, also when interrupted (Ctrl-C, an error in the driver): close its bar
+    and hand the unfinished trials back to be rerun."""
+    if bar is not None:
+        bar.close()
+    for t in trials:
+        if not t.ended:
+            hb.give_back(t.trial)
+
+
+def _ends_said(study, trials: list[_Trial]) -> str:
+    """How the trials ended, and the best so far: the line `tune` logs after a round."""
+    ends = [t.trial.user_attrs for t in trials]
+    best = _best(study)
+    return (", ".join(f"{sum(e.get('outcome') == o for e in ends)} {o}"
+                      for o in ("complete", "pruned", "diverged", "error"))
             + (f"; best so far {best.value:.4f} (trial {best.number})" if best else ""))
+
+
+def _new_trial(spec, study, hb, dists, process, commit, splits, first_id: int) -> _Trial | None:
+    """Ask Optuna for a trial and make its models' configs (driver ids first_id, first_id + 1, ...); None when the
+    sampled values make no valid config (the trial is failed and counted)."""
+    t = study.ask(dists)
+    hb.add(t._trial_id)
+    t.set_user_attr("driver", process)  # a rerun on this machine fails the trial at once if we die
+    try:
+        cfgs = [spec.config(t.params, seed=s) for s in range(spec.seeds)]
+    except ValueError as e:  # a combination of sampled values that no config allows
+        _invalid(study, hb, t, str(e))
+        return None
+    # Each user attribute is a transaction of its own in Optuna's storage: few, and the rest in `history`.
+    t.set_user_attr("config", cfgs[0].to_dict())  # seed 0's; a trial with seeds S also runs seeds 1..S-1
+    t.set_user_attr("mlplab_version", __version__ if commit is None else f"{__version__} (git {commit})")
+    if splits is not None:  # data given from Python: the config's data and val_size do not describe it
+        t.set_user_attr("splits", {"name": splits.name, "train": len(splits.train_x), "val": len(splits.val_x),
+                                   "test": len(splits.test_x)})
+    return _Trial(t, cfgs, list(range(first_id, first_id + len(cfgs))), pop=-1,
+                  schedule=[{"epoch": 0, "from": None, "hp": _hp(cfgs[0], spec)}])
+
+
+def _stream(spec, study, hb, runner, splits, cache, budget, round_id, state, log, progress=None) -> None:
+    """[tune] refill: up to per_round trials train in one population, and as soon as trials end (pruned, complete
+    or diverged) new ones are asked and join it (`PopulationWorker.add`), so the population stays full and the
+    sampler learns from every trial that ends, as in a loop of one trial at a time. Each trial reports its own
+    epochs; the median pruner is Optuna's own rule, its peers the completed trials (none pruned before the pruner's
+    5 have completed, nor before [tune] startup_trials). A joining trial reads the population's data-order stream
+    from where it is; its user attribute `joined_epoch` says where (0: from the start)."""
+    from mlplab.store import git_commit, new_owner
+
+    dists = spec.distributions()
+    _, process = new_owner()
+    commit = git_commit()
+    trials: list[_Trial] = []
+    next_id, worker, n_pops, size, seconds, epochs = 0, None, 0, 0, 0.0, 0
+    joined: dict[_Trial, tuple[float, int]] = {}  # trial -> the population's (seconds, epochs) when it joined
+    left = spec.trials - counted(study)  # trials still to ask (read once: the study is read once per epoch at most)
+    bar = progress_bar(left, progress, f"refill {round_id}", "trial")
+
+    def end(t, outcome, **kw):
+        _end(study, hb, t, outcome, len(t.history), seconds - joined[t][0], size, round_id, spec, **kw)
+        bar.update()
+
+    try:
+        while True:
+            going = [t for t in trials if not t.ended]
+            fresh = []
+            while len(going) + len(fresh) < spec.per_round and left > 0:
+                left -= 1
+                t = _new_trial(spec, study, hb, dists, process, commit, splits, next_id)
+                if t is None:
+                    bar.update()
+                    continue
+                next_id += len(t.configs)
+                fresh.append(t)
+            if fresh:
+                cfgs, ids = [c for t in fresh for c in t.configs], [i for t in fresh for i in t.model_ids]
+                if worker is None:  # the first trials, or the population emptied (or broke): a new one
+                    full = [cfgs[0]] * (spec.per_round * spec.seeds)  # the most models it will hold
+                    planner.check_fits(full, budget)
+                    pops = planner.plan(full, budget)
+                    if len(pops) > 1:
+                        raise ValueError(f"[tune] refill: per_round x seeds = {len(full)} models do not fit one "
+                                         "population in memory; lower per_round")
+                    split = splits if splits is not None else _splits(cache, cfgs[0])
+                    worker, n_pops, seconds, epochs = runner.start(cfgs, ids, split, pops[0].bytes), n_pops + 1, 0.0, 0
+                    if log:
+                        log(f"refill {round_id}: up to {spec.per_round} trial(s) at a time in one population: "
+                            + pops[0].describe())
+                else:
+                    res = runner.call([worker], "add", [(cfgs, ids)])[0]
+                    if isinstance(res, _Broken):
+                        raise RuntimeError(f"the population could not take new trials: {res.error}")
+                for t in fresh:
+                    t.pop, joined[t] = n_pops - 1, (seconds, epochs)
+                    t.trial.set_user_attr("joined_epoch", epochs)
+                trials += fresh
+                going += fresh
+            if not going:
+                break
+            size = sum(len(t.model_ids) for t in going)
+            res = runner.call([worker], "epoch", [()])[0]
+            if isinstance(res, _Broken):  # its trials fail; the next ones start a new population
+                for t in going:
+                    end(t, "error", error=res.error)
+                worker = None
+                continue
+            seconds, epochs, rows = res["seconds"], epochs + 1, res["rows"]
+            state["model_epochs"] += len(rows)
+            for t in going:
+                per_seed = [rows[i] for i in t.model_ids]
+                t.history.append(_mean_row(len(t.history) + 1, per_seed))
+                if not all(r["alive"] for r in per_seed):
+                    end(t, "diverged", diverged_at=next(r["diverged_at"] for r in per_seed if not r["alive"]))
+                else:
+                    t.trial.report(t.history[-1][OBJECTIVE], len(t.history))
+            going = [t for t in going if not t.ended]
+            stop = _stream_stops(spec, [t for t in going if len(t.history) < spec.max_epochs])
+            for t in going:
+                if len(t.history) == spec.max_epochs:
+                    end(t, "complete")
+                elif t in stop:
+                    end(t, "pruned")
+            kept = [i for t in going if not t.ended for i in t.model_ids]
+            if not kept:
+                worker = None  # nothing to keep: the next trials start a population of their own
+            else:
+                runner.call([worker], "keep", [(kept,)])
+    finally:
+        _finish(study, hb, trials, bar)
+    state["ran"] += sum(t.ended for t in trials)
+    if log:
+        log(f"refill {round_id}: {len(trials)} trial(s) in {n_pops} population(s): " + _ends_said(study, trials))
+
+
+def _stream_stops(spec: TuneSpec, going: list[_Trial]) -> set:
+    """The trials a refilled search stops now: Optuna's pruner as in its own loop (median: against the completed
+    trials only; hyperband: its brackets); none before [tune] startup_trials have completed."""
+    if not going:
+        return set()
+    if spec.pruner == "median":
+        return _median_stops(going, spec.startup_trials, round_peers=False)
+    if spec.pruner == "hyperband":
+        return {t for t in going if t.trial.should_prune()}
+    return set()
 
 
 def _mean_row(epoch: int, per_seed: list[dict]) -> dict:
@@ -911,14 +1087,14 @@ def _to_prune(spec: TuneSpec, going: list[_Trial], epoch: int) -> set:
     return set()
 
 
-def _median_stops(going: list[_Trial], startup_trials: int = 0) -> set:
+def _median_stops(going: list[_Trial], startup_trials: int = 0, round_peers: bool = True) -> set:
     """The trials Optuna's median pruner stops, judged against the completed trials and the other trials of their
     round at the same epoch. Alone, Optuna's pruner counts completed trials only, so a round of trials asked together
     could prune nothing until an earlier round had completed (a one-at-a-time search prunes from its sixth trial on).
     Every trial of a round has reached this epoch with the others, so their values here are the peers it lacks.
     With `startup_trials` > 0 nothing is pruned until that many trials have completed (Optuna's own loop waits for
-    5): more compute, and a search that has seen whole curves before it prunes. The study is read once per epoch,
-    not once per trial."""
+    5): more compute, and a search that has seen whole curves before it prunes. Without `round_peers` the peers are
+    the completed trials only, as in Optuna's own loop. The study is read once per epoch, not once per trial."""
     from optuna.trial import TrialState, create_trial
 
     study = going[0].trial.study
@@ -927,6 +1103,9 @@ def _median_stops(going: list[_Trial], startup_trials: int = 0) -> set:
         return set()
     now = [create_trial(state=TrialState.RUNNING, intermediate_values={h["epoch"]: h[OBJECTIVE] for h in t.history})
            for t in going]  # each trial as the values it has reported so far
+    if not round_peers:
+        view = _PeersView(study, done)
+        return {t for t, frozen in zip(going, now) if study.pruner.prune(view, frozen)}
     return {t for i, t in enumerate(going)
             if study.pruner.prune(_PeersView(study, done + now[:i] + now[i + 1:]), now[i])}
 
