@@ -437,12 +437,13 @@ def _states(db) -> list[str]:
         con.close()
 
 
-def test_killed_tune_resumes_without_counting_a_trial_twice(tmp_path, mnist):
+@pytest.mark.parametrize("refill", [False, True])
+def test_killed_tune_resumes_without_counting_a_trial_twice(tmp_path, mnist, refill):
     data = _idx_folder(tmp_path / "data", mnist)
     spec = tmp_path / "kill.toml"
     spec.write_text(_toml({"base": {**BASE, "data": str(data), "val_size": 500}, "search": SEARCH,
                            "tune": {"trials": 6, "per_round": 2, "sampler": "tpe", "pruner": "median",
-                                    "max_epochs": 2}}))
+                                    "max_epochs": 2, "refill": refill}}))
     db = tmp_path / "kill.optuna.sqlite3"
     cmd = [sys.executable, "-m", "mlplab", "tune", str(spec), "--quiet", "--heartbeat", "1", "--threads", "1"]
     log = tmp_path / "first.log"
@@ -527,18 +528,26 @@ def test_export_a_sweep_store_to_optuna(small_splits, tmp_path, capsys):
 # -- Ray --------------------------------------------------------------------------------------------------------------
 
 
-def test_ray_backend_gives_the_local_numbers(small_splits, tmp_path):
+REFILL_RAY = {"base": {**BASE, "activation": "identity"}, "search": {"lr": {"choice": [0.05, 1e5]}},
+              "tune": {"sampler": "random", "trials": 5, "per_round": 2, "pruner": "none", "max_epochs": 2,
+                       "refill": True, "name": "ray"}}  # lr 1e5 diverges: trials end early and others join
+
+
+@pytest.mark.parametrize("spec", [_spec(trials=4, per_round=4, pruner="halving", eta=2, max_epochs=2, name="ray"),
+                                  REFILL_RAY], ids=["halving", "refill"])
+def test_ray_backend_gives_the_local_numbers(small_splits, tmp_path, spec):
     pytest.importorskip("ray", reason="the ray extra is part of .[test]")
-    spec = _spec(trials=4, per_round=4, pruner="halving", eta=2, max_epochs=2, name="ray")
     threads = torch.get_num_threads()
     values = {}
     for backend in ("local", "ray"):
         url = f"sqlite:///{tmp_path / backend}.sqlite3"
         tune.run(spec, storage=url, splits=small_splits, device="cpu", backend=backend, threads=1)
-        values[backend] = [(t.state, t.params, [h["val_loss"] for h in t.user_attrs["history"]])
-                           for t in _study(url, "ray").get_trials()]
+        values[backend] = [(t.state, t.params, t.user_attrs.get("joined_epoch"),
+                            [h["val_loss"] for h in t.user_attrs["history"]]) for t in _study(url, "ray").get_trials()]
     assert torch.get_num_threads() == threads
     assert values["ray"] == values["local"]  # same threads, same floating-point sums: the same bits
+    if spec is REFILL_RAY:
+        assert any(joined for _, _, joined, _ in values["ray"])  # some trials joined a trained population
 
 
 
