@@ -310,13 +310,17 @@ def test_refill_keeps_one_population_full_and_each_trial_trains_as_alone(small_s
 def test_refill_prunes_with_optunas_own_median_rule(small_splits, tmp_path):
     """With refill the median pruner is Optuna's rule as in its own loop: after each epoch a trial stops exactly when
     its best value so far is below the median of the completed trials' values at that epoch, once 5 have completed
-    (the completed trials: those that ended at an earlier epoch of the population, read from where each joined)."""
+    (the completed trials: those that ended at an earlier epoch of the population, read from where each joined);
+    until then only 5 trials run."""
     import numpy as np
 
     url = f"sqlite:///{tmp_path / 'm.sqlite3'}"
-    tune.run(_spec(trials=14, per_round=3, pruner="median", max_epochs=3, refill=True, name="m"), storage=url,
+    tune.run(_spec(trials=14, per_round=6, pruner="median", max_epochs=3, refill=True, name="m"), storage=url,
              splits=small_splits, device="cpu")
     trials = _study(url, "m").get_trials()
+    # until 5 have completed only 5 run (more would run whole, unpruned); then up to per_round = 6 at a time
+    first = [t for t in trials if t.user_attrs["population"].endswith("-0") and t.user_attrs["joined_epoch"] == 0]
+    assert len(first) == 5 and max(t.user_attrs["population_size"] for t in trials) <= 6
 
     def at(t, epoch):  # when (population, its epoch) the trial's `epoch` ended
         return int(t.user_attrs["population"].rsplit("-", 1)[1]), t.user_attrs["joined_epoch"] + epoch

@@ -21,11 +21,11 @@ import string
 import warnings
 from dataclasses import dataclass, field
 
+from mlplab.outcomes import COLLAPSE_FACTOR, OUTCOMES
+
 ALPHA = 0.05  # significance level of every comparison
 N_CLASSES = 10
-COLLAPSE_FACTOR = 2.0  # as train.COLLAPSE_FACTOR: a finite model below 2x chance accuracy has collapsed
 FAILURES = ("collapsed", "diverged")
-OUTCOMES = ("converged", "budget", "collapsed", "diverged")
 
 
 # -- why a trial ended, recomputed from its history and config ---------------------------------------------------

@@ -36,10 +36,8 @@ from mlplab.device import (
     synchronize,
 )
 from mlplab.mlp import Params, layer_sizes
+from mlplab.outcomes import COLLAPSE_FACTOR
 from mlplab.population import SHARED_FIELDS, EpochPlan, Population, check_compatible, evaluate  # noqa: F401
-
-COLLAPSE_FACTOR = 2.0  # a finite model whose reported val accuracy is below this many times chance has collapsed
-OUTCOMES = ("converged", "budget", "collapsed", "diverged")
 
 
 @dataclass

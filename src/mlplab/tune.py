@@ -86,6 +86,7 @@ HEARTBEAT_SECONDS = 10  # how often the driver records that its running trials a
 GRACE_SECONDS = 30  # a running trial without a heartbeat for this long is failed (and retried) by the next run
 ORPHAN_SECONDS = 5.0  # a running trial still naming no driver this long after its start was orphaned
 MAX_RETRY = 3  # a trial whose driver died is retried this many times
+MEDIAN_STARTUP = 5  # completed trials (in a round: peers) the median pruner needs before it prunes (Optuna default)
 
 
 @dataclass(frozen=True)
@@ -420,7 +421,7 @@ def _pruner(spec: TuneSpec):
     """Optuna's pruner for median and hyperband; halving (mlplab's own, synchronous) and none prune nothing there."""
     optuna = _optuna()
     if spec.pruner == "median":
-        return optuna.pruners.MedianPruner()
+        return optuna.pruners.MedianPruner(n_startup_trials=MEDIAN_STARTUP)
     if spec.pruner == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=spec.min_epochs, max_resource=spec.max_epochs,
                                               reduction_factor=spec.eta)
@@ -959,8 +960,9 @@ def _stream(spec, study, hb, runner, splits, cache, budget, round_id, state, log
     or diverged) new ones are asked and join it (`PopulationWorker.add`), so the population stays full and the
     sampler learns from every trial that ends, as in a loop of one trial at a time. Each trial reports its own
     epochs; the median pruner is Optuna's own rule, its peers the completed trials (none pruned before the pruner's
-    5 have completed, nor before [tune] startup_trials). A joining trial reads the population's data-order stream
-    from where it is; its user attribute `joined_epoch` says where (0: from the start)."""
+    5 have completed, nor before [tune] startup_trials; until then only that many trials run). A joining trial
+    reads the population's data-order stream from where it is; its user attribute `joined_epoch` says where (0:
+    from the start)."""
     from mlplab.store import git_commit, new_owner
 
     dists = spec.distributions()
@@ -970,6 +972,10 @@ def _stream(spec, study, hb, runner, splits, cache, budget, round_id, state, log
     next_id, worker, n_pops, size, seconds, epochs = 0, None, 0, 0, 0.0, 0
     joined: dict[_Trial, tuple[float, int]] = {}  # trial -> the population's (seconds, epochs) when it joined
     left = spec.trials - counted(study)  # trials still to ask (read once: the study is read once per epoch at most)
+    # Until the pruner can prune (the median rule: 5 completed trials), only that many trials run: more would run
+    # whole, unpruned, which Optuna's one-at-a-time loop never does.
+    warm = max(spec.startup_trials, MEDIAN_STARTUP) if spec.pruner == "median" else 0
+    done = _n_complete(study)
     bar = progress_bar(left, progress, f"refill {round_id}", "trial")
 
     def end(t, outcome, **kw):
@@ -980,7 +986,8 @@ def _stream(spec, study, hb, runner, splits, cache, budget, round_id, state, log
         while True:
             going = [t for t in trials if not t.ended]
             fresh = []
-            while len(going) + len(fresh) < spec.per_round and left > 0:
+            room = spec.per_round if done >= warm else min(spec.per_round, warm - done)
+            while len(going) + len(fresh) < room and left > 0:
                 left -= 1
                 t = _new_trial(spec, study, hb, dists, process, commit, splits, next_id)
                 if t is None:
@@ -1034,6 +1041,7 @@ def _stream(spec, study, hb, runner, splits, cache, budget, round_id, state, log
             for t in going:
                 if len(t.history) == spec.max_epochs:
                     end(t, "complete")
+                    done += 1
                 elif t in stop:
                     end(t, "pruned")
             kept = [i for t in going if not t.ended for i in t.model_ids]
@@ -1046,6 +1054,12 @@ def _stream(spec, study, hb, runner, splits, cache, budget, round_id, state, log
     state["ran"] += sum(t.ended for t in trials)
     if log:
         log(f"refill {round_id}: {len(trials)} trial(s) in {n_pops} population(s): " + _ends_said(study, trials))
+
+
+def _n_complete(study) -> int:
+    from optuna.trial import TrialState
+
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
 
 
 def _stream_stops(spec: TuneSpec, going: list[_Trial]) -> set:
