@@ -336,6 +336,11 @@ def test_refill_prunes_with_optunas_own_median_rule(small_splits, tmp_path):
             best = max(v for e, v in t.intermediate_values.items() if e <= epoch)
             stopped = t.state == TrialState.PRUNED and t.user_attrs["epochs"] == epoch
             assert stopped == (len(peers) >= 5 and best < np.median(peers)), (t.number, epoch, best, peers)
+    # a pruned trial's numbers up to its stop are its model's trained alone (its stream advanced where it joined)
+    for t in sorted(pruned, key=lambda t: -t.user_attrs["joined_epoch"])[:3]:  # the latest joiners first
+        config = TrainConfig.from_dict(t.user_attrs["config"])
+        _history_close(t.user_attrs["history"],
+                       _alone(config, small_splits, t.user_attrs["joined_epoch"], t.user_attrs["epochs"]))
 
 
 def test_trials_carry_their_provenance_and_test_accuracy_is_never_the_objective(halving):
