@@ -1006,7 +1006,7 @@ def _stream(spec, study, hb, runner, splits, cache, budget, round_id, state, log
                                          "population in memory; lower per_round")
                     split = splits if splits is not None else _splits(cache, cfgs[0])
                     worker, n_pops, seconds, epochs = runner.start(cfgs, ids, split, pops[0].bytes), n_pops + 1, 0.0, 0
-                    if log:
+                    if log and n_pops == 1:  # (a population that emptied starts again without a line)
                         log(f"refill {round_id}: up to {spec.per_round} trial(s) at a time in one population: "
                             + pops[0].describe())
                 else:
@@ -1424,7 +1424,8 @@ def cmd_tune(args) -> int:
         best = ("no trial completed yet" if s.best_value is None else
                 f"best val accuracy {s.best_value:.4f} (trial {s.best_trial}, test accuracy {test}): {s.best_params}")
         print(f"tune {s.study_name}: {s.trials} trials ({s.complete} complete, {s.pruned} pruned, {s.failed} "
-              f"failed), {s.ran} run now in {s.rounds} round(s), {s.model_epochs} model-epochs, {s.seconds:.1f} s; "
+              f"failed), {s.ran} run now " + ("refilled as trials ended" if spec.refill else f"in {s.rounds} round(s)")
+              + f", {s.model_epochs} model-epochs, {s.seconds:.1f} s; "
               f"{best}\nwatch it: optuna-dashboard {s.storage}  (pip install optuna-dashboard)")
     return 0
 
