@@ -111,6 +111,7 @@ seeds = 2
     ({"tune": {"refill": True}, "base": {"optimizer": "adam"}}, "Adam's step count is shared by a population"),
     ({"tune": {"refill": True}, "base": {"schedule": "cosine"}}, "a learning-rate schedule or warm-up"),
     ({"tune": {"refill": True}, "search": {"ema": {"uniform": [0, 0.9]}}}, "the weight average's warm-up"),
+    ({"tune": {"refill": True, "startup_trials": 3}}, "startup_trials = 3 does nothing with refill"),
     ({"tune": {"per-round": 4}}, "unknown key(s) ['per-round'] in [tune]"),
     ({"extra": {}}, "unknown section(s) ['extra']"),
 ])
@@ -295,7 +296,7 @@ def test_refill_keeps_one_population_full_and_each_trial_trains_as_alone(small_s
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     assert diverged and len(diverged) + len(complete) == 8
     assert all(t.params["lr"] == 1e5 and t.user_attrs["diverged_at"]["epoch"] == 1 for t in diverged)
-    assert max(t.user_attrs["population_size"] for t in trials) <= 3
+    assert max(t.user_attrs["population_size"] for t in trials) == 3  # full, never more
     assert any(t.user_attrs["joined_epoch"] > 0 for t in trials)  # some joined a population that had trained
     assert summary.model_epochs == sum(t.user_attrs["epochs"] for t in trials)
     assert "up to 3 trial(s) at a time in one population" in lines[0] and "8 trial(s)" in lines[-1]
@@ -341,6 +342,43 @@ def test_refill_prunes_with_optunas_own_median_rule(small_splits, tmp_path):
         config = TrainConfig.from_dict(t.user_attrs["config"])
         _history_close(t.user_attrs["history"],
                        _alone(config, small_splits, t.user_attrs["joined_epoch"], t.user_attrs["epochs"]))
+
+
+def test_refill_that_cannot_fit_asks_no_trial(small_splits, tmp_path):
+    """The memory check comes before any trial is asked: a refused run leaves nothing running behind."""
+    url = f"sqlite:///{tmp_path / 'f.sqlite3'}"
+    one = tune.planner.population_bytes([tune.TuneSpec.from_dict(_spec()).config({})])  # room for one model only
+    with pytest.raises(ValueError, match="do not fit one population in memory; lower per_round"):
+        tune.run(_spec(trials=4, per_round=4, refill=True, name="f"), storage=url, splits=small_splits, device="cpu",
+                 budget_bytes=one)
+    assert _study(url, "f").get_trials() == []
+
+
+def test_refill_goes_on_when_its_population_breaks(small_splits, tmp_path, monkeypatch):
+    """A population that fails to take new trials fails the trials in it (outcome 'error'); the new trials start a
+    population of their own and the search goes on to its count, leaving no trial running."""
+    calls = {"n": 0}
+    add = tune.PopulationWorker.add
+
+    def flaky(self, configs, ids):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise MemoryError("no room")
+        return add(self, configs, ids)
+
+    monkeypatch.setattr(tune.PopulationWorker, "add", flaky)
+    url = f"sqlite:///{tmp_path / 'b.sqlite3'}"
+    spec = {"base": {**BASE, "activation": "identity"}, "search": {"lr": {"choice": [0.05, 1e5]}},
+            "tune": {"sampler": "random", "trials": 6, "per_round": 2, "pruner": "none", "max_epochs": 2,
+                     "refill": True, "name": "b"}}  # lr 1e5 diverges, so trials end early and new ones must join
+    summary = tune.run(spec, storage=url, splits=small_splits, device="cpu")
+    study = _study(url, "b")
+    trials = study.get_trials()
+    assert calls["n"] >= 2 and summary.trials == 6 == tune.counted(study)
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    errors = [t for t in trials if t.user_attrs.get("outcome") == "error"]
+    assert errors and all("MemoryError: no room" in t.user_attrs["error"] for t in errors)
+    assert len({t.user_attrs["population"] for t in trials}) >= 2
 
 
 def test_trials_carry_their_provenance_and_test_accuracy_is_never_the_objective(halving):
@@ -558,6 +596,18 @@ def test_ray_backend_gives_the_local_numbers(small_splits, tmp_path, spec):
     if spec is REFILL_RAY:
         assert any(joined for _, _, joined, _ in values["ray"])  # some trials joined a trained population
 
+
+
+@pytest.mark.parametrize("refill", [False, True])
+def test_ray_gives_each_finished_population_its_cpu_back(small_splits, tmp_path, refill):
+    """More populations, one after another, than the machine has CPUs: each finished population's actor is released,
+    so the next one can be scheduled (before, the third population waited forever on a 2-CPU machine)."""
+    pytest.importorskip("ray", reason="the ray extra is part of .[test]")
+    url = f"sqlite:///{tmp_path / 'c.sqlite3'}"
+    summary = tune.run(_spec(trials=4, per_round=1, pruner="none", max_epochs=1, refill=refill, name="c"),
+                       storage=url, splits=small_splits, device="cpu", backend="ray", threads=1)
+    assert summary.trials == 4 and summary.ran == 4
+    assert len({t.user_attrs["population"] for t in _study(url, "c").get_trials()}) == 4
 
 
 @pytest.mark.parametrize("sampler", ["random", "tpe"])

@@ -134,6 +134,10 @@ class TuneSpec:
                              f"[tune] pruner = 'none' (got {self.pruner!r})")
         if not isinstance(self.refill, bool):
             raise ValueError(f"{where}: [tune] refill must be true or false, got {self.refill!r}")
+        if self.refill and 0 < self.startup_trials < MEDIAN_STARTUP:
+            raise ValueError(f"{where}: [tune] startup_trials = {self.startup_trials} does nothing with refill: the "
+                             f"median pruner waits for {MEDIAN_STARTUP} completed trials anyway; remove it or set it "
+                             f">= {MEDIAN_STARTUP}")
         if self.refill and (self.pruner == "halving" or self.scheduler == "pbt"):
             what = "pruner 'halving'" if self.pruner == "halving" else "scheduler 'pbt'"
             raise ValueError(f"{where}: [tune] refill starts each trial when another ends, but {what} needs the "
@@ -660,6 +664,9 @@ class _Local:
             self.tensors[key] = _tensors(splits, self.dev)
         return PopulationWorker(configs, ids, splits, self.dev, tensors=self.tensors[key])
 
+    def release(self, worker) -> None:
+        pass  # a worker in this process is freed with its last reference
+
     def call(self, workers, method, args):
         out = []
         for w, a in zip(workers, args):
@@ -697,6 +704,13 @@ class _Ray:
         actor = self.remote.options(**opts).remote(configs, ids, self.refs[key], str(self.dev), self.threads)
         self.actors.append(actor)
         return actor
+
+    def release(self, actor) -> None:
+        """Give a population's actor and its CPU back to the cluster (the next population may need them)."""
+        if actor in self.actors:
+            self.actors.remove(actor)
+        with contextlib.suppress(Exception):
+            self.ray.kill(actor)
 
     def call(self, workers, method, args):
         refs = [getattr(w, method).remote(*a) for w, a in zip(workers, args)]
@@ -814,7 +828,7 @@ def _run(spec, study, url, splits, dev, backend, address, threads, log, heartbea
                 log(f"{retried} trial(s) of a driver that stopped were failed and queued again")
             cache: dict = {}
             run_id = secrets.token_hex(3)
-            if spec.refill:
+            if spec.refill and counted(study) < spec.trials:
                 _stream(spec, study, hb, runner, splits, cache, budget, f"{run_id}-0", state, log, progress)
                 state["rounds"] += 1
             while (n := min(spec.per_round, spec.trials - counted(study))) > 0:  # (with refill: none left)
@@ -843,6 +857,7 @@ def _round(spec, study, hb, runner, n, splits, cache, budget, round_id, state, l
     owner: list[int] = []  # driver id -> index in trials
     commit = git_commit()
     bar = None  # a bar over the round's epochs, below its first log line
+    workers: list = []
     try:
         for _ in range(n):
             t = _new_trial(spec, study, hb, dists, process, commit, splits, len(configs))
@@ -854,7 +869,7 @@ def _round(spec, study, hb, runner, n, splits, cache, budget, round_id, state, l
         planner.check_fits(configs, budget)
         pops = planner.plan(configs, budget)
         index = {id(c): i for i, c in enumerate(configs)}
-        workers, sizes = [], []
+        sizes = []
         for k, p in enumerate(pops):
             ids = [index[id(c)] for c in p.configs]
             for i in ids:
@@ -909,6 +924,8 @@ def _round(spec, study, hb, runner, n, splits, cache, budget, round_id, state, l
             if not live:
                 break
     finally:
+        for w in workers:  # the next round's populations may need their CPUs (Ray)
+            runner.release(w)
         _finish(study, hb, trials, bar)
     state["ran"] += sum(t.ended for t in trials)
     if log:
@@ -968,64 +985,71 @@ def _stream(spec, study, hb, runner, splits, cache, budget, round_id, state, log
     dists = spec.distributions()
     _, process = new_owner()
     commit = git_commit()
-    trials: list[_Trial] = []
+    trials: list[_Trial] = []  # every trial asked, from the moment it is asked (so an interruption hands it back)
     next_id, worker, n_pops, size, seconds, epochs = 0, None, 0, 0, 0.0, 0
     joined: dict[_Trial, tuple[float, int]] = {}  # trial -> the population's (seconds, epochs) when it joined
-    left = spec.trials - counted(study)  # trials still to ask (read once: the study is read once per epoch at most)
+    # The most models the population will hold, checked before any trial is asked (the shape is the same for all)
+    full = [spec.config({})] * (spec.per_round * spec.seeds)
+    planner.check_fits(full, budget)
+    plan = planner.plan(full, budget)
+    if len(plan) > 1:
+        raise ValueError(f"[tune] refill: per_round x seeds = {len(full)} models do not fit one population in "
+                         "memory; lower per_round")
     # Until the pruner can prune (the median rule: 5 completed trials), only that many trials run: more would run
     # whole, unpruned, which Optuna's one-at-a-time loop never does.
     warm = max(spec.startup_trials, MEDIAN_STARTUP) if spec.pruner == "median" else 0
     done = _n_complete(study)
-    bar = progress_bar(left, progress, f"refill {round_id}", "trial")
+    bar = progress_bar(spec.trials - counted(study), progress, f"refill {round_id}", "trial")
 
     def end(t, outcome, **kw):
         _end(study, hb, t, outcome, len(t.history), seconds - joined[t][0], size, round_id, spec, **kw)
         bar.update()
 
+    def broke(error):  # the population failed: its trials fail, and the next ones start a new population
+        for t in trials:
+            if not t.ended and t in joined:
+                end(t, "error", error=error)
+        runner.release(worker)
+        return None
+
     try:
         while True:
-            going = [t for t in trials if not t.ended]
-            fresh = []
             room = spec.per_round if done >= warm else min(spec.per_round, warm - done)
-            while len(going) + len(fresh) < room and left > 0:
-                left -= 1
-                t = _new_trial(spec, study, hb, dists, process, commit, splits, next_id)
-                if t is None:
-                    bar.update()
-                    continue
-                next_id += len(t.configs)
-                fresh.append(t)
-            if fresh:
-                cfgs, ids = [c for t in fresh for c in t.configs], [i for t in fresh for i in t.model_ids]
-                if worker is None:  # the first trials, or the population emptied (or broke): a new one
-                    full = [cfgs[0]] * (spec.per_round * spec.seeds)  # the most models it will hold
-                    planner.check_fits(full, budget)
-                    pops = planner.plan(full, budget)
-                    if len(pops) > 1:
-                        raise ValueError(f"[tune] refill: per_round x seeds = {len(full)} models do not fit one "
-                                         "population in memory; lower per_round")
-                    split = splits if splits is not None else _splits(cache, cfgs[0])
-                    worker, n_pops, seconds, epochs = runner.start(cfgs, ids, split, pops[0].bytes), n_pops + 1, 0.0, 0
-                    if log and n_pops == 1:  # (a population that emptied starts again without a line)
-                        log(f"refill {round_id}: up to {spec.per_round} trial(s) at a time in one population: "
-                            + pops[0].describe())
-                else:
-                    res = runner.call([worker], "add", [(cfgs, ids)])[0]
-                    if isinstance(res, _Broken):
-                        raise RuntimeError(f"the population could not take new trials: {res.error}")
-                for t in fresh:
-                    t.pop, joined[t] = n_pops - 1, (seconds, epochs)
-                    t.trial.set_user_attr("joined_epoch", epochs)
-                trials += fresh
-                going += fresh
+            fresh = []
+            if sum(not t.ended for t in trials) < room:
+                left = spec.trials - counted(study)  # re-read: another driver may share the study
+                while sum(not t.ended for t in trials) < room and left > 0:
+                    left -= 1
+                    t = _new_trial(spec, study, hb, dists, process, commit, splits, next_id)
+                    if t is None:
+                        bar.update()
+                        continue
+                    next_id += len(t.configs)
+                    trials.append(t)
+                    fresh.append(t)
+            if fresh and worker is not None:
+                res = runner.call([worker], "add", [([c for t in fresh for c in t.configs],
+                                                     [i for t in fresh for i in t.model_ids])])[0]
+                if isinstance(res, _Broken):
+                    worker = broke(res.error)
+            if fresh and worker is None:  # the first trials, or the population emptied or broke: a new one
+                cfgs = [c for t in fresh for c in t.configs]
+                split = splits if splits is not None else _splits(cache, cfgs[0])
+                worker = runner.start(cfgs, [i for t in fresh for i in t.model_ids], split, plan[0].bytes)
+                n_pops, seconds, epochs = n_pops + 1, 0.0, 0
+                if log and n_pops == 1:  # (a population that emptied starts again without a line)
+                    log(f"refill {round_id}: up to {spec.per_round} trial(s) at a time in one population: "
+                        + plan[0].describe())
+            for t in fresh:
+                t.pop, joined[t] = n_pops - 1, (seconds, epochs)
+                t.trial.set_user_attr("joined_epoch", epochs)
+            going = [t for t in trials if not t.ended]
             if not going:
                 break
             size = sum(len(t.model_ids) for t in going)
             res = runner.call([worker], "epoch", [()])[0]
-            if isinstance(res, _Broken):  # its trials fail; the next ones start a new population
-                for t in going:
-                    end(t, "error", error=res.error)
-                worker = None
+            if isinstance(res, _Broken):
+                worker = broke(res.error)
                 continue
             seconds, epochs, rows = res["seconds"], epochs + 1, res["rows"]
             state["model_epochs"] += len(rows)
@@ -1045,11 +1069,14 @@ def _stream(spec, study, hb, runner, splits, cache, budget, round_id, state, log
                 elif t in stop:
                     end(t, "pruned")
             kept = [i for t in going if not t.ended for i in t.model_ids]
-            if not kept:
-                worker = None  # nothing to keep: the next trials start a population of their own
-            else:
-                runner.call([worker], "keep", [(kept,)])
+            if not kept:  # nothing to keep: the next trials start a population of their own
+                runner.release(worker)
+                worker = None
+            elif isinstance(res := runner.call([worker], "keep", [(kept,)])[0], _Broken):
+                worker = broke(res.error)
     finally:
+        if worker is not None:
+            runner.release(worker)
         _finish(study, hb, trials, bar)
     state["ran"] += sum(t.ended for t in trials)
     if log:
