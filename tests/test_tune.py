@@ -344,6 +344,20 @@ def test_refill_prunes_with_optunas_own_median_rule(small_splits, tmp_path):
                        _alone(config, small_splits, t.user_attrs["joined_epoch"], t.user_attrs["epochs"]))
 
 
+def test_refill_with_hyperband_prunes_by_its_brackets(small_splits, tmp_path):
+    """Optuna's hyperband pruner works trial by trial, so it goes with refill as it is: every trial ends (complete or
+    pruned at one of its rungs), trials join the running population, and each reported value is the trial's own."""
+    url = f"sqlite:///{tmp_path / 'h.sqlite3'}"
+    summary = tune.run(_spec(trials=12, per_round=4, pruner="hyperband", max_epochs=4, refill=True, name="h"),
+                       storage=url, splits=small_splits, device="cpu")
+    trials = _study(url, "h").get_trials()
+    assert summary.trials == 12 and {t.state for t in trials} <= {TrialState.COMPLETE, TrialState.PRUNED}
+    assert any(t.state == TrialState.PRUNED for t in trials) and any(t.user_attrs["joined_epoch"] for t in trials)
+    for t in trials:
+        assert [t.intermediate_values[e] for e in sorted(t.intermediate_values)] == [
+            h["val_accuracy"] for h in t.user_attrs["history"]]
+
+
 def test_refill_that_cannot_fit_asks_no_trial(small_splits, tmp_path):
     """The memory check comes before any trial is asked: a refused run leaves nothing running behind."""
     url = f"sqlite:///{tmp_path / 'f.sqlite3'}"
