@@ -83,7 +83,7 @@ def run_mlplab(search: dict, s: dict, splits, url: str, name: str, seed: int = 0
             "search": search,
             "tune": {"trials": s["trials"], "per_round": s["per_round"], "sampler": "tpe", "pruner": "median",
                      "max_epochs": s["epochs"], "startup_trials": s["startup_trials"], "name": name, "seed": seed,
-                     "refill": s.get("refill", False)}}
+                     "refill": s["refill"]}}
     t = time.perf_counter()
     summary = tune.run(spec, storage=url, splits=splits, device="cpu", progress=False)
     seconds = time.perf_counter() - t

@@ -481,9 +481,8 @@ def _tied_gap_said(gaps: list[float]) -> str:
     tied means "not told apart", not "equal"."""
     if not gaps:
         return ""
-    lo, hi = (100 * g for g in gaps)
-    span = f"{lo:.2f} points" if f"{lo:.2f}" == f"{hi:.2f}" else f"{lo:.2f} to {hi:.2f} points"
-    return f" (their medians {span} lower: not told apart, which is not the same as equal)"
+    return (f" (their medians {_range([100 * g for g in gaps], '.2f')} points lower: not told apart, which is not "
+            "the same as equal)")
 
 
 def sweep_claims(points: list[Point], name: str, unit: str = "", experiment: str = "") -> list[Claim]:

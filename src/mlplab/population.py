@@ -157,12 +157,15 @@ class Population:
                 return None
             return cat([get(p) if get(p) is not None else fill(p) for p in pops])
 
+        def column(values):  # per side an (M_i, 1, 1) tensor, or one number for all its models -> (M, 1, 1)
+            return torch.cat([v if isinstance(v, Tensor) else torch.full((p.size, 1, 1), float(v), device=dev)
+                              for v, p in zip(values, pops)])
+
         def hp(name):
             a, b = self.hp[name], other.hp[name]
             if not isinstance(a, Tensor) and not isinstance(b, Tensor) and a == b:
                 return a  # a term off (0.0) in every model stays a plain float
-            return torch.cat([v if isinstance(v, Tensor) else torch.full((p.size, 1, 1), float(v), device=dev)
-                              for v, p in zip((a, b), pops)])
+            return column((a, b))
 
         state = {k: (cat([p.opt_state[k] for p in pops]) if isinstance(v, dict) else v)
                  for k, v in self.opt_state.items()}
@@ -170,7 +173,6 @@ class Population:
                 [g for p in pops for g in (p.gens[stream] if p.gens[stream] is not None else
                                            reg.stream_generators([c.seed for c in p.configs], dev, stream))]
                 for stream in self.gens}
-        caps = [p.cap if p.cap is not None else torch.full((p.size, 1, 1), math.inf, device=dev) for p in pops]
         joined = replace(
             self,
             configs=configs,
@@ -180,7 +182,8 @@ class Population:
             stats=cat([p.stats for p in pops]) if self.stats else {},
             ema=both(lambda p: p.ema, lambda p: {k: v.detach().clone() for k, v in p.params.items()}),
             hp={name: hp(name) for name in self.hp},
-            cap=None if self.cap is None and other.cap is None else torch.cat(caps),
+            cap=None if self.cap is None and other.cap is None else column(
+                [math.inf if p.cap is None else p.cap for p in pops]),
             gens=gens,
             order_gens=dict(sorted({**other.order_gens, **self.order_gens}.items())),
             alive=torch.cat([self.alive, other.alive]),

@@ -828,13 +828,15 @@ def _run(spec, study, url, splits, dev, backend, address, threads, log, heartbea
                 log(f"{retried} trial(s) of a driver that stopped were failed and queued again")
             cache: dict = {}
             run_id = secrets.token_hex(3)
-            if spec.refill and counted(study) < spec.trials:
-                _stream(spec, study, hb, runner, splits, cache, budget, f"{run_id}-0", state, log, progress)
-                state["rounds"] += 1
-            while (n := min(spec.per_round, spec.trials - counted(study))) > 0:  # (with refill: none left)
-                _round(spec, study, hb, runner, n, splits, cache, budget, f"{run_id}-{state['rounds']}", state, log,
-                       progress)
-                state["rounds"] += 1
+            if spec.refill:
+                if counted(study) < spec.trials:
+                    _stream(spec, study, hb, runner, splits, cache, budget, f"{run_id}-0", state, log, progress)
+                    state["rounds"] += 1
+            else:
+                while (n := min(spec.per_round, spec.trials - counted(study))) > 0:
+                    _round(spec, study, hb, runner, n, splits, cache, budget, f"{run_id}-{state['rounds']}", state,
+                           log, progress)
+                    state["rounds"] += 1
     finally:
         runner.close()
         torch.set_num_threads(saved_threads)
@@ -897,14 +899,9 @@ def _round(spec, study, hb, runner, n, splits, cache, budget, round_id, state, l
                 state["model_epochs"] += len(res["rows"])
             going = [t for t in trials if not t.ended]
             for t in going:
-                per_seed = [rows[i] for i in t.model_ids]
-                t.history.append(_mean_row(epoch, per_seed))
-                if not all(r["alive"] for r in per_seed):
-                    at = next(r["diverged_at"] for r in per_seed if not r["alive"])
+                if (at := _report(t, rows)) is not None:
                     _end(study, hb, t, "diverged", epoch, seconds[t.pop], sizes[t.pop], round_id, spec,
                          diverged_at=at)
-                else:
-                    t.trial.report(t.history[-1][OBJECTIVE], epoch)
             going = [t for t in trials if not t.ended]
             stop = _to_prune(spec, going, epoch) if epoch < spec.max_epochs else set()
             for t in going:
@@ -1015,10 +1012,10 @@ def _stream(spec, study, hb, runner, splits, cache, budget, round_id, state, log
     try:
         while True:
             room = spec.per_round if done >= warm else min(spec.per_round, warm - done)
-            fresh = []
-            if sum(not t.ended for t in trials) < room:
+            fresh, running = [], sum(not t.ended for t in trials)
+            if running < room:
                 left = spec.trials - counted(study)  # re-read: another driver may share the study
-                while sum(not t.ended for t in trials) < room and left > 0:
+                while running + len(fresh) < room and left > 0:
                     left -= 1
                     t = _new_trial(spec, study, hb, dists, process, commit, splits, next_id)
                     if t is None:
@@ -1054,14 +1051,10 @@ def _stream(spec, study, hb, runner, splits, cache, budget, round_id, state, log
             seconds, epochs, rows = res["seconds"], epochs + 1, res["rows"]
             state["model_epochs"] += len(rows)
             for t in going:
-                per_seed = [rows[i] for i in t.model_ids]
-                t.history.append(_mean_row(len(t.history) + 1, per_seed))
-                if not all(r["alive"] for r in per_seed):
-                    end(t, "diverged", diverged_at=next(r["diverged_at"] for r in per_seed if not r["alive"]))
-                else:
-                    t.trial.report(t.history[-1][OBJECTIVE], len(t.history))
+                if (at := _report(t, rows)) is not None:
+                    end(t, "diverged", diverged_at=at)
             going = [t for t in going if not t.ended]
-            stop = _stream_stops(spec, [t for t in going if len(t.history) < spec.max_epochs])
+            stop = _to_prune(spec, [t for t in going if len(t.history) < spec.max_epochs], None, round_peers=False)
             for t in going:
                 if len(t.history) == spec.max_epochs:
                     end(t, "complete")
@@ -1089,16 +1082,15 @@ def _n_complete(study) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
 
 
-def _stream_stops(spec: TuneSpec, going: list[_Trial]) -> set:
-    """The trials a refilled search stops now: Optuna's pruner as in its own loop (median: against the completed
-    trials only; hyperband: its brackets); none before [tune] startup_trials have completed."""
-    if not going:
-        return set()
-    if spec.pruner == "median":
-        return _median_stops(going, spec.startup_trials, round_peers=False)
-    if spec.pruner == "hyperband":
-        return {t for t in going if t.trial.should_prune()}
-    return set()
+def _report(t: _Trial, rows: dict[int, dict]) -> dict | None:
+    """Add this epoch of trial t to its history (the means over its seeds' rows) and report it to Optuna; when a
+    seed diverged, report nothing and return where it broke (None while every seed is alive)."""
+    per_seed = [rows[i] for i in t.model_ids]
+    t.history.append(_mean_row(len(t.history) + 1, per_seed))
+    at = next((r["diverged_at"] for r in per_seed if not r["alive"]), None)
+    if at is None:
+        t.trial.report(t.history[-1][OBJECTIVE], len(t.history))
+    return at
 
 
 def _mean_row(epoch: int, per_seed: list[dict]) -> dict:
@@ -1114,12 +1106,12 @@ def _mean(xs):
     return sum(xs) / len(xs)
 
 
-def _to_prune(spec: TuneSpec, going: list[_Trial], epoch: int) -> set:
-    """The trials to stop after this epoch: Optuna's pruner (median, with the round as peers; hyperband), or
-    synchronous successive halving over the round: at each rung (min_epochs * eta^k epochs) keep the best 1/eta of
-    the trials left."""
+def _to_prune(spec: TuneSpec, going: list[_Trial], epoch: int | None, round_peers: bool = True) -> set:
+    """The trials to stop after this epoch: Optuna's pruner (median, with the round as peers unless `round_peers` is
+    False, as in a refilled search; hyperband), or synchronous successive halving over the round: at each rung
+    (min_epochs * eta^k epochs) keep the best 1/eta of the trials left."""
     if spec.pruner == "median" and going:
-        return _median_stops(going, spec.startup_trials)
+        return _median_stops(going, spec.startup_trials, round_peers)
     if spec.pruner == "hyperband":
         return {t for t in going if t.trial.should_prune()}
     if spec.pruner == "halving" and epoch in halving_rungs(spec.max_epochs, spec.min_epochs, spec.eta) and going:
