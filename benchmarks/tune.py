@@ -9,6 +9,8 @@ grid, and population-based training against the best fixed member.
                                                                # pruning rule (5 completed first), rounds of 8
     python benchmarks/tune.py --only optuna --space fixed --repeats 5 --refill   # [tune] refill: one population of
                                                                # 16 trials, a new trial as soon as one ends
+    python benchmarks/tune.py --only optuna --space fixed --repeats 5 --refill --precision bf16   # mlplab in bf16
+                                                               # autocast (--optuna-precision: the torch.nn side's)
     python benchmarks/tune.py --only halving --halving-seeds 3             # 3 models per grid point
     python benchmarks/tune.py --quick                          # tiny settings on 2,000 images (a smoke run)
 
@@ -20,7 +22,8 @@ grid, and population-based training against the best fixed member.
    weight decay (log 1e-6..1e-2). Space "width": the same plus the width (4..128, log), so every trial has its own
    shape. Each model uses its library's default init (mlplab: kaiming_uniform; torch.nn.Linear: its own). Reported:
    wall seconds of the whole search (data loading excluded), best validation accuracy, that trial's test accuracy,
-   model-epochs trained.
+   model-epochs trained. Both sides compute in float32 unless --precision (mlplab's) or --optuna-precision (the torch.nn
+   side's) says bf16: each side may take the precision that is fastest for it.
 2. halving: a grid (lr 9 values x momentum 3 = 27 points, 784-64-10, 9 epochs) trained in full (sampler "grid",
    pruner none) and with synchronous successive halving over the same 27 points in one round (eta 3: rungs after
    epochs 1 and 3), with 1 model per point (or S with --halving-seeds S; a point's value is their mean). Reported:
@@ -57,11 +60,13 @@ from mlplab.data import Splits, load_mnist, make_splits
 FIXED = {"lr": {"loguniform": [1e-3, 1.0]}, "momentum": {"uniform": [0.0, 0.99]},
          "weight_decay": {"loguniform": [1e-6, 1e-2]}}
 WIDTH = {**FIXED, "width": {"int": [4, 128], "log": True}}
-FULL = {"trials": 64, "epochs": 3, "per_round": 16, "startup_trials": 0, "refill": False, "width": 64,
+FULL = {"trials": 64, "epochs": 3, "per_round": 16, "startup_trials": 0, "refill": False, "precision": "fp32",
+        "optuna_precision": "fp32", "width": 64,
         "batch_size": 128,
         "grid_lr": 9, "grid_momentum": [0.0, 0.5, 0.9], "grid_epochs": 9,
         "pbt_members": 16, "pbt_width": 512, "pbt_epochs": 20, "pbt_seeds": 3, "pbt_interval": 2}
-QUICK = {"trials": 6, "epochs": 2, "per_round": 6, "startup_trials": 0, "refill": False, "width": 16,
+QUICK = {"trials": 6, "epochs": 2, "per_round": 6, "startup_trials": 0, "refill": False, "precision": "fp32",
+         "optuna_precision": "fp32", "width": 16,
          "batch_size": 200,
          "grid_lr": 3, "grid_momentum": [0.0, 0.9], "grid_epochs": 3,
          "pbt_members": 4, "pbt_width": 16, "pbt_epochs": 2, "pbt_seeds": 2, "pbt_interval": 1}
@@ -79,7 +84,8 @@ def small_splits() -> Splits:
 
 
 def run_mlplab(search: dict, s: dict, splits, url: str, name: str, seed: int = 0) -> dict:
-    spec = {"base": {"hidden": [s["width"]], "batch_size": s["batch_size"], "init": "kaiming_uniform"},
+    spec = {"base": {"hidden": [s["width"]], "batch_size": s["batch_size"], "init": "kaiming_uniform",
+                     "precision": s["precision"]},
             "search": search,
             "tune": {"trials": s["trials"], "per_round": s["per_round"], "sampler": "tpe", "pruner": "median",
                      "max_epochs": s["epochs"], "startup_trials": s["startup_trials"], "name": name, "seed": seed,
@@ -104,8 +110,11 @@ def run_optuna_nn(search: dict, s: dict, splits, url: str, name: str, seed: int 
     val, test = tensors(splits.val_x, splits.val_y), tensors(splits.test_x, splits.test_y)
     model_epochs = [0]
 
+    # --optuna-precision bf16: autocast around the forward passes (the context is entered anew for each pass)
+    low = torch.autocast("cpu", dtype=torch.bfloat16, enabled=s["optuna_precision"] == "bf16")
+
     def accuracy(model, xy):
-        with torch.no_grad():
+        with torch.no_grad(), low:
             return (model(xy[0]).argmax(1) == xy[1]).float().mean().item()
 
     def objective(trial: optuna.Trial) -> float:
@@ -122,7 +131,9 @@ def run_optuna_nn(search: dict, s: dict, splits, url: str, name: str, seed: int 
             model.train()
             for xb, yb in loader:
                 opt.zero_grad()
-                nn.functional.cross_entropy(model(xb), yb).backward()
+                with low:
+                    loss = nn.functional.cross_entropy(model(xb), yb)
+                loss.backward()
                 opt.step()
             model.eval()
             model_epochs[0] += 1
@@ -276,7 +287,8 @@ def report(results: dict) -> None:
                    f"rounds of {st['per_round']}, " + (f"no pruning before {st['startup_trials']} trials completed"
                                                        if st["startup_trials"] else
                                                        "a round's trials each other's peers from the first round"))
-            print(f"mlplab tune vs Optuna + torch.nn, space {space!r} (mlplab: {how}):")
+            print(f"mlplab tune vs Optuna + torch.nn, space {space!r} (mlplab: {how}; "
+                  f"precision: mlplab {st.get('precision', 'fp32')}, torch.nn {st.get('optuna_precision', 'fp32')}):")
             for run in r["runs"]:
                 print(f" sampler seed {run['seed']}:")
                 print(row("mlplab tune", run["mlplab"]))
@@ -344,6 +356,11 @@ def main(argv=None) -> int:
     p.add_argument("--refill", action="store_true",
                    help="optuna: mlplab's [tune] refill (one population of --per-round trials, a new trial as soon "
                         "as one ends; the fixed space only)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="optuna: mlplab's [base] precision (default fp32)")
+    p.add_argument("--optuna-precision", choices=("fp32", "bf16"), default="fp32",
+                   help="optuna: the torch.nn side's, bf16 being torch.autocast to bfloat16 around its forward passes "
+                        "(default fp32)")
     p.add_argument("--out", help="folder for the Optuna storages (default: a temporary folder)")
     p.add_argument("--json", metavar="PATH", help="write every number to this JSON file")
     args = p.parse_args(argv)
@@ -356,7 +373,8 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     if args.refill and "width" in (args.space or ("fixed", "width")):
         p.error("--refill keeps every trial in one population: add --space fixed (the width space varies the shape)")
-    s = {**(QUICK if args.quick else FULL), "startup_trials": args.startup_trials, "refill": args.refill}
+    s = {**(QUICK if args.quick else FULL), "startup_trials": args.startup_trials, "refill": args.refill,
+         "precision": args.precision, "optuna_precision": args.optuna_precision}
     if args.per_round is not None:
         s["per_round"] = args.per_round
     splits = small_splits() if args.quick else make_splits(load_mnist())

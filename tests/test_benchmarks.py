@@ -60,6 +60,23 @@ def test_tune_benchmark_smoke(tmp_path):
     assert "mlplab tune vs Optuna + torch.nn" in stdout and "PBT vs the best fixed member" in stdout
 
 
+def test_tune_benchmark_precisions(tmp_path):
+    """--precision is mlplab's [base] precision (every trial's config says bf16); --optuna-precision the torch.nn
+    side's; both are recorded and printed."""
+    import optuna
+
+    stdout, data = _run("tune.py", "--quick", "--threads", "1", "--only", "optuna", "--space", "fixed", "--refill",
+                        "--precision", "bf16", "--optuna-precision", "bf16", "--out", str(tmp_path / "storages"),
+                        tmp_path=tmp_path)
+    assert (data["settings"]["precision"], data["settings"]["optuna_precision"]) == ("bf16", "bf16")
+    assert "precision: mlplab bf16, torch.nn bf16" in stdout
+    run = data["optuna"]["fixed"]["runs"][0]
+    assert all(0.2 < run[side]["best_val_accuracy"] <= 1 for side in ("mlplab", "optuna_nn"))
+    url = f"sqlite:///{tmp_path / 'storages' / 'optuna' / 'mlplab-fixed-0.sqlite3'}"
+    trials = optuna.load_study(study_name="mlplab-fixed", storage=url).trials
+    assert trials and all(t.user_attrs["config"]["precision"] == "bf16" for t in trials)
+
+
 def test_threads_benchmark_smoke(tmp_path):
     stdout, data = _run("threads.py", "--quick", tmp_path=tmp_path)
     rows = data["rows"]
