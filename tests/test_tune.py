@@ -304,6 +304,9 @@ def test_refill_keeps_one_population_full_and_each_trial_trains_as_alone(small_s
         config = TrainConfig.from_dict(t.user_attrs["config"])
         _history_close(t.user_attrs["history"], _alone(config, small_splits, t.user_attrs["joined_epoch"], 3))
         assert [t.intermediate_values[e] for e in (1, 2, 3)] == [h["val_accuracy"] for h in t.user_attrs["history"]]
+    for t in diverged:  # it broke at the very step (of its own, from where it joined) where its model alone breaks
+        alone = _alone(TrainConfig.from_dict(t.user_attrs["config"]), small_splits, t.user_attrs["joined_epoch"], 1)
+        assert not alone[0]["alive"] and alone[0]["diverged_at"] == t.user_attrs["diverged_at"]
     # a rerun resumes: nothing left to do
     assert tune.run(spec, storage=url, splits=small_splits, device="cpu").ran == 0
 
