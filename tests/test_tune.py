@@ -299,6 +299,10 @@ def test_refill_keeps_one_population_full_and_each_trial_trains_as_alone(small_s
     assert max(t.user_attrs["population_size"] for t in trials) == 3  # full, never more
     assert any(t.user_attrs["joined_epoch"] > 0 for t in trials)  # some joined a population that had trained
     assert summary.model_epochs == sum(t.user_attrs["epochs"] for t in trials)
+    for pop in {t.user_attrs["population"] for t in trials}:  # seconds: its population's wall time until it left,
+        left = sorted((t.user_attrs["joined_epoch"] + t.user_attrs["epochs"], t.user_attrs["seconds"])  # so the
+                      for t in trials if t.user_attrs["population"] == pop)  # later it left, the more
+        assert [s for _, s in left] == sorted(s for _, s in left) and left[0][1] > 0
     assert "up to 3 trial(s) at a time in one population" in lines[0] and "8 trial(s)" in lines[-1]
     for t in complete:
         config = TrainConfig.from_dict(t.user_attrs["config"])

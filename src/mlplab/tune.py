@@ -984,7 +984,7 @@ def _stream(spec, study, hb, runner, splits, cache, budget, round_id, state, log
     commit = git_commit()
     trials: list[_Trial] = []  # every trial asked, from the moment it is asked (so an interruption hands it back)
     next_id, worker, n_pops, size, seconds, epochs = 0, None, 0, 0, 0.0, 0
-    joined: dict[_Trial, tuple[float, int]] = {}  # trial -> the population's (seconds, epochs) when it joined
+    joined: set[_Trial] = set()  # the trials that are or were in a population
     # The most models the population will hold, checked before any trial is asked (the shape is the same for all)
     full = [spec.config({})] * (spec.per_round * spec.seeds)
     planner.check_fits(full, budget)
@@ -999,7 +999,8 @@ def _stream(spec, study, hb, runner, splits, cache, budget, round_id, state, log
     bar = progress_bar(spec.trials - counted(study), progress, f"refill {round_id}", "trial")
 
     def end(t, outcome, **kw):
-        _end(study, hb, t, outcome, len(t.history), seconds - joined[t][0], size, round_id, spec, **kw)
+        # seconds: its population's wall time until the trial left it (as in rounds), not since the trial joined
+        _end(study, hb, t, outcome, len(t.history), seconds, size, round_id, spec, **kw)
         bar.update()
 
     def broke(error):  # the population failed: its trials fail, and the next ones start a new population
@@ -1038,7 +1039,8 @@ def _stream(spec, study, hb, runner, splits, cache, budget, round_id, state, log
                     log(f"refill {round_id}: up to {spec.per_round} trial(s) at a time in one population: "
                         + plan[0].describe())
             for t in fresh:
-                t.pop, joined[t] = n_pops - 1, (seconds, epochs)
+                t.pop = n_pops - 1
+                joined.add(t)
                 t.trial.set_user_attr("joined_epoch", epochs)
             going = [t for t in trials if not t.ended]
             if not going:
