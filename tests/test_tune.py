@@ -109,7 +109,7 @@ seeds = 2
     ({"tune": {"refill": True, "pruner": "none", "scheduler": "pbt"}}, "scheduler 'pbt' needs the trials"),
     ({"tune": {"refill": True}, "search": {"width": {"int": [4, 8]}}}, "but [search] varies width; set refill"),
     ({"tune": {"refill": True}, "base": {"optimizer": "adam"}}, "Adam's step count is shared by a population"),
-    ({"tune": {"refill": True}, "base": {"schedule": "cosine"}}, "a learning-rate schedule or warm-up"),
+    ({"tune": {"refill": True}, "base": {"schedule": "cosine"}}, "learning-rate schedule or warm-up would follow"),
     ({"tune": {"refill": True}, "search": {"ema": {"uniform": [0, 0.9]}}}, "the weight average's warm-up"),
     ({"tune": {"refill": True, "startup_trials": 3}}, "startup_trials = 3 does nothing with refill"),
     ({"tune": {"per-round": 4}}, "unknown key(s) ['per-round'] in [tune]"),
@@ -477,6 +477,8 @@ def test_pbt_through_tune_stores_lineage_and_schedule(small_splits, tmp_path):
             assert 1e-2 <= s["hp"]["lr"] <= 0.5 and 0 <= s["hp"]["momentum"] <= 0.9  # perturbed within the space
     pbt.plot_schedules(members, "lr", tmp_path / "lr.png")
     assert (tmp_path / "lr.png").stat().st_size > 1000
+    best = study.trials[summary.best_trial]  # the summary gives the hyperparameters the best member ended with
+    assert summary.best_final_params == best.user_attrs["hp_schedule"][-1]["hp"] and summary.best_params == best.params
 
 
 # -- kill and resume --------------------------------------------------------------------------------------------------
@@ -546,6 +548,53 @@ def test_killed_tune_resumes_without_counting_a_trial_twice(tmp_path, mnist, ref
     counted = [t for t in trials if t not in stale]
     assert len(counted) == 6 == tune.counted(study)
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in counted)
+
+
+@pytest.mark.parametrize("refill", [False, True])
+def test_an_interrupted_tune_hands_its_trials_back_and_counts_them_once(small_splits, tmp_path, monkeypatch, refill):
+    """Ctrl-C in the middle of training: the unfinished trials fail with outcome 'interrupted' and are queued again
+    with the same parameters; the summary says how many, and complete + pruned + failed add up to the trials. A
+    trial interrupted more often than Optuna's retry limit (MAX_RETRY) is not queued again: it stays failed, counts,
+    and the log says so."""
+    url = f"sqlite:///{tmp_path / 'int.sqlite3'}"
+    spec = _spec(trials=4, per_round=2, pruner="none", max_epochs=2, name="int", refill=refill)
+    train_epoch = tune.PopulationWorker.epoch
+
+    def interrupted(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tune.PopulationWorker, "epoch", interrupted)
+    lines = []
+    for attempt in range(tune.MAX_RETRY + 1):  # the same 2 trials, handed back each time
+        with pytest.raises(KeyboardInterrupt):
+            tune.run(spec, storage=url, splits=small_splits, device="cpu", log=lines.append)
+        trials = _study(url, "int").get_trials()
+        assert not [t for t in trials if t.state == TrialState.RUNNING]
+        failed = [t for t in trials if t.state == TrialState.FAIL]
+        assert len(failed) == 2 * (attempt + 1) and all(t.user_attrs["outcome"] == "interrupted" for t in failed)
+        waiting = [t for t in trials if t.state == TrialState.WAITING]
+        assert len(waiting) == (2 if attempt < tune.MAX_RETRY else 0)  # queued again, up to the retry limit
+        first = {t.params["lr"] for t in failed[:2]}  # the same two settings each time
+        assert {t.params["lr"] for t in failed} == first and {t.params["lr"] for t in waiting} <= first
+    assert "interrupted 4 times: not queued again" in lines[-1]
+    monkeypatch.setattr(tune.PopulationWorker, "epoch", train_epoch)
+    s = tune.run(spec, storage=url, splits=small_splits, device="cpu")
+    assert s.trials == 4 and s.complete + s.pruned + s.failed == 4
+    assert s.failed == 2 and s.interrupted == 2 * tune.MAX_RETRY  # the 2 given up count; their retries do not
+    assert s.complete == 2  # 2 new settings ran in place of none of the given-up ones
+
+
+def test_ctrl_c_in_mlplab_tune_says_how_to_resume(tmp_path, monkeypatch, capsys):
+    from mlplab.cli import main
+
+    def interrupted(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tune.PopulationWorker, "epoch", interrupted)
+    spec = tmp_path / "c.toml"
+    spec.write_text(_toml({"base": BASE, "search": SEARCH, "tune": {"trials": 2, "per_round": 2, "max_epochs": 1}}))
+    assert main(["tune", str(spec), "--quiet", "--threads", "1"]) == 130
+    assert capsys.readouterr().err.strip() == "mlplab: interrupted; the same command resumes it"
 
 
 def test_trials_whose_heartbeat_stopped_are_failed_and_retried(small_splits, tmp_path):

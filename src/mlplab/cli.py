@@ -569,6 +569,9 @@ def unrecognized(command: str, parser: argparse.ArgumentParser, extra: list[str]
     return f"{command}: unrecognized arguments: {' '.join(extra)}{hint} (mlplab {command} --help lists the options)"
 
 
+RESUMABLE = ("sweep", "study", "tune")  # commands whose rerun picks up where an interrupted run stopped
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -579,7 +582,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except KeyboardInterrupt:
-        print("mlplab: interrupted", file=sys.stderr)
+        print("mlplab: interrupted" + ("; the same command resumes it" if args.command in RESUMABLE else ""),
+              file=sys.stderr)
         return 130
     except BrokenPipeError:  # the reader went away (`mlplab results S | head`): stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's flush at exit would fail again

@@ -202,13 +202,14 @@ class TuneSpec:
                              f"its shape and settings, but [search] varies {', '.join(shared)}; set refill = false "
                              "(rounds group the trials by shape)")
         reasons = [why for bad, why in (
-            (c.optimizer != "sgd", f"optimizer {c.optimizer!r}: Adam's step count is shared by a population"),
-            (c.schedule != "constant" or c.warmup_steps > 0, "a learning-rate schedule or warm-up: it follows the "
+            (c.optimizer != "sgd", f"optimizer {c.optimizer!r} would use the population's step count for Adam's "
+             "bias correction (Adam's step count is shared by a population)"),
+            (c.schedule != "constant" or c.warmup_steps > 0, "its learning-rate schedule or warm-up would follow the "
              "population's step count"),
-            (c.ema > 0 or "ema" in self.search, "ema: the weight average's warm-up follows the population's step "
-             "count")) if bad]
+            (c.ema > 0 or "ema" in self.search, "its ema (the weight average's warm-up) would follow the "
+             "population's step count")) if bad]
         if reasons:
-            raise ValueError(f"{where}: [tune] refill: a trial joins a population that has trained a while, which "
+            raise ValueError(f"{where}: [tune] refill: a trial joins a population that has trained a while, and "
                              f"{reasons[0]}, not the trial's own; use optimizer 'sgd' with a constant learning rate "
                              "and no ema, or set refill = false")
 
@@ -335,12 +336,13 @@ def storage_url(storage: str | Path) -> str:
     if text.startswith("sqlite:///"):
         path = Path(text[len("sqlite:///"):])
         if path.is_dir():
-            raise IsADirectoryError(f"--storage {path} is a folder; give a file, e.g. {path / 'tune.sqlite3'}")
+            raise IsADirectoryError(f"storage {path} is a folder; give a file, e.g. {path / 'tune.sqlite3'}")
         if not path.parent.is_dir():
-            raise FileNotFoundError(f"--storage {text}: folder {path.parent} does not exist")
+            raise FileNotFoundError(f"storage {text}: folder {path.parent} does not exist; create it first (mkdir -p "
+                                    f"{path.parent}) or give a file in an existing folder")
     elif text.split("://")[0].split("+")[0] not in ("sqlite", "postgresql", "mysql"):
-        raise ValueError(f"--storage must be an Optuna RDB URL (sqlite:///PATH, postgresql://..., mysql://...) or a "
-                         f"file path, got {text!r}")
+        raise ValueError(f"the storage must be an Optuna RDB URL (sqlite:///PATH, postgresql://..., mysql://...) or "
+                         f"a file path, got {text!r}")
     return text
 
 
@@ -506,9 +508,10 @@ class _Heartbeat:
                 with contextlib.suppress(Exception):  # a busy database: the next beat comes soon enough
                     self.storage.record_heartbeat(i)
 
-    def fail_stale(self) -> int:
+    def fail_stale(self) -> tuple[int, list[int]]:
         """Fail (and queue again) the running trials whose driver is gone: no heartbeat for the grace period, or a
-        driver process on this machine that has ended. Returns how many."""
+        driver process on this machine that has ended. Returns how many failed, and the numbers of those not queued
+        again (failed MAX_RETRY times before: they stay failed, and count)."""
         optuna = _optuna()
         from mlplab.store import process_ended
 
@@ -526,8 +529,9 @@ class _Heartbeat:
                         self.storage.set_trial_user_attr(t._trial_id, "outcome", "driver died")
                         if self.storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL):
                             retry(self.study, self.storage.get_trial(t._trial_id))
-        after = {t.number for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))}
-        return len(after - before)
+        failed = {t.number: t for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
+                  if t.number not in before}
+        return len(failed), sorted(n for n, t in failed.items() if not _retries_left(t))
 
     def _wait_for_driver(self, t):
         """A running trial that names no driver: a live driver names itself (and starts its heartbeat) right after
@@ -543,16 +547,28 @@ class _Heartbeat:
             return None
         return t
 
-    def give_back(self, trial) -> None:
-        """Fail a trial this driver will not finish (interrupted) and queue it again, as a stale one would be."""
+    def give_back(self, trial) -> bool:
+        """Fail a trial this driver will not finish (outcome "interrupted") and queue it again, as a stale one would
+        be. Returns False when it is not queued again: interrupted MAX_RETRY times before, it stays failed (and
+        counts toward [tune] trials)."""
         optuna = _optuna()
+        queued = True
         with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+            self.storage.set_trial_user_attr(trial._trial_id, "outcome", "interrupted")
             if self.storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL):
+                frozen = self.storage.get_trial(trial._trial_id)
+                queued = _retries_left(frozen)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    self.storage.get_heartbeat_stale_trial_callback()(self.study,
-                                                                      self.storage.get_trial(trial._trial_id))
+                    self.storage.get_heartbeat_stale_trial_callback()(self.study, frozen)
         self.remove(trial._trial_id)
+        return queued
+
+
+def _retries_left(trial) -> bool:
+    """Whether Optuna's retry callback (max_retry MAX_RETRY) queues this failed trial again: it has been retried
+    fewer than MAX_RETRY times (its `retry_history` lists the trials it retries)."""
+    return len(trial.system_attrs.get("retry_history", [])) < MAX_RETRY
 
 
 def counted(study) -> int:
@@ -759,17 +775,21 @@ class TuneSummary:
     storage: str
     trials: int  # trials that count in the study now (toward [tune] trials)
     ran: int  # trials this run finished
-    complete: int  # in the study: complete, pruned, failed
+    complete: int  # in the study: complete, pruned, failed (these three add up to `trials` once none is running)
     pruned: int
-    failed: int
+    failed: int  # diverged, an error, values no config allows, or interrupted too often to be queued again
     best_value: float | None  # the best validation accuracy (a trial's value), None before any trial completed
     best_trial: int | None
-    best_params: dict
+    best_params: dict  # the values that trial was sampled with (with PBT: where it started)
     best_test_accuracy: float | None  # that trial's test accuracy (a user attribute)
     model_epochs: int  # epochs trained by this run, summed over models (the compute spent)
     rounds: int
     seconds: float
-    retried: int = 0  # trials of a dead driver failed and queued again at the start
+    retried: int = 0  # trials of a dead driver failed and queued again at the start of this run
+    interrupted: int = 0  # in the study: trials failed by an interruption or a dead driver and queued again (their
+    # retries count instead)
+    best_final_params: dict | None = None  # PBT: the best trial's searched hyperparameters at its end (it may have
+    # copied another member's weights and changed them on the way: its hp_schedule and lineage say how)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -823,9 +843,11 @@ def _run(spec, study, url, splits, dev, backend, address, threads, log, heartbea
         if threads is not None and backend == "local":
             torch.set_num_threads(threads)
         with _Heartbeat(url, spec.name, heartbeat, grace) as hb, deterministic_mode(deterministic):
-            retried = hb.fail_stale()
+            retried, given_up = hb.fail_stale()
             if retried and log:
-                log(f"{retried} trial(s) of a driver that stopped were failed and queued again")
+                log(f"{retried} trial(s) of a driver that stopped were failed and queued again"
+                    + (f", except {_numbers(given_up)}: failed {MAX_RETRY + 1} times, they stay failed and count"
+                       if given_up else ""))
             cache: dict = {}
             run_id = secrets.token_hex(3)
             if spec.refill:
@@ -923,20 +945,25 @@ def _round(spec, study, hb, runner, n, splits, cache, budget, round_id, state, l
     finally:
         for w in workers:  # the next round's populations may need their CPUs (Ray)
             runner.release(w)
-        _finish(study, hb, trials, bar)
+        _finish(study, hb, trials, bar, log)
     state["ran"] += sum(t.ended for t in trials)
     if log:
         log(f"round {round_id}: " + _ends_said(study, trials))
 
 
-def _finish(study, hb, trials: list[_Trial], bar) -> None:
+def _finish(study, hb, trials: list[_Trial], bar, log=None) -> None:
     """After a round or a refilled stream, also when interrupted (Ctrl-C, an error in the driver): close its bar
     and hand the unfinished trials back to be rerun."""
     if bar is not None:
         bar.close()
-    for t in trials:
-        if not t.ended:
-            hb.give_back(t.trial)
+    given_up = [t.trial.number for t in trials if not t.ended and not hb.give_back(t.trial)]
+    if given_up and log:
+        log(f"{_numbers(given_up)} interrupted {MAX_RETRY + 1} times: not queued again; they stay failed (outcome "
+            "'interrupted') and count toward [tune] trials")
+
+
+def _numbers(numbers: list[int]) -> str:
+    return ("trial " if len(numbers) == 1 else "trials ") + ", ".join(map(str, numbers))
 
 
 def _ends_said(study, trials: list[_Trial]) -> str:
@@ -1072,7 +1099,7 @@ def _stream(spec, study, hb, runner, splits, cache, budget, round_id, state, log
     finally:
         if worker is not None:
             runner.release(worker)
-        _finish(study, hb, trials, bar)
+        _finish(study, hb, trials, bar, log)
     state["ran"] += sum(t.ended for t in trials)
     if log:
         log(f"refill {round_id}: {len(trials)} trial(s) in {n_pops} population(s): " + _ends_said(study, trials))
@@ -1292,11 +1319,16 @@ def _summary(spec, study, url, state, seconds, retried) -> TuneSummary:
 
     all_trials = study.get_trials(deepcopy=False)
     best = _best(study)
+    requeued = {n for t in all_trials for n in t.system_attrs.get("retry_history", [])}  # as in `counted`
+    fails = [t for t in all_trials if t.state == TrialState.FAIL]
+    schedule = best.user_attrs.get("hp_schedule") if best else None
     return TuneSummary(
         study_name=spec.name, storage=url, trials=counted(study), ran=state["ran"],
         complete=sum(t.state == TrialState.COMPLETE for t in all_trials),
         pruned=sum(t.state == TrialState.PRUNED for t in all_trials),
-        failed=sum(t.state == TrialState.FAIL for t in all_trials),
+        failed=sum("outcome" in t.user_attrs and t.number not in requeued for t in fails),
+        interrupted=sum(t.number in requeued for t in fails),
+        best_final_params=dict(schedule[-1]["hp"]) if schedule and spec.scheduler == "pbt" else None,
         best_value=best.value if best else None, best_trial=best.number if best else None,
         best_params=dict(best.params) if best else {},
         best_test_accuracy=best.user_attrs.get("test_accuracy") if best else None,
@@ -1398,7 +1430,7 @@ def add_parsers(sub) -> None:
     t.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (default)")
     t.add_argument("--heartbeat", type=int, default=HEARTBEAT_SECONDS, metavar="SECONDS",
                    help=f"seconds between heartbeats of the running trials (default {HEARTBEAT_SECONDS}); a rerun "
-                   f"fails and retries trials silent for {GRACE_SECONDS // HEARTBEAT_SECONDS}x this long")
+                   f"fails and retries trials silent for max({GRACE_SECONDS} s, 3x this long)")
     t.add_argument("--json", action="store_true", help="print the summary as one JSON object on stdout")
     t.add_argument("--quiet", action="store_true", help="no line per round and no progress bar")
     add_threads_argument(t)
@@ -1442,11 +1474,18 @@ def cmd_tune(args) -> int:
         print(json.dumps(_json_safe(s.to_dict())))
     else:
         test = "-" if s.best_test_accuracy is None else f"{s.best_test_accuracy:.4f}"
-        best = ("no trial completed yet" if s.best_value is None else
-                f"best val accuracy {s.best_value:.4f} (trial {s.best_trial}, test accuracy {test}): {s.best_params}")
+        if s.best_value is None:
+            best = ("no trial completed yet" if s.trials < spec.trials else
+                    "no trial completed; raise [tune] trials (or narrow [search]) to run more")
+        elif s.best_final_params is not None:  # PBT: its value came from the hyperparameters it ended with
+            best = (f"best val accuracy {s.best_value:.4f} (trial {s.best_trial}, test accuracy {test}): ended with "
+                    f"{s.best_final_params} (started from {s.best_params}; each change is in its hp_schedule)")
+        else:
+            best = f"best val accuracy {s.best_value:.4f} (trial {s.best_trial}, test accuracy {test}): {s.best_params}"
+        again = f"; {s.interrupted} interrupted and queued again" if s.interrupted else ""
+        how = "refilled as trials ended" if spec.refill else f"in {s.rounds} round(s)"
         print(f"tune {s.study_name}: {s.trials} trials ({s.complete} complete, {s.pruned} pruned, {s.failed} "
-              f"failed), {s.ran} run now " + ("refilled as trials ended" if spec.refill else f"in {s.rounds} round(s)")
-              + f", {s.model_epochs} model-epochs, {s.seconds:.1f} s; "
+              f"failed{again}), {s.ran} run now {how}, {s.model_epochs} model-epochs, {s.seconds:.1f} s; "
               f"{best}\nwatch it: optuna-dashboard {s.storage}  (pip install optuna-dashboard)")
     return 0
 
