@@ -63,7 +63,7 @@ def test_init_axis_brings_its_scale():
 
 BAD = [
     ("[base]\nlearning_rate = 0.1\n", "unknown key 'learning_rate' in [base]"),
-    ("[axes]\nwidthh = [1, 2]\n", "unknown axis 'widthh'"),
+    ("[axes]\nwidthh = [1, 2]\n", "unknown axis 'widthh' (did you mean 'width'?)"),
     ("[axes]\nlr = []\n", "axis lr has no values"),
     ("[axes]\nlr = { linspace = [0.1, 1, 0] }\n", "count >= 1"),
     ("[axes]\nlr = { geomspace = [1, 2, 3] }\n", "unknown range 'geomspace'"),

@@ -92,12 +92,12 @@ seeds = 2
     ({"search": {"lr": {"normal": [0, 1]}}}, "[search] lr must be one of"),
     ({"search": {"lr": [0.1, 0.2]}}, "[search] lr must be one of"),
     ({"search": {"hidden": {"choice": [[8], [16]]}}}, "search width and depth instead"),
-    ({"search": {"widht": {"int": [4, 8]}}}, "unknown [search] key 'widht'"),
+    ({"search": {"widht": {"int": [4, 8]}}}, "unknown [search] key 'widht' (did you mean 'width'?); known: activation"),
     ({"search": {"width": {"int": [0, 8]}}}, "hidden sizes must be >= 1"),
     ({"search": {"momentum": {"uniform": [0, 1.5]}}}, "momentum must be < 1"),
     ({"search": {}}, "[search] is empty"),
     ({"base": {"epochs": 3}}, "use [tune] max_epochs"),
-    ({"base": {"hiden": [3]}}, "unknown key 'hiden' in [base]"),
+    ({"base": {"hiden": [3]}}, "unknown key 'hiden' in [base] (did you mean 'hidden'?)"),
     ({"tune": {"sampler": "cmaes"}}, "sampler must be one of"),
     ({"tune": {"pruner": "median", "scheduler": "pbt"}}, "set [tune] pruner = 'none'"),
     ({"tune": {"trials": 0}}, "trials must be an integer >= 1"),
@@ -112,7 +112,7 @@ seeds = 2
     ({"tune": {"refill": True}, "base": {"schedule": "cosine"}}, "learning-rate schedule or warm-up would follow"),
     ({"tune": {"refill": True}, "search": {"ema": {"uniform": [0, 0.9]}}}, "the weight average's warm-up"),
     ({"tune": {"refill": True, "startup_trials": 3}}, "startup_trials = 3 does nothing with refill"),
-    ({"tune": {"per-round": 4}}, "unknown key(s) ['per-round'] in [tune]"),
+    ({"tune": {"per-round": 4}}, "unknown key(s) ['per-round'] in [tune] (did you mean 'per_round'?)"),
     ({"extra": {}}, "unknown section(s) ['extra']"),
 ])
 def test_bad_specs_are_one_line_errors(tmp_path, capsys, change, message):
@@ -189,8 +189,10 @@ def test_halving_prunes_synchronously(halving):
     # a rerun resumes: nothing left to do
     again = tune.run(spec, storage=url, splits=None, device="cpu")
     assert again.ran == 0 and again.trials == 6 and again.model_epochs == 0
-    with pytest.raises(ValueError, match="made by a different spec"):
+    with pytest.raises(ValueError, match="made by a different spec") as refused:
         tune.run({**spec, "search": {"lr": {"loguniform": [1e-3, 0.5]}}}, storage=url, splits=None, device="cpu")
+    assert "[search] lr: {'loguniform': [0.01, 0.5]} in the study, {'loguniform': [0.001, 0.5]} now" in str(
+        refused.value) and "[search] momentum: {'uniform': [0.0, 0.9]} in the study, unset now" in str(refused.value)
 
 
 def test_median_prunes_a_round_from_its_first_epoch_against_its_peers(small_splits, tmp_path):

@@ -148,7 +148,8 @@ class TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+            raise ValueError(f"unknown setting(s) {', '.join(unknown)}{did_you_mean(unknown[0], known)}; known: "
+                             f"{', '.join(sorted(known))}")
         return cls(**d)
 
     def replace(self, **changes) -> TrainConfig:
@@ -231,3 +232,11 @@ def _integer(cfg, name, lo):
         raise TypeError(f"{name} must be an integer, got {v!r}")
     if v < lo:
         raise ValueError(f"{name} must be >= {lo}, got {v}")
+
+
+def did_you_mean(name: str, known) -> str:
+    """" (did you mean 'x'?)" for the known name closest to a misspelled `name` (difflib), or "" when none is."""
+    import difflib
+
+    close = difflib.get_close_matches(str(name).replace("-", "_"), sorted(known), n=1, cutoff=0.7)
+    return f" (did you mean {close[0]!r}?)" if close else ""

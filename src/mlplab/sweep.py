@@ -30,7 +30,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlplab.config import TrainConfig, parse_hidden, parse_init
+from mlplab.config import TrainConfig, did_you_mean, parse_hidden, parse_init
 
 DERIVED_AXES = ("width", "depth")
 SWEEP_KEYS = ("seeds", "grid", "name")
@@ -80,7 +80,8 @@ class SweepSpec:
         known = {f.name for f in dataclasses.fields(TrainConfig)}
         for k in base:
             if k not in known and k not in DERIVED_AXES:
-                raise ValueError(f"{where}: unknown key {k!r} in [base]; known: {', '.join(sorted(known))}")
+                raise ValueError(f"{where}: unknown key {k!r} in [base]{did_you_mean(k, known | set(DERIVED_AXES))}; "
+                                 f"known: {', '.join(sorted(known))}")
         try:
             self.base_config()
         except (ValueError, TypeError) as e:
@@ -89,7 +90,8 @@ class SweepSpec:
         for k, v in self.axes.items():
             key = _key(k)
             if key not in known and key not in DERIVED_AXES:
-                raise ValueError(f"{where}: unknown axis {k!r}; known: {', '.join(sorted(known | set(DERIVED_AXES)))}")
+                raise ValueError(f"{where}: unknown axis {k!r}{did_you_mean(key, known | set(DERIVED_AXES))}; known: "
+                                 f"{', '.join(sorted(known | set(DERIVED_AXES)))}")
             axes[key] = expand_axis(key, v, where)
         object.__setattr__(self, "axes", axes)
         n_points = math.prod(len(v) for v in axes.values()) if self.grid else 1 + sum(len(v) for v in axes.values())

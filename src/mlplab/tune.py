@@ -61,7 +61,7 @@ import torch
 from mlplab import __version__, planner
 from mlplab import data as data_mod
 from mlplab import pbt as pbt_mod
-from mlplab.config import TrainConfig
+from mlplab.config import TrainConfig, did_you_mean
 from mlplab.device import arithmetic, keep_freed_memory, matmul_precision, resolve_device, synchronize
 from mlplab.mlp import layer_sizes
 from mlplab.population import SHARED_FIELDS, EpochPlan, Population
@@ -157,7 +157,9 @@ class TuneSpec:
                 raise ValueError(f"{where}: [base] {k} is set by the tune; use {what.get(k, 'the [tune] pruner')} "
                                  "instead")
             if k not in known:
-                raise ValueError(f"{where}: unknown key {k!r} in [base]; known: {', '.join(sorted(known))}")
+                shown = known - {"epochs", "seed", "patience", "min_delta"}
+                raise ValueError(f"{where}: unknown key {k!r} in [base]{did_you_mean(k, shown)}; known: "
+                                 f"{', '.join(sorted(shown))}")
         search = {}
         for k, v in self.search.items():
             key = k.replace("-", "_")
@@ -165,7 +167,9 @@ class TuneSpec:
                 hint = "search width and depth instead" if key == "hidden" else "the tune sets it"
                 raise ValueError(f"{where}: [search] {key} cannot be searched ({hint})")
             if key not in known:
-                raise ValueError(f"{where}: unknown [search] key {k!r}; known: {', '.join(sorted(known))}")
+                shown = known - set(NOT_SEARCHED)
+                raise ValueError(f"{where}: unknown [search] key {k!r}{did_you_mean(key, shown)}; known: "
+                                 f"{', '.join(sorted(shown))}")
             search[key] = _check_entry(key, v, where)
         object.__setattr__(self, "search", search)
         if self.sampler == "grid":
@@ -228,7 +232,8 @@ class TuneSpec:
             raise ValueError(f"{source}: [tune] must be a table")
         bad = set(tune) - set(TUNE_KEYS)
         if bad:
-            raise ValueError(f"{source}: unknown key(s) {sorted(bad)} in [tune]; known: {', '.join(TUNE_KEYS)}")
+            hint = did_you_mean(sorted(bad)[0], TUNE_KEYS)
+            raise ValueError(f"{source}: unknown key(s) {sorted(bad)} in [tune]{hint}; known: {', '.join(TUNE_KEYS)}")
         return cls(base=doc.get("base", {}), search=doc.get("search", {}), source=source,
                    **{"name": default_name, **tune})
 
@@ -453,9 +458,24 @@ def open_study(spec: TuneSpec, storage):
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names([OBJECTIVE])
     elif _json_roundtrip(made_by) != _json_roundtrip(spec.identity()):
-        raise ValueError(f"study {spec.name!r} in {url} was made by a different spec; give [tune] name another "
-                         "value or use another --storage (only [tune] trials may change on a rerun)")
+        raise ValueError(f"study {spec.name!r} in {url} was made by a different spec ("
+                         f"{_spec_changes(_json_roundtrip(made_by), _json_roundtrip(spec.identity()))}); give [tune] "
+                         "name another value or use another storage (only [tune] trials may change on a rerun)")
     return study
+
+
+def _spec_changes(was: dict, now: dict, most: int = 3) -> str:
+    """What differs between the spec a study was made by and this one, setting by setting: "[tune] max_epochs: 3 in
+    the study, 2 now" (the first `most`, and how many more)."""
+    said = []
+    for section in sorted(set(was) | set(now)):
+        a, b = was.get(section) or {}, now.get(section) or {}
+        for key in sorted(set(a) | set(b)):
+            if a.get(key) != b.get(key):
+                said.append(f"[{section}] {key}: " + ("unset" if key not in a else f"{a[key]}") + " in the study, "
+                            + ("unset" if key not in b else f"{b[key]}") + " now")
+    more = f", and {len(said) - most} more" if len(said) > most else ""
+    return "; ".join(said[:most]) + more if said else "its settings differ"
 
 
 def _json_roundtrip(d):
