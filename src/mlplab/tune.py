@@ -531,7 +531,7 @@ class _Heartbeat:
     def fail_stale(self) -> tuple[int, list[int]]:
         """Fail (and queue again) the running trials whose driver is gone: no heartbeat for the grace period, or a
         driver process on this machine that has ended. Returns how many failed, and the numbers of those not queued
-        again (failed MAX_RETRY times before: they stay failed, and count)."""
+        again (retried MAX_RETRY times before: they stay failed)."""
         optuna = _optuna()
         from mlplab.store import process_ended
 
@@ -595,17 +595,24 @@ def counted(study) -> int:
     """Trials that count toward [tune] trials: finished (complete, pruned, or failed for a reason of their own,
     such as divergence) or running. A trial failed because its driver died does not count: its retry does (Optuna's
     retry callback lists it in the retry's `retry_history`; one never retried counts only with an outcome)."""
+    return _tally(study.get_trials(deepcopy=False))["counted"]
+
+
+def _tally(trials) -> dict[str, int]:
+    """The stored trials by how they count: complete, pruned, running; failed (for a reason of their own, or
+    retried too often to be queued again: these count); interrupted (failed by an interruption or a dead driver and
+    queued again: Optuna's retry callback lists them in the retry's `retry_history`, and the retry counts instead).
+    A failed trial without an outcome and never retried counts nowhere. "counted": those toward [tune] trials."""
     from optuna.trial import TrialState
 
-    trials = study.get_trials(deepcopy=False)
-    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}  # set by Optuna's retry callback
-    n = 0
-    for t in trials:
-        if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING):
-            n += 1
-        elif t.state == TrialState.FAIL and "outcome" in t.user_attrs and t.number not in retried:
-            n += 1
-    return n
+    requeued = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    fails = [t for t in trials if t.state == TrialState.FAIL]
+    tally = {"complete": sum(t.state == TrialState.COMPLETE for t in trials),
+             "pruned": sum(t.state == TrialState.PRUNED for t in trials),
+             "running": sum(t.state == TrialState.RUNNING for t in trials),
+             "failed": sum("outcome" in t.user_attrs and t.number not in requeued for t in fails),
+             "interrupted": sum(t.number in requeued for t in fails)}
+    return {**tally, "counted": tally["complete"] + tally["pruned"] + tally["running"] + tally["failed"]}
 
 
 # -- a population of one round ----------------------------------------------------------------------------------------
@@ -866,7 +873,7 @@ def _run(spec, study, url, splits, dev, backend, address, threads, log, heartbea
             retried, given_up = hb.fail_stale()
             if retried and log:
                 log(f"{retried} trial(s) of a driver that stopped were failed and queued again"
-                    + (f", except {_numbers(given_up)}: failed {MAX_RETRY + 1} times, they stay failed and count"
+                    + (f", except {_numbers(given_up)}: failed {MAX_RETRY + 1} times, not queued again"
                        if given_up else ""))
             cache: dict = {}
             run_id = secrets.token_hex(3)
@@ -1335,19 +1342,12 @@ def _best(study):
 
 
 def _summary(spec, study, url, state, seconds, retried) -> TuneSummary:
-    from optuna.trial import TrialState
-
-    all_trials = study.get_trials(deepcopy=False)
+    tally = _tally(study.get_trials(deepcopy=False))
     best = _best(study)
-    requeued = {n for t in all_trials for n in t.system_attrs.get("retry_history", [])}  # as in `counted`
-    fails = [t for t in all_trials if t.state == TrialState.FAIL]
     schedule = best.user_attrs.get("hp_schedule") if best else None
     return TuneSummary(
-        study_name=spec.name, storage=url, trials=counted(study), ran=state["ran"],
-        complete=sum(t.state == TrialState.COMPLETE for t in all_trials),
-        pruned=sum(t.state == TrialState.PRUNED for t in all_trials),
-        failed=sum("outcome" in t.user_attrs and t.number not in requeued for t in fails),
-        interrupted=sum(t.number in requeued for t in fails),
+        study_name=spec.name, storage=url, ran=state["ran"], trials=tally["counted"],
+        complete=tally["complete"], pruned=tally["pruned"], failed=tally["failed"], interrupted=tally["interrupted"],
         best_final_params=dict(schedule[-1]["hp"]) if schedule and spec.scheduler == "pbt" else None,
         best_value=best.value if best else None, best_trial=best.number if best else None,
         best_params=dict(best.params) if best else {},
