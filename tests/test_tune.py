@@ -586,6 +586,37 @@ def test_an_interrupted_tune_hands_its_trials_back_and_counts_them_once(small_sp
     assert s.complete == 2  # 2 new settings ran in place of none of the given-up ones
 
 
+@pytest.mark.parametrize("refill", [False, True])
+def test_a_trial_with_seeds_trains_a_model_per_seed_and_the_log_counts_both(small_splits, tmp_path, refill):
+    """[tune] seeds = 2: each trial trains seeds 0 and 1 of its setting, its history is their mean, and the line
+    that starts the round says why its population holds 4 models for 2 trials."""
+    url = f"sqlite:///{tmp_path / 'seeds.sqlite3'}"
+    raw = _spec(trials=2, per_round=2, pruner="none", max_epochs=1, seeds=2, name="seeds", refill=refill)
+    lines = []
+    tune.run(raw, storage=url, splits=small_splits, device="cpu", log=lines.append)
+    said = "up to 2 trial(s) x 2 seeds at a time in one population: 4 x 784-16-10" if refill else \
+        "2 trial(s) x 2 seeds in 1 population(s): 4 x 784-16-10"
+    assert said in lines[0], lines[0]
+    spec = tune.TuneSpec.from_dict(raw)
+    for t in _study(url, "seeds").get_trials():
+        assert t.user_attrs["population_size"] == 4
+        alone = train_population([spec.config(t.params, seed=k) for k in (0, 1)], splits=small_splits,
+                                 device="cpu", progress=False)
+        mean = {k: sum(r.history[0][k] for r in alone) / 2 for k in ("val_loss", "train_loss", "test_loss",
+                                                                     "val_accuracy", "test_accuracy")}
+        _history_close(t.user_attrs["history"], [mean])
+
+
+def test_the_round_bar_shows_each_epoch_with_its_trials_going(small_splits, tmp_path, capsys):
+    """The bar's count and its "N of M trial(s) going" are drawn together after every epoch (the count lagged one
+    epoch behind when epochs took under tqdm's 0.1 s between prints)."""
+    spec = _spec(trials=2, per_round=2, pruner="none", max_epochs=2, name="bar")
+    tune.run(spec, storage=f"sqlite:///{tmp_path / 'bar.sqlite3'}", splits=small_splits, device="cpu", progress=True)
+    drawn = [part for part in capsys.readouterr().err.split("\r") if "trial(s) going" in part]
+    assert any("1/2" in part and "2 of 2 trial(s) going" in part for part in drawn), drawn
+    assert any("2/2" in part and "0 of 2 trial(s) going" in part for part in drawn), drawn
+
+
 def test_ctrl_c_in_mlplab_tune_says_how_to_resume(tmp_path, monkeypatch, capsys):
     from mlplab.cli import main
 
@@ -613,8 +644,37 @@ def test_trials_whose_heartbeat_stopped_are_failed_and_retried(small_splits, tmp
     summary = tune.run(spec, storage=url, splits=small_splits, device="cpu", heartbeat=1, grace=1)
     trials = _study(url, "hb").get_trials()
     assert summary.retried == 1 and trials[0].state == TrialState.FAIL
+    assert trials[0].user_attrs["outcome"] == "driver died"  # as for a driver process that ended
     assert [x.state for x in trials[1:]] == [TrialState.COMPLETE] * 2 and trials[1].params == trials[0].params
     assert trials[1].system_attrs["failed_trial"] == 0 and summary.trials == 2
+
+
+def test_a_trial_whose_heartbeat_stopped_too_often_counts_as_failed(small_splits, tmp_path):
+    """A stale trial that is already Optuna's MAX_RETRY-th retry is failed and not queued again: it keeps the
+    outcome 'driver died', counts toward [tune] trials as a failed one (one new setting runs, not two), the log
+    names it, and complete + pruned + failed add up to the trials. Before, it had no outcome and counted nowhere."""
+    url = f"sqlite:///{tmp_path / 'hb4.sqlite3'}"
+    spec = tune.TuneSpec.from_dict(_spec(trials=2, per_round=2, pruner="none", max_epochs=1, name="hb4"))
+    study = tune.open_study(spec, url)
+    storage = tune._open_storage(url, heartbeat=1, grace=1)
+    for n in range(tune.MAX_RETRY):  # trials 0..2: interrupted, each retried by the next
+        t = study.ask(spec.distributions())
+        storage.set_trial_system_attr(t._trial_id, "retry_history", list(range(n)))
+        t.set_user_attr("outcome", "interrupted")
+        study.tell(t, state=TrialState.FAIL)
+    t = study.ask(spec.distributions())  # trial 3, the third retry, left running by a driver elsewhere
+    storage.set_trial_system_attr(t._trial_id, "retry_history", list(range(tune.MAX_RETRY)))
+    t.set_user_attr("driver", "another-machine:123:456")
+    storage.record_heartbeat(t._trial_id)
+    time.sleep(2.2)
+    lines = []
+    summary = tune.run(spec, storage=url, splits=small_splits, device="cpu", heartbeat=1, grace=1, log=lines.append)
+    trials = _study(url, "hb4").get_trials()
+    assert trials[3].state == TrialState.FAIL and trials[3].user_attrs["outcome"] == "driver died"
+    assert not [x for x in trials if x.state == TrialState.WAITING]  # not queued again
+    assert "except trial 3: failed 4 times, not queued again" in lines[0]
+    assert (summary.trials, summary.failed, summary.complete, summary.interrupted) == (2, 1, 1, 3)
+    assert len(trials) == 5 and trials[4].state == TrialState.COMPLETE  # one new setting, in the stale one's place
 
 
 # -- export -----------------------------------------------------------------------------------------------------------

@@ -536,6 +536,7 @@ class _Heartbeat:
         from mlplab.store import process_ended
 
         before = {t.number for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))}
+        self._label_stale()
         with warnings.catch_warnings():  # experimental in Optuna 5.0, used on purpose (see _open_storage)
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(self.study)
@@ -552,6 +553,20 @@ class _Heartbeat:
         failed = {t.number: t for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
                   if t.number not in before}
         return len(failed), sorted(n for n, t in failed.items() if not _retries_left(t))
+
+    def _label_stale(self) -> None:
+        """Give the running trials whose heartbeat stopped the outcome "driver died" before Optuna's stale-trial check
+        fails them (a failed trial's attributes can no longer be written), as the trials of a driver process that
+        ended get it. A trial that is only slow and beats again soon records its own outcome when it ends. The
+        stale trials are read through the heartbeat interface of Optuna's storages (BaseHeartbeat); a storage
+        without it leaves them unlabelled, and they are counted all the same (see _tally)."""
+        optuna = _optuna()
+        stale = getattr(self.storage, "_get_stale_trial_ids", None)
+        if stale is None:
+            return
+        for trial_id in stale(self.storage.get_study_id_from_name(self.study.study_name)):
+            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):  # it ended meanwhile
+                self.storage.set_trial_user_attr(trial_id, "outcome", "driver died")
 
     def _wait_for_driver(self, t):
         """A running trial that names no driver: a live driver names itself (and starts its heartbeat) right after
@@ -592,17 +607,18 @@ def _retries_left(trial) -> bool:
 
 
 def counted(study) -> int:
-    """Trials that count toward [tune] trials: finished (complete, pruned, or failed for a reason of their own,
-    such as divergence) or running. A trial failed because its driver died does not count: its retry does (Optuna's
-    retry callback lists it in the retry's `retry_history`; one never retried counts only with an outcome)."""
+    """Trials that count toward [tune] trials: finished (complete, pruned, or failed and not queued again) or
+    running. A trial failed because its driver died or it was interrupted, and queued again, does not count: its
+    retry does (Optuna's retry callback lists it in the retry's `retry_history`)."""
     return _tally(study.get_trials(deepcopy=False))["counted"]
 
 
 def _tally(trials) -> dict[str, int]:
-    """The stored trials by how they count: complete, pruned, running; failed (for a reason of their own, or
-    retried too often to be queued again: these count); interrupted (failed by an interruption or a dead driver and
-    queued again: Optuna's retry callback lists them in the retry's `retry_history`, and the retry counts instead).
-    A failed trial without an outcome and never retried counts nowhere. "counted": those toward [tune] trials."""
+    """The stored trials by how they count: complete, pruned, running; failed (for a reason of their own, such as
+    divergence, or interrupted or left by a dead driver too often to be queued again: these count); interrupted
+    (failed by an interruption or a dead driver and queued again: Optuna's retry callback lists them in the retry's
+    `retry_history`, and the retry counts instead). Every stored trial is in one of these but waiting ones (asked
+    for again, not started). "counted": those toward [tune] trials."""
     from optuna.trial import TrialState
 
     requeued = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
@@ -610,7 +626,7 @@ def _tally(trials) -> dict[str, int]:
     tally = {"complete": sum(t.state == TrialState.COMPLETE for t in trials),
              "pruned": sum(t.state == TrialState.PRUNED for t in trials),
              "running": sum(t.state == TrialState.RUNNING for t in trials),
-             "failed": sum("outcome" in t.user_attrs and t.number not in requeued for t in fails),
+             "failed": sum(t.number not in requeued for t in fails),
              "interrupted": sum(t.number in requeued for t in fails)}
     return {**tally, "counted": tally["complete"] + tally["pruned"] + tally["running"] + tally["failed"]}
 
@@ -804,7 +820,7 @@ class TuneSummary:
     ran: int  # trials this run finished
     complete: int  # in the study: complete, pruned, failed (these three add up to `trials` once none is running)
     pruned: int
-    failed: int  # diverged, an error, values no config allows, or interrupted too often to be queued again
+    failed: int  # diverged, an error, values no config allows, or interrupted (or its driver died) too often
     best_value: float | None  # the best validation accuracy (a trial's value), None before any trial completed
     best_trial: int | None
     best_params: dict  # the values that trial was sampled with (with PBT: where it started)
@@ -929,7 +945,7 @@ def _round(spec, study, hb, runner, n, splits, cache, budget, round_id, state, l
             workers.append(runner.start(list(p.configs), ids, split, p.bytes))
             sizes.append(p.size)
         if log:
-            log(f"round {round_id}: {n} trial(s) in {len(pops)} population(s): "
+            log(f"round {round_id}: {n} trial(s){_seeds_said(spec)} in {len(pops)} population(s): "
                 + ", ".join(p.describe() for p in pops[:6]) + (" ..." if len(pops) > 6 else ""))
         bar = progress_bar(spec.max_epochs, progress, f"round {round_id}", "epoch")
         live = list(range(len(workers)))  # populations with models left
@@ -958,8 +974,10 @@ def _round(spec, study, hb, runner, n, splits, cache, budget, round_id, state, l
                     _end(study, hb, t, "complete", epoch, seconds[t.pop], sizes[t.pop], round_id, spec)
                 elif t in stop:
                     _end(study, hb, t, "pruned", epoch, seconds[t.pop], sizes[t.pop], round_id, spec)
-            bar.set_postfix_str(f"{sum(not t.ended for t in trials)} of {len(trials)} trial(s) going")
+            # the count first, then the postfix, whose refresh draws both (tqdm skips drawing an update that comes
+            # within 0.1 s of its last drawing, which left the count an epoch behind)
             bar.update()
+            bar.set_postfix_str(f"{sum(not t.ended for t in trials)} of {len(trials)} trial(s) going")
             if epoch == spec.max_epochs:
                 break
             keep = {k: [i for t in trials if not t.ended and t.pop == k for i in t.model_ids] for k in live}
@@ -987,6 +1005,11 @@ def _finish(study, hb, trials: list[_Trial], bar, log=None) -> None:
     if given_up and log:
         log(f"{_numbers(given_up)} interrupted {MAX_RETRY + 1} times: not queued again; they stay failed (outcome "
             "'interrupted') and count toward [tune] trials")
+
+
+def _seeds_said(spec: TuneSpec) -> str:
+    """' x 3 seeds' when every trial trains [tune] seeds models (a population line counts models), else ''."""
+    return f" x {spec.seeds} seeds" if spec.seeds > 1 else ""
 
 
 def _numbers(numbers: list[int]) -> str:
@@ -1090,8 +1113,8 @@ def _stream(spec, study, hb, runner, splits, cache, budget, round_id, state, log
                 worker = runner.start(cfgs, [i for t in fresh for i in t.model_ids], split, plan[0].bytes)
                 n_pops, seconds, epochs = n_pops + 1, 0.0, 0
                 if log and n_pops == 1:  # (a population that emptied starts again without a line)
-                    log(f"refill {round_id}: up to {spec.per_round} trial(s) at a time in one population: "
-                        + plan[0].describe())
+                    log(f"refill {round_id}: up to {spec.per_round} trial(s){_seeds_said(spec)} at a time in one "
+                        "population: " + plan[0].describe())
             for t in fresh:
                 t.pop = n_pops - 1
                 joined.add(t)
