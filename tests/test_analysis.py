@@ -115,8 +115,8 @@ def test_a_plateau_is_stated_as_such(tmp_path):
     assert _kinds(claims)[:3] == ["sweep_best", "sweep_low_bad", "sweep_high_ok"]
     assert "A plateau, not an optimum: 1 is tied with the best" in claims[2].text
     gap = claims[0].facts["tied_gaps"]  # tied is "not told apart", and the sentence says how far below it lies
-    assert len(gap) == 2 and gap[0] == gap[1] > 0 and f"(their medians {100 * gap[0]:.2f} points lower: not told " \
-        "apart, which is not the same as equal)" in claims[0].text
+    assert len(gap) == 2 and gap[0] == gap[1] > 0 and f"(their medians {100 * gap[0]:.2f} points lower, not told " \
+        "apart)" in claims[0].text
 
 
 def test_a_far_lower_end_with_wild_seeds_is_unclear_not_a_plateau(tmp_path):
@@ -793,7 +793,8 @@ def test_noise_model_lists_the_verdicts_a_shared_noise_estimate_changes(tmp_path
 
 def test_findings_keep_the_budget_caveat_of_a_trend_that_stays(tmp_path):
     anova, zero, one, search, parts = _findings_parts(tmp_path)
-    trend = {"direction": "stays", "separated": False, "steps_apart": [False], "common": [0.01], "rows": [1, 2]}
+    trend = {"direction": "stays", "separated": False, "steps_apart": [False], "common": [0.01], "rows": [1, 2],
+             "dead_rows": [], "row_name": "row"}
     bound = analysis.Claim("grid_trend", {**trend, "bound_rows": [1, 2]})
     free = analysis.Claim("grid_trend", {**trend, "bound_rows": []})
     c = analysis.findings_claim({"init scale": bound, "width": free}, anova, zero, one, search, parts)
@@ -807,3 +808,104 @@ def test_neighbours_read_hard_images_against_random_ones():
     assert "Of the 6 shown, 3 have a nearest training image with the true label and 2 one with the voted" in hard.text
     own = analysis.neighbours_claim(70, 5, 79, 490, 500, 6, 0, 6, ["a"])  # 89% against 98%: the network's own
     assert "the network's mistakes there are its own" in own.text
+
+
+@pytest.mark.parametrize("p", [0.0454, 0.0483, 0.04996, 0.0500, 0.05004, 0.0526, 0.0537, 0.0467, 0.012, 0.099,
+                               0.1, 0.79, 0.0043, 0.00002])
+def test_a_printed_p_value_stays_on_its_side_of_alpha(p):
+    """The text prints a p-value beside a verdict made at ALPHA; the printed number must not round across it
+    (0.0454 was printed '0.05' beside 'worse', 0.0526 '0.05' beside 'tied')."""
+    text = analysis.fmt_p(p)
+    if text.startswith("<"):
+        assert p < 1e-4
+        return
+    shown = float(text.removeprefix("= "))
+    assert (shown < analysis.ALPHA) == (p < analysis.ALPHA), (p, text)
+    assert shown == pytest.approx(p, rel=0.1)
+
+
+def test_p_values_read_as_before_away_from_alpha():
+    assert [analysis.fmt_p(p) for p in (0.00002, 0.0043, 0.0454, 0.79, 0.35)] == \
+        ["< 0.0001", "= 0.0043", "= 0.045", "= 0.79", "= 0.35"]
+
+
+def _width_sweep(tmp_path, accs):
+    runs = [(TrainConfig(hidden=(w,), epochs=1, seed=s), a) for w, xs in accs.items() for s, a in enumerate(xs)]
+    return analysis.by_setting(_store(tmp_path, runs), "width")
+
+
+def _slope_and_p(accs):
+    """Independent of analysis: the slope of accuracy (points) on log2(width) by numpy's least squares, and the
+    two-sided p of its t statistic with n - 2 degrees of freedom."""
+    x = np.array([math.log2(w) for w, xs in accs.items() for _ in xs])
+    y = np.array([100 * a for xs in accs.values() for a in xs])
+    slope, icpt = np.polyfit(x, y, 1)
+    resid = y - (slope * x + icpt)
+    se = math.sqrt(float((resid ** 2).sum()) / (len(y) - 2) / float(((x - x.mean()) ** 2).sum()))
+    return float(slope), float(2 * stats.t.sf(abs(slope / se), len(y) - 2))
+
+
+def test_an_edge_best_whose_tied_neighbours_still_climb_toward_it_is_not_a_plateau(tmp_path):
+    """Widths 256 to 2048 rising by about 0.05 points per doubling with 2-3 seeds each: every neighbour is tied
+    with the best pairwise, but the trend across them is beyond seed noise, so no plateau is claimed."""
+    accs = {64: [0.960, 0.962, 0.961], 256: [0.9805, 0.9812, 0.9809], 512: [0.9807, 0.9815, 0.9811],
+            1024: [0.9813, 0.9819], 2048: [0.9818, 0.9824]}
+    claims = analysis.sweep_claims(_width_sweep(tmp_path, accs), "width", " units")
+    assert _kinds(claims)[:2] == ["sweep_best", "sweep_edge_rising"]
+    f = claims[1].facts
+    slope, p = _slope_and_p({w: accs[w] for w in (256, 512, 1024, 2048)})
+    assert (f["n_plateau"], f["plateau_from"], f["n_runs"]) == (3, 256, 10)
+    assert f["slope"] == pytest.approx(slope) and f["p"] == pytest.approx(p) and p < 0.05
+    assert "accuracy still rises toward the edge" in claims[1].text and "no plateau" in claims[1].text
+
+
+def test_a_flat_plateau_at_the_edge_says_its_trend_and_stays_a_plateau(tmp_path):
+    accs = {64: [0.960, 0.962, 0.961], 256: [0.9812, 0.9805, 0.9818], 512: [0.9815, 0.9808, 0.9811],
+            1024: [0.9807, 0.9817, 0.9812], 2048: [0.9813, 0.9809, 0.9816]}
+    claims = analysis.sweep_claims(_width_sweep(tmp_path, accs), "width", " units")
+    assert _kinds(claims)[:2] == ["sweep_best", "sweep_edge_plateau"]
+    f = claims[1].facts
+    slope, p = _slope_and_p({w: accs[w] for w in (256, 512, 1024, 2048)})
+    assert f["slope"] == pytest.approx(slope) and f["p"] == pytest.approx(p) and p >= 0.05
+    assert f"shows no trend toward the edge beyond seed noise ({slope:+.2f} points per doubling" in claims[1].text
+
+
+def test_heatmap_colours_span_the_cells_that_learned_and_failed_ones_take_the_top_colour(tmp_path):
+    """A grid whose lr = 1 column collapsed (chance accuracy): the colour scale spans the working cells' errors
+    (2.5-3.5%), not up to the failed cells' 90%, which are clipped to the top colour (the colour bar's arrow); so
+    does a cell never half right although most of its seeds did not collapse."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from mlplab import plots
+
+    accs = {(0.01, 64): 0.965, (0.01, 128): 0.970, (0.1, 64): 0.975, (0.1, 128): 0.972, (1.0, 64): 0.10,
+            (1.0, 128): 0.098}
+    runs = [(TrainConfig(hidden=(8,), epochs=1, lr=lr, batch_size=bs, seed=s), a + 0.0005 * s)
+            for (lr, bs), a in accs.items() for s in range(3)]
+    rows, cols, cells = analysis.grid(_store(tmp_path, runs), "batch_size", "lr")
+    assert all(o.kind == "collapsed" for row in cells for c in row if c.median < 0.5 for o in c.outcomes)
+    fig = plots.heatmap(rows, cols, cells, "batch size", "learning rate", "test grid")
+    norm = fig.axes[0].images[0].norm
+    working = [100 * (1 - c.median) for row in cells for c in row if c.median > 0.5]
+    assert norm.vmin == pytest.approx(min(working)) and norm.vmax == pytest.approx(max(working))
+    assert norm(90.0) == 1.0  # a failed cell: the top colour
+    assert f"above {norm.vmax:.3g}%: the top colour" in fig.axes[1].get_ylabel()
+    runs = [(TrainConfig(hidden=(8,), epochs=1, lr=lr, batch_size=bs, seed=s), a)  # one seed collapsed, the
+            for (lr, bs), accs in {**{k: [v] * 3 for k, v in accs.items()},  # others never half right
+                                   (1.0, 128): [0.10, 0.21, 0.45]}.items() for s, a in enumerate(accs)]
+    rows, cols, cells = analysis.grid(_store(tmp_path / "b", runs), "batch_size", "lr")
+    norm = plots.heatmap(rows, cols, cells, "batch size", "learning rate", "test grid").axes[0].images[0].norm
+    assert norm.vmax == pytest.approx(100 * (1 - 0.965)) and norm(79.0) == 1.0
+
+
+def test_findings_say_where_a_row_setting_lets_no_learning_rate_train(tmp_path):
+    """A grid whose largest batch trains at no rate (every cell at chance): the summary's interaction bullet names
+    that row, as the grid's own trend claim does, instead of only how the best rate moves across the others."""
+    medians = {32: [0.950, 0.949, 0.90, 0.90], 256: [0.949, 0.950, 0.90, 0.90], 4096: [0.10, 0.099, 0.101, 0.10]}
+    trend = _trend(tmp_path, medians, 0.002)
+    assert trend.facts["dead_rows"] == [4096]
+    anova, zero, one, search, parts = _findings_parts(tmp_path)
+    c = analysis.findings_claim({"batch size": trend}, anova, zero, one, search, parts)
+    assert c.facts["moves"]["batch size"]["dead_rows"] == [4096]
+    assert "and at batch size 4096 no learning rate trains at all" in c.text

@@ -266,9 +266,19 @@ def _check_sweep(claim, records):
         assert best == (order[0] if f["edge"] == "smallest" else order[-1])
         inward = order[1:] if f["edge"] == "smallest" else order[-2::-1]
         plateau = list(itertools.takewhile(lambda v: _welch(vals[v], vals[best]) >= 0.05, inward))
-        assert (kind == "sweep_edge_plateau") == bool(plateau)
+        assert (kind != "sweep_edge") == bool(plateau)
         if plateau:
             assert f["n_plateau"] == len(plateau) and f["plateau_from"] == plateau[-1]
+        if plateau and order[0] > 0:  # the trend across the plateau: numpy's least squares on log2(value)
+            x = np.array([math.log2(v) for v in (best, *plateau) for _ in vals[v]])
+            y = np.array([100 * a for v in (best, *plateau) for a in vals[v]])
+            slope, icpt = np.polyfit(x, y, 1)
+            resid = y - slope * x - icpt
+            se = math.sqrt(float((resid ** 2).sum()) / (len(y) - 2) / float(((x - x.mean()) ** 2).sum()))
+            p = float(2 * stats.t.sf(abs(slope / se), len(y) - 2))
+            assert f["slope"] == pytest.approx(slope) and f["p"] == pytest.approx(p)
+            toward = slope > 0 if f["edge"] == "largest" else slope < 0
+            assert (kind == "sweep_edge_rising") == (toward and p < 0.05)
     elif kind.startswith(("sweep_low", "sweep_high")):
         end = "low" if "low" in kind else "high"
         v = sorted(g)[0 if end == "low" else -1]
@@ -829,7 +839,8 @@ def test_summary_findings_repeat_the_claims_of_their_sections(quick_study):
     assert set(f["moves"]) == set(named)
     for name, moves in f["moves"].items():
         t = trends[named[name]]
-        assert moves == {k: t[k] for k in ("direction", "separated", "steps_apart", "common", "rows", "bound_rows")}
+        assert moves == {k: t[k] for k in ("direction", "separated", "steps_apart", "common", "rows", "bound_rows",
+                                           "dead_rows", "row_name")}
     (anova,) = [c["facts"] for c in claims if c["kind"] == "anova"]
     assert (f["p_rows"], f["p_cols"], f["anova_min"], f["anova_max"], f["anova_sd"], f["bar_1"], f["bar_3"]) == \
         (anova["p_rows"], anova["p_cols"], anova["min"], anova["max"], anova["sd_points"], anova["bar_1"],
@@ -869,6 +880,8 @@ def test_linear_vs_mlp_and_zero_init_claims_follow_the_store(quick_study, record
     assert exact != ("zero_rounding" in claims)
     if not exact:
         assert claims["zero_rounding"]["first"] > 0
+    zf = claims["zero_exact" if exact else "zero_rounding"]  # 400 live steps: copies of one unit learn less
+    assert 0.0 <= zf["zero_acc"] < zf["random_acc"] <= 1.0
 
 
 def test_compute_claim_adds_up_the_stored_histories(quick_study, records):

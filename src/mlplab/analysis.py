@@ -218,6 +218,21 @@ def differs(a: Point, b: Point) -> bool:
     return not math.isnan(p) and p < ALPHA
 
 
+def trend_per_doubling(points: list[Point]) -> dict | None:
+    """The least-squares line through every run's validation accuracy against log2 of its setting's value (values
+    > 0): its slope in points per doubling, the two-sided p-value of the slope's t-test, and the number of runs.
+    None when it cannot be fitted (fewer than 3 runs, or one value only)."""
+    from scipy import stats
+
+    xs = [math.log2(p.value) for p in points for _ in p.vals]
+    ys = [100 * v for p in points for v in p.vals]
+    if len(ys) < 3 or len(set(xs)) < 2:
+        return None
+    fit = stats.linregress(xs, ys)
+    p = float(fit.pvalue)
+    return {"slope": float(fit.slope), "p": 1.0 if math.isnan(p) else p, "n_runs": len(ys)}
+
+
 def anova_two_way(y: list[list[float]]) -> dict:
     """Two-way ANOVA without replication of y[i][j] (row factor i, column factor j): for rows and columns, the sum of
     squares, degrees of freedom, F against the residual (the interaction) and its p-value."""
@@ -298,8 +313,12 @@ TEMPLATES = {
                   "seeds); {n_tied:tied/values}{tied}{tied_gap_said}.",
     "sweep_edge": "The best value is the {edge} value tried, so the optimum may lie beyond the range.",
     "sweep_edge_plateau": "The best value is the {edge} value tried, but it sits on a plateau: the {n_plateau:n/value} "
-                          "next to it, back to {plateau_from:vu}, are tied with it. Whether accuracy rises beyond the "
-                          "range is not measured.",
+                          "next to it, back to {plateau_from:vu}, are tied with it{trend_said}. Whether accuracy rises "
+                          "beyond the range is not measured.",
+    "sweep_edge_rising": "The best value is the {edge} value tried. The {n_plateau:n/value} next to it, back to "
+                         "{plateau_from:vu}, are each tied with it, but across them accuracy still rises toward the "
+                         "edge: {slope:+.2f} points per doubling of the {name} (least squares over {n_runs} runs, p "
+                         "{p:p}). So this is no plateau: the optimum may lie beyond the range, by a little.",
     "sweep_low_bad": "The low end is worse beyond seed noise: {low:vu} reaches a median of {low_val:pct} (Welch p "
                      "{low_p:p} against the best).",
     "sweep_low_ok": "The low end, {low:vu}, is tied with the best ({low_val:pct}, Welch p {low_p:p}): down to it, "
@@ -366,9 +385,12 @@ TEMPLATES = {
                      "apart (Welch p {p:p}).",
     "zero_exact": "In this run the zero-initialized units stayed exact copies of each other: their spread was exactly "
                   "0.0 at all {n_checks} checks up to step {last_step}, while the random init's spread was "
-                  "{random_last:.2f}.",
+                  "{random_last:.2f}. After the {last_step} steps the zero-initialized network classifies "
+                  "{zero_acc:pct} of the validation images correctly, the random init {random_acc:pct}.",
     "zero_rounding": "In this run rounding told the zero-initialized units apart: their spread was {first:.1e} at step "
-                     "{first_step} and {last:.1e} at step {last_step}, against {random_last:.2f} for the random init.",
+                     "{first_step} and {last:.1e} at step {last_step}, against {random_last:.2f} for the random init. "
+                     "After the {last_step} steps the zero-initialized network classifies {zero_acc:pct} of the "
+                     "validation images correctly, the random init {random_acc:pct}.",
     "zero_stored": "In the stored init experiment, zero init ends with a median validation accuracy of {zero_val:pct} "
                    "(outcomes: {zero_outcomes}), against {random_val:pct} for the best random scheme, {random_name}.",
     "zero_one_class": "{n_one:Of=n,the} zero-initialized runs score exactly the share of one digit among the "
@@ -481,8 +503,7 @@ def _tied_gap_said(gaps: list[float]) -> str:
     tied means "not told apart", not "equal"."""
     if not gaps:
         return ""
-    return (f" (their medians {_range([100 * g for g in gaps], '.2f')} points lower: not told apart, which is not "
-            "the same as equal)")
+    return f" (their medians {_range([100 * g for g in gaps], '.2f')} points lower, not told apart)"
 
 
 def sweep_claims(points: list[Point], name: str, unit: str = "", experiment: str = "") -> list[Claim]:
@@ -504,8 +525,20 @@ def sweep_claims(points: list[Point], name: str, unit: str = "", experiment: str
             edge = {**base, "edge": "smallest" if b is pts[0] else "largest"}
             inward = pts[1:] if b is pts[0] else pts[-2::-1]  # the other values, nearest to the edge first
             plateau = list(itertools.takewhile(lambda p: not differs(p, b), inward))
-            out.append(Claim("sweep_edge_plateau", {**edge, "n_plateau": len(plateau), "plateau_from":
-                                                    plateau[-1].value}) if plateau else Claim("sweep_edge", edge))
+            if not plateau:
+                out.append(Claim("sweep_edge", edge))
+            else:  # tied pairwise; but does accuracy still climb toward the edge across the plateau?
+                trend = trend_per_doubling([b, *plateau]) if pts[0].value > 0 else None
+                facts = {**edge, "n_plateau": len(plateau), "plateau_from": plateau[-1].value}
+                toward = trend is not None and (trend["slope"] > 0 if b is pts[-1] else trend["slope"] < 0)
+                if toward and trend["p"] < ALPHA:
+                    out.append(Claim("sweep_edge_rising", {**facts, **trend}))
+                else:
+                    said = "" if trend is None else (
+                        f", and across them accuracy shows no trend toward the edge beyond seed noise "
+                        f"({trend['slope']:+.2f} points per doubling of the {name}, least squares over "
+                        f"{trend['n_runs']} runs, p {fmt_p(trend['p'])})")
+                    out.append(Claim("sweep_edge_plateau", {**facts, **(trend or {}), "trend_said": said}))
         for end, p in (("low", pts[0]), ("high", pts[-1])):
             if p is b:
                 continue
@@ -1030,9 +1063,15 @@ def findings_claim(trends: dict[str, Claim], anova: Claim, zero: Claim, zero_cla
         return (f" (beyond seed noise{within})" if f["separated"] else ", but not beyond seed noise" if not steps
                 else f" (beyond seed noise {' and '.join(steps)} only{within})")
 
+    def dead(f):  # rows where no rate trains: there the row setting decides whether anything trains at all
+        rows = f["dead_rows"]
+        return (f", and at {_plural(f['row_name'], len(rows))} {_listed([fmt_value(r) for r in rows])} no learning "
+                "rate trains at all" if rows else "")
+
     moves = {name: {"direction": c.facts["direction"], "separated": c.facts["separated"],
                     "steps_apart": c.facts["steps_apart"], "common": c.facts["common"], "rows": c.facts["rows"],
-                    "bound_rows": c.facts["bound_rows"]}
+                    "bound_rows": c.facts["bound_rows"], "dead_rows": c.facts["dead_rows"],
+                    "row_name": c.facts["row_name"]}
              for name, c in trends.items()}
     a = anova.facts
     best = next((c for c in search if c.kind == "search_best"), None)
@@ -1041,7 +1080,7 @@ def findings_claim(trends: dict[str, Claim], anova: Claim, zero: Claim, zero_cla
         "parts_short": parts.facts["short"], "n_parts": parts.facts["k"], "moves": moves,
         "interactions": "; ".join(f"with the {name} it "
                                   f"{'stays the same' if m['direction'] == 'stays' else m['direction']}{status(m)}"
-                                  for name, m in moves.items()),
+                                  f"{dead(m)}" for name, m in moves.items()),
         "randomness": (f"neither the init seed (ANOVA p {fmt_p(a['p_rows'])}) nor the data order (p "
                        f"{fmt_p(a['p_cols'])}) has a detectable effect"
                        if a["p_rows"] >= ALPHA and a["p_cols"] >= ALPHA else
@@ -1466,8 +1505,18 @@ def pct(x: float | None, digits: int = 1) -> str:
 
 
 def fmt_p(p: float) -> str:
-    """A p-value as the text writes it after "p": "< 0.0001", "= 0.0043", "= 0.79"."""
-    return "< 0.0001" if p < 1e-4 else f"= {p:.2g}" if p < 0.01 else f"= {p:.2f}"
+    """A p-value as the text writes it after "p": "< 0.0001", "= 0.0043", "= 0.045", "= 0.79". Between 0.01 and
+    0.1 it keeps three decimals, and more when those would round it onto ALPHA, so the printed value is always on
+    the same side of ALPHA as the verdict next to it (0.0454 was printed "0.05" beside "worse", 0.0526 "0.05" beside
+    "tied")."""
+    if p < 1e-4:
+        return "< 0.0001"
+    if p < 0.01:
+        return f"= {p:.2g}"
+    digits = 2 if p >= 0.1 else 3
+    while round(p, digits) == ALPHA and p != ALPHA and digits < 8:
+        digits += 1
+    return f"= {p:.{digits}f}"
 
 
 def tied_phrase(n_tied: int, n_others: int, nouns: str) -> str:

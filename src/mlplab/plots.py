@@ -17,7 +17,7 @@ import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.ticker import FuncFormatter, LogFormatter, MaxNLocator
 
-from mlplab.analysis import Point, best, broke_down, fmt_value, pct, with_unit
+from mlplab.analysis import LEARNED, Point, best, broke_down, fmt_value, pct, with_unit
 
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p"]
@@ -165,8 +165,14 @@ def heatmap(rows: list, cols: list, cells: list[list[Point]], row_name: str, col
     m = np.array([[100 * (1 - c.median) if c.records else np.nan for c in row] for row in cells])
     fig, ax = plt.subplots(figsize=(1.05 * len(cols) + 2.8, 0.62 * len(rows) + 2.2))
     finite = m[np.isfinite(m)]
-    lo, hi = (max(FLOOR, finite.min()), max(finite.max(), finite.min() * 1.01)) if finite.size else (1, 100)
-    im = ax.imshow(m, cmap="viridis_r", norm=LogNorm(vmin=lo, vmax=hi), aspect="auto")
+    # The colours span the cells that learned (a median of at least LEARNED accuracy, most seeds neither collapsed
+    # nor diverged): failed cells, near 90% error, would otherwise stretch the scale until every working cell had
+    # the same colour. They take the top colour (the colour bar's arrow); their numbers and marks say how they ended.
+    learned = np.array([[bool(c.records) and c.median >= LEARNED and 2 * sum(
+        o.kind in ("collapsed", "diverged") for o in c.outcomes) <= len(c.outcomes) for c in row] for row in cells])
+    span = m[np.isfinite(m) & learned] if learned.any() else finite
+    lo, hi = (max(FLOOR, span.min()), max(span.max(), span.min() * 1.01)) if span.size else (1, 100)
+    im = ax.imshow(m, cmap="viridis_r", norm=LogNorm(vmin=lo, vmax=hi, clip=True), aspect="auto")
     digits = 2 if finite.size and finite.max() - finite.min() < 1 else 1
     for i, row in enumerate(cells):
         for j, c in enumerate(row):
@@ -178,7 +184,7 @@ def heatmap(rows: list, cols: list, cells: list[list[Point]], row_name: str, col
                              + ([f"{fell}x"] if fell else []))
             # a median that is a diverged seed (accuracy 0 by convention) reads "div.", not "0.0"
             label = "div." if 2 * k.count("diverged") > len(k) else f"{100 * c.median:.{digits}f}"
-            shade = (math.log(m[i, j]) - math.log(lo)) / max(math.log(hi) - math.log(lo), 1e-9)
+            shade = (math.log(min(max(m[i, j], lo), hi)) - math.log(lo)) / max(math.log(hi) - math.log(lo), 1e-9)
             ax.text(j, i, label + (f"\n{marks}" if marks else ""), ha="center",
                     va="center", fontsize=8, color="white" if shade > 0.55 else "black")
     flat = [c for row in cells for c in row if c.records]
@@ -194,9 +200,10 @@ def heatmap(rows: list, cols: list, cells: list[list[Point]], row_name: str, col
     ax.set_ylabel(row_name)
     ax.grid(False)
     ax.set_title(f"{title}\n(numbers in the cells: {numbers}; colour: error, log scale)", fontsize=10)
-    cb = fig.colorbar(im, ax=ax)
+    beyond = bool(finite.size) and finite.max() > hi
+    cb = fig.colorbar(im, ax=ax, extend="max" if beyond else "neither")
     _plain_log(cb.ax.yaxis)
-    cb.set_label(f"colour: {what}")
+    cb.set_label(f"colour: {what}" + (f"\n(above {hi:.3g}%: the top colour)" if beyond else ""))
     return fig
 
 

@@ -9,8 +9,11 @@
 # Written and executed by `mlplab study`. The networks are built from plain tensors: initialization, activations,
 # cross-entropy and the optimizers are written by hand (autograd gives the gradients); nothing comes from
 # `torch.nn` or `torch.optim`. The experiments were trained beforehand, many models at once, into a result store;
-# the cells below read that store, and every result in the text is computed from it (the settings, such as
-# learning rates and budgets, are the study's own choices, written where they are described). The store is the
+# the cells below read that store, and every result of those experiments in the text is computed from it (the
+# settings, such as learning rates and budgets, are the study's own choices, written where they are described). A
+# few small demonstrations run in the notebook itself as it executes, and say so where they appear: the
+# thirty-line MLP (section 2), the zero-initialized sigmoid network (section 4), the thread-count runs (section
+# 8.2) and the statistics at initialization (section 10.1). The store is the
 # file that `STORE` names in the parameter cell below (`study.sqlite` beside this notebook, unless `mlplab study`
 # was given `--store`): hand it in with the notebook, since without it the numbers can be neither checked nor
 # recomputed.
@@ -136,7 +139,8 @@ display(Markdown(
 #
 # **Comparisons.** A sweep's value is summarized by the median over its seeds. Two settings are called different
 # only when Welch's t-test on their seeds' validation accuracies gives p < 0.05 (a diverged seed counts as accuracy
-# 0); otherwise they are called **tied** (they cannot be told apart), and "worse beyond seed noise" means p < 0.05.
+# 0); otherwise they are called **tied**: they cannot be told apart, which is not the same as equal (a tied value's
+# median may lie below the best's, and more seeds might separate them). "Worse beyond seed noise" means p < 0.05.
 # This rule is behind every "tied" and "worse" below. The tests are pairwise, on 2 to 5 seeds each, and not
 # corrected for how many are made: in a sweep of many values, one "worse" in twenty can be chance, and a value whose
 # seeds spread widely (one collapsed seed) is easily "tied". With 3 seeds the spread itself is poorly known: three
@@ -348,7 +352,7 @@ from mlplab.mlp import forward as mlp_forward
 from mlplab.mlp import init_mlp
 from mlplab.optim import init_state, sgd_step
 
-steps, spreads = [], {}
+steps, spreads, accs = [], {}, {}
 for label, scheme, scale in (("zeros", "zeros", 0.0), ("uniform(-0.01, 0.01)", "uniform", 0.01)):
     params = {k: v.requires_grad_() for k, v in init_mlp([784, 32, 10], scheme, [scale], [0]).items()}
     state = init_state(params, "sgd")
@@ -365,9 +369,12 @@ for label, scheme, scale in (("zeros", "zeros", 0.0), ("uniform(-0.01, 0.01)", "
             if label == "zeros":
                 steps.append(step)
     spreads[label] = ys
+    with torch.no_grad():  # what the network computes after its 400 steps: its validation accuracy
+        accs[label] = float((mlp_forward(params, XV, "sigmoid")[0].argmax(-1) == YV).float().mean())
 show(plots.unit_spread(steps, spreads, "Hidden units after a zero init vs a random init"), "zero_spread")
 z = spreads["zeros"]
-facts = {"n_checks": len(z), "last_step": steps[-1], "random_last": spreads["uniform(-0.01, 0.01)"][-1]}
+facts = {"n_checks": len(z), "last_step": steps[-1], "random_last": spreads["uniform(-0.01, 0.01)"][-1],
+         "zero_acc": accs["zeros"], "random_acc": accs["uniform(-0.01, 0.01)"]}
 first = next((i for i, v in enumerate(z) if v > 0), None)
 zero_claims = [Claim("zero_exact", facts) if first is None else
                Claim("zero_rounding", {**facts, "first": z[first], "first_step": steps[first], "last": z[-1]})]
@@ -516,11 +523,22 @@ lr_claims = sweep_section("lr", [lp[0].value, analysis.best(lp).value, lp[-1].va
 
 # %% tags=["hide-input"]
 bs_claims = sweep_section("batch_size")
-rows_b, _, cells_b = analysis.grid(REC["batch_x_lr"], "batch_size", "lr")
+rows_b, cols_b, cells_b = analysis.grid(REC["batch_x_lr"], "batch_size", "lr")
 retuned_bs = analysis.retuned_claims(rows_b, cells_b, analysis.best(POINTS["batch_size"]).value, "a batch of",
                                     " examples", "batch_x_lr")
+
+
+def lattice_said(cols):
+    """What 're-tuned' means here: the best of the grid's few rates, which need not include the sweeps' own."""
+    missing = "" if study.BASE["lr"] in cols else (
+        f"; they leave out the sweeps' rate {fmt_value(study.BASE['lr'])}, so a setting's re-tuned median can lie "
+        "below its median in the sweep")
+    return (f"each setting's own best rate is the best of the grid's {len(cols)} rates, "
+            f"{', '.join(fmt_value(c) for c in cols)}{missing}")
+
+
 if retuned_bs:
-    say(retuned_bs, lead="**With the rate re-tuned** (the grid of section 7). ")
+    say(retuned_bs, lead=f"**With the rate re-tuned** (the grid of section 7: {lattice_said(cols_b)}). ")
 
 # %% [markdown]
 # ### 5.6 Depth, at the base learning rate and with the rate re-tuned
@@ -540,7 +558,8 @@ table(["hidden layers", "best learning rate", "median val. accuracy", "seeds"],
 retuned_pts = [analysis.Point(b.value[0], b.records) for b in retuned]
 depth_grid = analysis.grid_claims(rows_d, cols_d, cells_d, "depth", "depth_x_lr")
 say(depth_grid + analysis.sweep_claims(retuned_pts, "depth with the rate re-tuned per depth", " hidden layers",
-                                       "depth_retuned")[:1])
+                                       "depth_retuned")[:1],
+    after=f" Re-tuned here means that {lattice_said(cols_d)}.")
 
 # %% [markdown]
 # <a id="s6"></a>
@@ -654,12 +673,12 @@ for name, (row, row_label, row_name) in GRIDS.items():
 # %% tags=["hide-input"]
 rows3, cols3, cells3 = analysis.grid(REC["seeds"], "seed", "data_seed")
 anova = analysis.anova_claim(REC["seeds"], "seeds")
-effect = min(anova.facts["p_rows"], anova.facts["p_cols"]) < analysis.ALPHA  # a best cell means something only then
+effect = min(anova.facts["p_rows"], anova.facts["p_cols"]) < analysis.ALPHA  # said in the title
 show(plots.heatmap(rows3, cols3, cells3, "initialization seed", "data-order seed",
                    "Validation accuracy for each pair of seeds\n"
                    f"the colours span {100 * (anova.facts['max'] - anova.facts['min']):.2f} points; "
                    + ("an effect is detected (ANOVA below)" if effect else "no effect is detected (ANOVA below)"),
-                   box_best=effect,
+                   box_best=False,  # a best pair of seeds is luck: the ANOVA below tests rows and columns
                    what="validation error (%), one run per cell", numbers="validation accuracy (%)"), "grid_seeds")
 say([anova])
 # The sweeps' verdicts rest on each setting's few seeds; this SD gives a second, shared noise estimate to test against
@@ -696,9 +715,12 @@ max_diff = max(float((runs["a1"][k] - runs["b"][k]).abs().max()) for k in runs["
 say([Claim("threads", {"t_a": 1, "t_b": 2, "repeat": "bit-identical" if same else "NOT bit-identical",
                        "n_diff": n_diff, "n_total": sum(v.numel() for v in runs["a1"].values()),
                        "max_diff": max_diff})],
-    after=(" This study ran on a GPU, where atomic additions add a run-to-run component on top; "
-           "`mlplab study --deterministic` removes it at some cost in speed." if DEVICE.startswith("cuda") else
-           " No GPU was used for this study, so the GPU's run-to-run nondeterminism was not measured."))
+    after=(" So the effect described above did not show here: with this model's sizes, this machine's kernels "
+           "computed the same bits with one thread and with two. It can happen, not must: whether a sum is split "
+           "between threads depends on the sizes, the kernels and the CPU." if n_diff == 0 else "")
+    + (" This study ran on a GPU, where atomic additions add a run-to-run component on top; "
+       "`mlplab study --deterministic` removes it at some cost in speed." if DEVICE.startswith("cuda") else
+       " No GPU was used for this study, so the GPU's run-to-run nondeterminism was not measured."))
 
 # %% [markdown]
 # <a id="s9"></a>
