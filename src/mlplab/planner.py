@@ -74,11 +74,15 @@ def fixed_bytes(n_examples: int = N_EXAMPLES, in_dim: int = IN_DIM, M: int = MAX
 
 
 def population_bytes(configs, n_examples: int = N_EXAMPLES) -> int:
-    """Estimated peak memory of training `configs` as one population: fixed + streams + models."""
+    """Estimated peak memory of training `configs` as one population: fixed + streams + models. With several
+    streams, their batches are also stacked into one tensor for the first layer's batched product (one more copy
+    of every stream's batch: mlp.forward_streams)."""
     streams = {c.order_seed for c in configs}
     c0 = configs[0]
+    stacked = 4 * c0.batch_size * IN_DIM * len(streams) if len(streams) > 1 else 0
     return (fixed_bytes(n_examples, M=len(configs), widest=max((N_CLASSES, *c0.hidden)))
-            + len(streams) * stream_bytes(c0, n_train=n_examples) + sum(bytes_per_model(c) for c in configs))
+            + len(streams) * stream_bytes(c0, n_train=n_examples) + stacked
+            + sum(bytes_per_model(c) for c in configs))
 
 
 def check_fits(configs: list[TrainConfig], budget_bytes: int, what: str = "memory budget") -> None:
@@ -144,8 +148,8 @@ def plan(configs: list[TrainConfig], budget_bytes: int, max_models: int = MAX_MO
     for members in groups.values():
         c0 = members[0]
         per = max(bytes_per_model(c) for c in members)
-        if len({c.order_seed for c in members}) > 1:  # each model may bring its own stream
-            per += stream_bytes(c0)
+        if len({c.order_seed for c in members}) > 1:  # each model may bring its own stream, stacked once more
+            per += stream_bytes(c0) + 4 * c0.batch_size * IN_DIM  # for the first layer (see population_bytes)
         room = max(1, min(max_models, (budget_bytes - fixed_bytes() - stream_bytes(c0)) // per))
         if params_cap is not None:
             room = max(1, min(room, params_cap // max(n_params(c) for c in members)))
