@@ -909,3 +909,20 @@ def test_findings_say_where_a_row_setting_lets_no_learning_rate_train(tmp_path):
     c = analysis.findings_claim({"batch size": trend}, anova, zero, one, search, parts)
     assert c.facts["moves"]["batch size"]["dead_rows"] == [4096]
     assert "and at batch size 4096 no learning rate trains at all" in c.text
+
+
+def test_the_unit_spread_axis_keeps_its_zero_apart_from_the_smallest_power_of_ten():
+    """Symmetric-log axis for spreads from 6.4e-7 to 1.6: linear below 1e-7, with no tick between 0 and 1e-7 (a
+    threshold at 6.4e-7 drew the 1e-7 tick on top of the 0)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from mlplab import plots
+
+    steps = list(range(10, 401, 10))
+    fig = plots.unit_spread(steps, {"zeros": [6.4e-7 * 1.25 ** i for i in range(40)], "random": [1.6] * 40}, "t")
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "symlog" and ax.yaxis.get_transform().linthresh == pytest.approx(1e-7)
+    ticks = list(ax.get_yticks())
+    assert ticks[0] == 0.0 and ticks[1] == pytest.approx(1e-7) and not [t for t in ticks if 0 < t < 1e-7]
+    assert ax.get_ylim()[1] < 10  # no decade added above the data

@@ -313,7 +313,12 @@ def unit_spread(steps: list[int], spreads: dict[str, list[float]], title: str):
         ax.plot(steps, ys, **line_style(k), markevery=max(1, len(steps) // 10),
                 label=label + (" (exactly 0 at every step)" if zero else ""))
     if positive and max(positive) > 100 * min(positive):
-        ax.set_yscale("symlog", linthresh=min(positive))
+        # linear below the power of ten under the smallest spread: 0 and that power's tick lie a decade apart (a
+        # threshold between two powers put the power's tick inside the linear band, on top of the 0)
+        linthresh = 10.0 ** math.floor(math.log10(min(positive)))
+        ax.set_yscale("symlog", linthresh=linthresh)
+        top = math.floor(math.log10(max(positive)))
+        ax.set_yticks([0.0] + [10.0 ** k for k in range(round(math.log10(linthresh)), top + 1)])
     ax.set_ylim(bottom=0)
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("spread between hidden units\n(max |w_j - w_0| / max |w|)")
