@@ -65,6 +65,12 @@ def stream_bytes(config: TrainConfig, n_train: int = N_TRAIN, in_dim: int = IN_D
     return 8 * n_train + 4 * config.batch_size * in_dim + 24 * config.batch_size
 
 
+def stacked_bytes(config: TrainConfig, in_dim: int = IN_DIM) -> int:
+    """One stream's batch once more, when a population reads several: mlp.forward_streams stacks the streams'
+    batches (M, B, D) for the first layer's batched product."""
+    return 4 * config.batch_size * in_dim
+
+
 def fixed_bytes(n_examples: int = N_EXAMPLES, in_dim: int = IN_DIM, M: int = MAX_MODELS,
                 widest: int = 1 << 20) -> int:
     """What a population needs beside its models and streams: the dataset as float32 (and int64 labels) on the
@@ -79,7 +85,7 @@ def population_bytes(configs, n_examples: int = N_EXAMPLES) -> int:
     of every stream's batch: mlp.forward_streams)."""
     streams = {c.order_seed for c in configs}
     c0 = configs[0]
-    stacked = 4 * c0.batch_size * IN_DIM * len(streams) if len(streams) > 1 else 0
+    stacked = len(streams) * stacked_bytes(c0) if len(streams) > 1 else 0
     return (fixed_bytes(n_examples, M=len(configs), widest=max((N_CLASSES, *c0.hidden)))
             + len(streams) * stream_bytes(c0, n_train=n_examples) + stacked
             + sum(bytes_per_model(c) for c in configs))
@@ -149,7 +155,7 @@ def plan(configs: list[TrainConfig], budget_bytes: int, max_models: int = MAX_MO
         c0 = members[0]
         per = max(bytes_per_model(c) for c in members)
         if len({c.order_seed for c in members}) > 1:  # each model may bring its own stream, stacked once more
-            per += stream_bytes(c0) + 4 * c0.batch_size * IN_DIM  # for the first layer (see population_bytes)
+            per += stream_bytes(c0) + stacked_bytes(c0)  # for the first layer
         room = max(1, min(max_models, (budget_bytes - fixed_bytes() - stream_bytes(c0)) // per))
         if params_cap is not None:
             room = max(1, min(room, params_cap // max(n_params(c) for c in members)))
